@@ -1,0 +1,36 @@
+# Two commands do all the set-up on a fresh machine with python3.11+:
+#   make serve   bootstrap, then start the server on embedded defaults
+#   make test    bootstrap, then run the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.hotpose-installed
+
+.PHONY: install serve test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml client/pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "hotpose needs Python 3.11+"'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# the pinned CPU build here; a bare "torch" would pull several GB of CUDA packages
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]' -e ./client
+	touch $(STAMP)
+
+serve: install
+	$(VENV)/bin/hotpose serve
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check models service client tests
+	$(VENV)/bin/mypy models service client/hotpose_client
+
+bench: install
+	$(VENV)/bin/hotpose bench lifter
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

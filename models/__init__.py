@@ -1,0 +1,100 @@
+"""hotpose models: the 3D lifters (and, later, the 2D detector).
+
+Entry point: `create_lifter(name, weights=None, device=None, **overrides)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from models.checkpoint import CheckpointError, load_strict, read_weights, save_checkpoint
+from models.hot import HoTMixSTE, LifterConfig
+
+Lifter = HoTMixSTE  # every registered lifter exposes .config (with .frames, .joints, .to_dict())
+
+# Named variants: name -> factory(**config overrides) -> model.
+LIFTERS: dict[str, Callable[..., Lifter]] = {
+    "hot_mixste": lambda **o: HoTMixSTE(LifterConfig(**{"hot": True, **o})),
+    "mixste": lambda **o: HoTMixSTE(LifterConfig(**{"hot": False, **o})),
+}
+
+_CONFIG_FIELDS = {f.name for f in fields(LifterConfig)}
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _infer_official_config(sd: dict[str, Tensor]) -> dict[str, Any]:
+    """Sizes an official state_dict implies (the rest keeps the defaults)."""
+    cfg: dict[str, Any] = {}
+    if "Spatial_patch_to_embedding.weight" in sd:
+        cfg["dim"] = sd["Spatial_patch_to_embedding.weight"].shape[0]
+    if "Spatial_pos_embed" in sd:
+        cfg["joints"] = sd["Spatial_pos_embed"].shape[1]
+    if "Temporal_pos_embed" in sd:
+        cfg["frames"] = sd["Temporal_pos_embed"].shape[1]
+    if "STEblocks.0.mlp.fc1.weight" in sd:
+        cfg["mlp_hidden_dim"] = sd["STEblocks.0.mlp.fc1.weight"].shape[0]
+    blocks = {int(k.split(".")[1]) for k in sd if k.startswith("STEblocks.")}
+    if blocks:
+        cfg["depth"] = max(blocks) + 1
+    if "pos_embed_token" in sd:
+        cfg["token_num"] = sd["pos_embed_token"].shape[1]
+    return cfg
+
+
+def create_lifter(
+    name: str = "hot_mixste",
+    weights: str | Path | None = None,
+    device: str | torch.device | None = None,
+    **overrides: Any,
+) -> Lifter:
+    """Build a lifter by name, optionally load weights strictly, return it in eval mode.
+
+    `weights` is an official state_dict `.pth` (sizes are read from its
+    shapes) or a hotpose checkpoint (its saved config rebuilds the model; the
+    name must agree). `overrides` are `LifterConfig` fields and win over both.
+    The model maps [B, frames, 17, 2] screen-normalised 2D to [B, frames, 17, 3]
+    root-relative 3D.
+    """
+    if name not in LIFTERS:
+        raise KeyError(f"unknown lifter {name!r}; known: {', '.join(sorted(LIFTERS))}")
+    unknown = set(overrides) - _CONFIG_FIELDS
+    if unknown:
+        raise TypeError(f"unknown config fields {sorted(unknown)}; known: {sorted(_CONFIG_FIELDS)}")
+
+    sd: dict[str, Tensor] | None = None
+    config: dict[str, Any] = {}
+    if weights is not None:
+        sd, header = read_weights(weights)
+        if header is None:
+            config = _infer_official_config(sd)
+        else:
+            if header.get("name") != name:
+                raise CheckpointError(f"{weights} holds a {header.get('name')!r} lifter, not {name!r}")
+            config = {k: v for k, v in header["config"].items() if k != "hot"}
+    config.update(overrides)
+
+    model = LIFTERS[name](**config)
+    if sd is not None:
+        load_strict(model, sd, str(weights))
+    return model.to(device if device is not None else default_device()).eval()
+
+
+__all__ = [
+    "LIFTERS",
+    "CheckpointError",
+    "HoTMixSTE",
+    "Lifter",
+    "LifterConfig",
+    "create_lifter",
+    "default_device",
+    "save_checkpoint",
+]

@@ -1,0 +1,193 @@
+"""Benchmarks for the models (`hotpose bench lifter`).
+
+Latency is measured, never asserted: the machine is shared and noisy, so
+models are timed interleaved (one forward of each per round) and medians and
+ratios are reported from the same run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import statistics
+import sys
+import time
+import types
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from models import create_lifter
+from models.layers import Attention, CrossAttention, count_parameters
+
+log = logging.getLogger(__name__)
+
+_ATTENTION_NAMES = {"Attention", "Cross_Attention", "CrossAttention"}
+
+
+def count_flops(model: nn.Module, x: Tensor) -> dict[str, float]:
+    """FLOPs of one forward, counted with hooks.
+
+    `linear`: 2 x the multiply-accumulates of every nn.Linear (the paper's
+    convention). `attention`: 2 x the MACs of the QK^T and AV matmuls.
+    """
+    macs = {"linear": 0, "attention": 0}
+
+    def on_linear(mod: nn.Module, inp: tuple[Tensor, ...], out: Tensor) -> None:
+        assert isinstance(mod, nn.Linear)
+        macs["linear"] += inp[0].numel() // mod.in_features * mod.in_features * mod.out_features
+
+    def on_attention(mod: nn.Module, inp: tuple[Tensor, ...], out: Tensor) -> None:
+        q = inp[0]
+        k = inp[1] if len(inp) > 1 else q
+        n, lk, c = k.shape
+        lq = q.shape[1]
+        macs["attention"] += 2 * n * lq * lk * c  # QK^T and AV over all heads
+
+    hooks = []
+    for mod in model.modules():
+        if isinstance(mod, nn.Linear):
+            hooks.append(mod.register_forward_hook(on_linear))
+        elif isinstance(mod, Attention | CrossAttention) or type(mod).__name__ in _ATTENTION_NAMES:
+            hooks.append(mod.register_forward_hook(on_attention))
+    try:
+        with torch.inference_mode():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    linear = 2.0 * macs["linear"]
+    return {"gflops_linear": linear / 1e9, "gflops_total": (linear + 2.0 * macs["attention"]) / 1e9}
+
+
+def time_interleaved(
+    fns: dict[str, Callable[[], Any]], rounds: int, warmup: int = 1
+) -> dict[str, list[float]]:
+    """Seconds per call for each function, measured round-robin."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return times
+
+
+def load_official_models(repo: Path, dim: int, frames: int, token_num: int, layer_index: int) -> dict[str, nn.Module]:
+    """Build the official HoT repository's MixSTE and HoT-MixSTE from a local checkout.
+
+    Needs `einops`; `timm` is only used there for DropPath, which is the
+    identity at inference, so a minimal stand-in is registered when timm is absent.
+    """
+    try:
+        import timm.models.layers  # noqa: F401
+    except ImportError:
+        from models.layers import DropPath
+
+        for name in ("timm", "timm.models", "timm.models.layers"):
+            sys.modules.setdefault(name, types.ModuleType(name))
+        sys.modules["timm.models.layers"].DropPath = DropPath  # type: ignore[attr-defined]
+    args = SimpleNamespace(
+        channel=dim, d_hid=2 * dim, frames=frames, n_joints=17, out_joints=17,
+        token_num=token_num, layer_index=layer_index, layers=8,
+    )
+    out: dict[str, nn.Module] = {}
+    files = {"official_mixste": "model/mixste/mixste.py", "official_hot_mixste": "model/mixste/hot_mixste.py"}
+    for key, rel in files.items():
+        path = repo / rel
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: pass the root of a checkout of the official HoT repository")
+        spec = importlib.util.spec_from_file_location(f"hotpose_bench_{key}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        out[key] = module.Model(args).eval()
+    return out
+
+
+def bench_lifter(
+    dim: int = 512,
+    frames: int = 243,
+    token_num: int = 81,
+    layer_index: int = 3,
+    batches: tuple[int, ...] = (1, 4),
+    rounds: int = 7,
+    official_repo: Path | None = None,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Params, FLOPs per window and interleaved median latency of mixste vs hot_mixste."""
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    models: dict[str, nn.Module] = {
+        "mixste": create_lifter("mixste", device="cpu", dim=dim, frames=frames),
+        "hot_mixste": create_lifter(
+            "hot_mixste", device="cpu", dim=dim, frames=frames, token_num=token_num, layer_index=layer_index
+        ),
+    }
+    if official_repo is not None:
+        models.update(load_official_models(official_repo, dim, frames, token_num, layer_index))
+
+    x1 = torch.randn(1, frames, 17, 2)
+    report: dict[str, Any] = {
+        "config": {"dim": dim, "frames": frames, "token_num": token_num, "layer_index": layer_index},
+        "threads": torch.get_num_threads(),
+        "rounds": rounds,
+        "models": {},
+    }
+    for name, m in models.items():
+        report["models"][name] = {"params_m": count_parameters(m) / 1e6, **count_flops(m, x1)}
+
+    for b in batches:
+        x = torch.randn(b, frames, 17, 2)
+        with torch.inference_mode():
+            fns: dict[str, Callable[[], Any]] = {name: partial(m, x) for name, m in models.items()}
+            times = time_interleaved(fns, rounds)
+        for name, ts in times.items():
+            report["models"][name][f"latency_ms_b{b}"] = 1000 * statistics.median(ts)
+        per_round = [h / m for h, m in zip(times["hot_mixste"], times["mixste"], strict=True)]
+        report[f"ratio_b{b}"] = statistics.median(times["hot_mixste"]) / statistics.median(times["mixste"])
+        report[f"ratio_per_round_median_b{b}"] = statistics.median(per_round)
+        if official_repo is not None:
+            report[f"official_ratio_b{b}"] = statistics.median(times["official_hot_mixste"]) / statistics.median(
+                times["official_mixste"]
+            )
+    m, h = report["models"]["mixste"], report["models"]["hot_mixste"]
+    report["flop_ratio_linear"] = h["gflops_linear"] / m["gflops_linear"]
+    report["flop_ratio_total"] = h["gflops_total"] / m["gflops_total"]
+    return report
+
+
+def format_lifter_report(report: dict[str, Any]) -> str:
+    """A Markdown table of a `bench_lifter` report."""
+    batches = sorted(int(k.split("_b")[1]) for k in report if k.startswith("ratio_b"))
+    head = "| model | params (M) | GFLOPs Linear x2 | GFLOPs total |" + "".join(
+        f" median ms b{b} |" for b in batches
+    )
+    lines = [head, "|" + "---|" * (4 + len(batches))]
+    for name, r in report["models"].items():
+        cells = [name, f"{r['params_m']:.2f}", f"{r['gflops_linear']:.1f}", f"{r['gflops_total']:.1f}"]
+        cells += [f"{r[f'latency_ms_b{b}']:.0f}" for b in batches]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(
+        f"FLOP ratio hot/mixste: {report['flop_ratio_linear']:.3f} (Linear), {report['flop_ratio_total']:.3f} (total)"
+    )
+    for b in batches:
+        line = (
+            f"latency ratio hot/mixste b{b}: {report[f'ratio_b{b}']:.3f} "
+            f"(median of per-round ratios {report[f'ratio_per_round_median_b{b}']:.3f})"
+        )
+        if f"official_ratio_b{b}" in report:
+            line += f"; official code {report[f'official_ratio_b{b}']:.3f}"
+        lines.append(line)
+    lines.append(f"threads: {report['threads']}, rounds: {report['rounds']}")
+    return "\n".join(lines)
