@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml client/pyproject.toml
 	# the pinned CPU build here; a bare "torch" would pull several GB of CUDA packages
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[dev]' -e ./client
+	# BlazePose weights: the mediapipe wheel from PyPI, two files extracted and sha256-checked
+	$(VENV)/bin/hotpose fetch-weights
 	touch $(STAMP)
 
 serve: install

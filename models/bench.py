@@ -191,3 +191,101 @@ def format_lifter_report(report: dict[str, Any]) -> str:
         lines.append(line)
     lines.append(f"threads: {report['threads']}, rounds: {report['rounds']}")
     return "\n".join(lines)
+
+
+def _pan_frames(n: int) -> list[Any]:
+    """A synthetic clip: a 720p window panning over the scikit-image astronaut photo."""
+    import cv2
+    import numpy as np
+    from skimage import data
+
+    img = cv2.resize(data.astronaut(), (720, 720))
+    canvas = np.pad(img, ((0, 0), (600, 600), (0, 0)), mode="edge")
+    return [np.ascontiguousarray(canvas[:, k : k + 1280]) for k in np.linspace(0, 600, n).astype(int)]
+
+
+def bench_detector(
+    video: Path | None = None, frames: int = 60, rounds: int = 20, threads: int | None = None, device: str = "cpu"
+) -> dict[str, Any]:
+    """BlazePose latency: per frame (full and tracking mode) and per landmark batch; litert when installed."""
+    import numpy as np
+
+    from models.detector.blazepose import DET_SIZE, LMK_SIZE, BlazePose, BlazePoseConfig
+
+    if threads:
+        torch.set_num_threads(threads)
+    if video is not None:
+        from service.video import iter_frames
+
+        clip = [f for i, _, f in iter_frames(video) if i < frames]
+    else:
+        clip = _pan_frames(frames)
+    report: dict[str, Any] = {"threads": torch.get_num_threads(), "frames": len(clip), "device": device,
+                              "frame_size": list(clip[0].shape[:2])}
+
+    tracking = BlazePose(BlazePoseConfig(), device=device)
+    full = BlazePose(BlazePoseConfig(), device=device)
+
+    def run_full(frame: Any) -> None:
+        rois = [r for r, _ in full.detect(frame)]
+        full.landmarks(frame, rois)
+
+    per_frame: dict[str, list[float]] = {"full_mode": [], "tracking_mode": []}
+    for frame in clip[:3]:  # warm-up
+        run_full(frame)
+    for frame in clip:
+        for name, fn in (("full_mode", run_full), ("tracking_mode", tracking.process)):
+            t0 = time.perf_counter()
+            fn(frame)
+            per_frame[name].append(time.perf_counter() - t0)
+    for name, ts in per_frame.items():
+        report[f"{name}_ms_median"] = 1000 * statistics.median(ts)
+        report[f"{name}_ms_p90"] = 1000 * sorted(ts)[int(0.9 * (len(ts) - 1))]
+
+    det_in = torch.rand(1, 3, DET_SIZE, DET_SIZE, device=device) * 2 - 1
+    fns: dict[str, Callable[[], Any]] = {"detector_model": partial(full.detector, det_in)}
+    for b in (1, 4, 16):
+        fns[f"landmarks_b{b}"] = partial(full.landmarker, torch.rand(b, 3, LMK_SIZE, LMK_SIZE, device=device))
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        for key, module, size, lo in (("litert_detector", full.detector, DET_SIZE, -1.0),
+                                      ("litert_landmarks_b1", full.landmarker, LMK_SIZE, 0.0)):
+            interp = Interpreter(model_path=str(module.path), num_threads=1)
+            interp.allocate_tensors()
+            idx = interp.get_input_details()[0]["index"]
+            arr = np.random.default_rng(0).uniform(lo, 1.0, (1, size, size, 3)).astype(np.float32)
+
+            def run_litert(interp: Any = interp, idx: int = idx, arr: Any = arr) -> None:
+                interp.set_tensor(idx, arr)
+                interp.invoke()
+
+            fns[key] = run_litert
+    except ImportError:
+        log.info("ai-edge-litert not installed: no interpreter reference")
+    with torch.inference_mode():
+        times = time_interleaved(fns, rounds, warmup=2)
+    for name, ts in times.items():
+        report[f"{name}_ms"] = 1000 * statistics.median(ts)
+    for b in (4, 16):
+        report[f"landmarks_per_crop_b{b}_ms"] = report[f"landmarks_b{b}_ms"] / b
+    return report
+
+
+def format_detector_report(r: dict[str, Any]) -> str:
+    lines = [
+        f"device {r['device']}, {r['threads']} threads, "
+        f"{r['frames']} frames of {r['frame_size'][1]}x{r['frame_size'][0]}",
+        "| what | median ms |",
+        "|---|---|",
+        f"| per frame, full mode (detector + landmarks every frame) | {r['full_mode_ms_median']:.1f} |",
+        f"| per frame, tracking mode | {r['tracking_mode_ms_median']:.1f} (p90 {r['tracking_mode_ms_p90']:.1f}) |",
+        f"| detector model, 1 image | {r['detector_model_ms']:.1f} |",
+        f"| landmark model, 1 crop | {r['landmarks_b1_ms']:.1f} |",
+        f"| landmark model, batch 4 (per crop) | {r['landmarks_b4_ms']:.1f} ({r['landmarks_per_crop_b4_ms']:.1f}) |",
+        f"| landmark model, batch 16 (per crop) | {r['landmarks_b16_ms']:.1f} ({r['landmarks_per_crop_b16_ms']:.1f}) |",
+    ]
+    if "litert_detector_ms" in r:
+        lines.append(f"| litert interpreter (1 thread), detector | {r['litert_detector_ms']:.1f} |")
+        lines.append(f"| litert interpreter (1 thread), landmarks | {r['litert_landmarks_b1_ms']:.1f} |")
+    return "\n".join(lines)

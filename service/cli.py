@@ -1,7 +1,10 @@
 """The `hotpose` command line.
 
     hotpose serve                  start the HTTP server (HOTPOSE_* settings)
+    hotpose fetch-weights          put the BlazePose files from the mediapipe wheel in HOTPOSE_HOME
+    hotpose detect2d PATH          2D people per frame of an image or video, as JSON
     hotpose bench lifter [...]     params, FLOPs and latency of mixste vs hot_mixste
+    hotpose bench detector [...]   BlazePose latency per frame and per crop batch
 """
 
 from __future__ import annotations
@@ -23,6 +26,60 @@ def _serve(args: argparse.Namespace) -> int:
     host = args.host or settings.host
     port = args.port or settings.port
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    return 0
+
+
+def _fetch_weights(args: argparse.Namespace) -> int:
+    from models.detector.weights import WeightsError, fetch_blazepose
+
+    try:
+        paths = fetch_blazepose(wheel=args.wheel, force=args.force)
+    except WeightsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def _detect2d(args: argparse.Namespace) -> int:
+    import cv2
+
+    from models.detector import create_detector
+    from models.detector.weights import WeightsError
+    from service.render import draw_people
+    from service.video import VideoError, iter_frames, probe
+
+    try:
+        info = probe(args.path)
+        detector = create_detector(args.detector, device=args.device)
+        writer = None
+        out = sys.stdout
+        still = info.frames == 1 and info.fps == 0.0
+        for index, t, frame in iter_frames(args.path):
+            people = detector.process_image(frame) if still else detector.process(frame)
+            record = {"index": index, "time": round(t, 4), "people": [p.to_dict() for p in people]}
+            out.write(json.dumps(record) + "\n")
+            if args.render:
+                if writer is None:
+                    fps = info.fps if info.fps > 0 else 10.0
+                    h, w = frame.shape[:2]
+                    writer = cv2.VideoWriter(str(args.render), cv2.VideoWriter.fourcc(*"mp4v"), fps, (w, h))
+                writer.write(cv2.cvtColor(draw_people(frame, people), cv2.COLOR_RGB2BGR))
+        if writer is not None:
+            writer.release()
+    except (VideoError, WeightsError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _bench_detector(args: argparse.Namespace) -> int:
+    from models.bench import bench_detector, format_detector_report
+
+    report = bench_detector(video=args.video, frames=args.frames, rounds=args.rounds, threads=args.threads,
+                            device=args.device)
+    print(json.dumps(report) if args.json else format_detector_report(report))
     return 0
 
 
@@ -53,6 +110,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=None, help="default HOTPOSE_PORT or 8000")
     s.set_defaults(func=_serve)
 
+    f = sub.add_parser("fetch-weights", help="download the mediapipe wheel, extract and verify BlazePose")
+    f.add_argument("--wheel", type=Path, default=None, help="use this local mediapipe-0.10.21 wheel instead")
+    f.add_argument("--force", action="store_true", help="fetch again even if the cache is valid")
+    f.set_defaults(func=_fetch_weights)
+
+    d = sub.add_parser("detect2d", help="2D keypoints of every person per frame, one JSON line per frame")
+    d.add_argument("path", type=Path, help="an image or a video")
+    d.add_argument("--format", choices=["json"], default="json", help="output format (JSON lines)")
+    d.add_argument("--render", type=Path, default=None, help="also write the video with skeletons drawn (.mp4)")
+    d.add_argument("--detector", default="blazepose")
+    d.add_argument("--device", default=None, help="cpu, cuda (default: cuda when present)")
+    d.set_defaults(func=_detect2d)
+
     b = sub.add_parser("bench", help="benchmarks (figures for the README)")
     bsub = b.add_subparsers(dest="target", required=True)
     bl = bsub.add_parser("lifter", help="mixste vs hot_mixste: params, FLOPs, interleaved latency")
@@ -69,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bl.add_argument("--json", action="store_true", help="print the raw report as one JSON line")
     bl.set_defaults(func=_bench_lifter)
+    bd = bsub.add_parser("detector", help="BlazePose: full and tracking mode per frame, crop batches, vs litert")
+    bd.add_argument("--video", type=Path, default=None, help="frames to run on (default: a synthetic pan)")
+    bd.add_argument("--frames", type=int, default=60)
+    bd.add_argument("--rounds", type=int, default=20, help="timed calls per crop batch size")
+    bd.add_argument("--threads", type=int, default=None)
+    bd.add_argument("--device", default="cpu")
+    bd.add_argument("--json", action="store_true")
+    bd.set_defaults(func=_bench_detector)
     return p
 
 

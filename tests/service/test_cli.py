@@ -11,3 +11,30 @@ def test_parser_commands() -> None:
     assert args.batch == [1] and args.rounds == 2
     with pytest.raises(SystemExit):
         p.parse_args(["bench"])
+
+
+def test_detect2d_on_an_image(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    import cv2
+    from skimage import data
+
+    from service.cli import main
+
+    path = tmp_path / "astronaut.png"
+    cv2.imwrite(str(path), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+    assert main(["detect2d", str(path)]) == 0
+    line = json.loads(capsys.readouterr().out.strip())
+    assert line["index"] == 0
+    (person,) = line["people"]  # a still image: no temporal gating
+    assert person["track_id"] == 1 and len(person["keypoints33"]) == 33
+    assert len(person["coco17"]) == 17 and len(person["h36m17"]) == 17
+
+
+def test_detect2d_rejects_a_non_video(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from service.cli import main
+
+    path = tmp_path / "notes.mp4"
+    path.write_text("not a video")
+    assert main(["detect2d", str(path)]) == 1
+    assert "not a video" in capsys.readouterr().err

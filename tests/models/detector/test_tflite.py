@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models.detector.blazepose import BlazePose
+from models.detector.tflite import TFLiteModule
+
+litert = pytest.importorskip("ai_edge_litert.interpreter")
+
+
+def _reference(module: TFLiteModule, x_nhwc: np.ndarray) -> list[np.ndarray]:
+    interp = litert.Interpreter(model_path=str(module.path), num_threads=1)
+    interp.allocate_tensors()
+    interp.set_tensor(interp.get_input_details()[0]["index"], x_nhwc)
+    interp.invoke()
+    by_index = {d["index"]: interp.get_tensor(d["index"]) for d in interp.get_output_details()}
+    return [by_index[i] for i in module.output_ids]
+
+
+def _ours(module: TFLiteModule, x_nhwc: np.ndarray) -> list[np.ndarray]:
+    with torch.inference_mode():
+        outs = module(torch.from_numpy(x_nhwc).permute(0, 3, 1, 2))
+    return [(o.permute(0, 2, 3, 1) if o.ndim == 4 else o).numpy() for o in outs]
+
+
+def test_detector_matches_interpreter(blazepose: BlazePose, astronaut: np.ndarray) -> None:
+    import cv2
+
+    x = (cv2.resize(astronaut, (224, 224)).astype(np.float32) / 127.5 - 1.0)[None]
+    ref = _reference(blazepose.detector, x)
+    got = _ours(blazepose.detector, x)
+    for r, g in zip(ref, got, strict=True):
+        assert r.shape == g.shape
+        # raw outputs within 1e-2 relative to their scale
+        assert np.abs(r - g).max() <= 1e-2 * max(np.abs(r).max(), 1.0)
+
+
+def test_landmarks_match_interpreter(blazepose: BlazePose, astronaut: np.ndarray) -> None:
+    import cv2
+
+    rng = np.random.default_rng(0)
+    photo = cv2.resize(astronaut, (256, 256)).astype(np.float32) / 255.0
+    x = np.stack([photo, rng.uniform(0, 1, (256, 256, 3)).astype(np.float32)])  # a batch of two
+    for b in range(2):
+        ref = _reference(blazepose.landmarker, x[b : b + 1])
+        got = _ours(blazepose.landmarker, x)
+        landmarks_ref, landmarks_got = ref[0].reshape(39, 5), got[0][b].reshape(39, 5)
+        # landmark x, y, z in crop pixels within 1e-2 px
+        assert np.abs(landmarks_ref[:, :3] - landmarks_got[:, :3]).max() < 1e-2
+        assert np.abs(ref[1] - got[1][b]).max() < 1e-4  # pose flag
+        assert np.abs(ref[3] - got[3][b]).max() < 1e-2  # heatmaps
+        assert np.abs(ref[4] - got[4][b]).max() < 1e-4  # world landmarks, metres
+
+
+def test_ops_of_both_models(blazepose: BlazePose) -> None:
+    assert blazepose.detector.op_counts["DENSIFY"] == 38 and blazepose.detector.op_counts["DEPTH_TO_SPACE"] == 3
+    assert blazepose.landmarker.op_counts["MAX_POOL_2D"] == 2 and blazepose.landmarker.op_counts["LOGISTIC"] == 1
+
+
+def test_depth_to_space_uses_tensorflow_channel_order(blazepose: BlazePose) -> None:
+    op = next(o for o in blazepose.detector._ops if o.name == "DEPTH_TO_SPACE")
+    n, c, h, w, b = 1, 3, 2, 2, 2
+    x = torch.arange(n * c * b * b * h * w, dtype=torch.float32).view(n, c * b * b, h, w)
+    y = op.run(x)
+    # TF: out[h*b+i, w*b+j, c] = in[h, w, (i*b + j)*C + c]
+    nhwc = x.permute(0, 2, 3, 1).numpy()
+    expect = np.zeros((n, h * b, w * b, c), dtype=np.float32)
+    for hh in range(h):
+        for ww in range(w):
+            for i in range(b):
+                for j in range(b):
+                    expect[0, hh * b + i, ww * b + j] = nhwc[0, hh, ww, (i * b + j) * c : (i * b + j + 1) * c]
+    assert np.array_equal(y.permute(0, 2, 3, 1).numpy(), expect)
+    assert not torch.equal(y, torch.nn.functional.pixel_shuffle(x, b))  # the trap: a different order
