@@ -5,8 +5,7 @@ Entry point: `create_lifter(name, weights=None, device=None, **overrides)`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +14,44 @@ from torch import Tensor
 
 from models.checkpoint import CheckpointError, load_strict, read_weights, save_checkpoint
 from models.hot import HoTMixSTE, LifterConfig
+from models.mlp_lifter import MLPConfig, MLPLifter
 
-Lifter = HoTMixSTE  # every registered lifter exposes .config (with .frames, .joints, .to_dict())
+# Every registered lifter exposes .config (with .frames, .joints and .to_dict()).
+Lifter = HoTMixSTE | MLPLifter
 
-# Named variants: name -> factory(**config overrides) -> model.
-LIFTERS: dict[str, Callable[..., Lifter]] = {
-    "hot_mixste": lambda **o: HoTMixSTE(LifterConfig(**{"hot": True, **o})),
-    "mixste": lambda **o: HoTMixSTE(LifterConfig(**{"hot": False, **o})),
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+@dataclass(frozen=True)
+class LifterSpec:
+    config_cls: type[LifterConfig] | type[MLPConfig]
+    model_cls: type[HoTMixSTE] | type[MLPLifter]
+    fixed: dict[str, Any]  # config fields the name implies
+    default_weights: str | None = None  # file in models/weights shipped with the project
+
+    def build(self, **config: Any) -> Lifter:
+        unknown = set(config) - {f.name for f in fields(self.config_cls)}
+        if unknown:
+            known = sorted(f.name for f in fields(self.config_cls))
+            raise TypeError(f"unknown config fields {sorted(unknown)}; known: {known}")
+        return self.model_cls(self.config_cls(**{**config, **self.fixed}))  # type: ignore[arg-type]
+
+
+# Named variants.
+LIFTERS: dict[str, LifterSpec] = {
+    "hot_mixste": LifterSpec(LifterConfig, HoTMixSTE, {"hot": True}, "hot_mixste_cmu.pt"),
+    "mixste": LifterSpec(LifterConfig, HoTMixSTE, {"hot": False}),
+    "mlp": LifterSpec(MLPConfig, MLPLifter, {}),
 }
 
-_CONFIG_FIELDS = {f.name for f in fields(LifterConfig)}
+
+def default_weights(name: str) -> Path | None:
+    """The weights hotpose ships for this lifter, if any (trained on CMU mocap, see models/weights)."""
+    spec = LIFTERS[name]
+    if spec.default_weights is None:
+        return None
+    path = WEIGHTS_DIR / spec.default_weights
+    return path if path.is_file() else None
 
 
 def default_device() -> torch.device:
@@ -66,9 +93,7 @@ def create_lifter(
     """
     if name not in LIFTERS:
         raise KeyError(f"unknown lifter {name!r}; known: {', '.join(sorted(LIFTERS))}")
-    unknown = set(overrides) - _CONFIG_FIELDS
-    if unknown:
-        raise TypeError(f"unknown config fields {sorted(unknown)}; known: {sorted(_CONFIG_FIELDS)}")
+    spec = LIFTERS[name]
 
     sd: dict[str, Tensor] | None = None
     config: dict[str, Any] = {}
@@ -79,10 +104,10 @@ def create_lifter(
         else:
             if header.get("name") != name:
                 raise CheckpointError(f"{weights} holds a {header.get('name')!r} lifter, not {name!r}")
-            config = {k: v for k, v in header["config"].items() if k != "hot"}
+            config = {k: v for k, v in header["config"].items() if k not in spec.fixed}
     config.update(overrides)
 
-    model = LIFTERS[name](**config)
+    model = spec.build(**config)
     if sd is not None:
         load_strict(model, sd, str(weights))
     return model.to(device if device is not None else default_device()).eval()
@@ -90,11 +115,13 @@ def create_lifter(
 
 __all__ = [
     "LIFTERS",
+    "WEIGHTS_DIR",
     "CheckpointError",
     "HoTMixSTE",
     "Lifter",
     "LifterConfig",
     "create_lifter",
     "default_device",
+    "default_weights",
     "save_checkpoint",
 ]

@@ -3,6 +3,8 @@
     hotpose serve                  start the HTTP server (HOTPOSE_* settings)
     hotpose fetch-weights          put the BlazePose files from the mediapipe wheel in HOTPOSE_HOME
     hotpose detect2d PATH          2D people per frame of an image or video, as JSON
+    hotpose train-lifter [...]     train a lifter on motion capture
+    hotpose eval-lifter --data NPZ evaluate a lifter under the fixed protocol (one JSON line)
     hotpose bench lifter [...]     params, FLOPs and latency of mixste vs hot_mixste
     hotpose bench detector [...]   BlazePose latency per frame and per crop batch
 """
@@ -83,6 +85,59 @@ def _bench_detector(args: argparse.Namespace) -> int:
     return 0
 
 
+def _overrides(pairs: list[str]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        out[key] = json.loads(value) if value[:1] in "0123456789-[{tf" else value
+    return out
+
+
+def _train_lifter(args: argparse.Namespace) -> int:
+    from models.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        data=args.data, out=args.out, model=args.model, overrides=_overrides(args.set), steps=args.steps,
+        batch=args.batch, lr=args.lr, seed=args.seed, val_every=args.val_every,
+        time_limit_min=args.time_limit, threads=args.threads,
+    )
+    metrics = train(cfg)
+    print(json.dumps({"out": str(args.out), **metrics}))
+    return 0
+
+
+def _eval_lifter(args: argparse.Namespace) -> int:
+    import torch
+
+    from models import create_lifter, default_weights
+    from models.bench import count_flops
+    from models.data import eval_views, load_clips, split_by_subject
+    from models.evaluate import evaluate
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    weights = args.weights or default_weights(args.model)
+    model = create_lifter(args.model, weights=weights, device=args.device)
+    clips = load_clips(args.data)
+    if args.split == "val":
+        clips = split_by_subject(clips)[1]
+    elif args.split == "train":
+        clips = split_by_subject(clips)[0]
+    metrics = evaluate(model, eval_views(clips))
+    cfg = model.config
+    x = torch.zeros(1, cfg.frames, cfg.joints, 2, device=next(model.parameters()).device)
+    flops = count_flops(model, x)
+    report = {
+        "model": args.model, "weights": str(weights) if weights else None, "data": str(args.data),
+        "split": args.split, "clips": len(clips), **metrics,
+        "gflops_per_window": round(flops["gflops_total"], 3),
+        "gflops_linear_per_window": round(flops["gflops_linear"], 3),
+        "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3),
+    }
+    print(json.dumps(report))
+    return 0
+
+
 def _bench_lifter(args: argparse.Namespace) -> int:
     from models.bench import bench_lifter, format_lifter_report
 
@@ -122,6 +177,30 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--detector", default="blazepose")
     d.add_argument("--device", default=None, help="cpu, cuda (default: cuda when present)")
     d.set_defaults(func=_detect2d)
+
+    t = sub.add_parser("train-lifter", help="train a lifter on motion capture (see models/train.py)")
+    t.add_argument("--data", type=Path, required=True, help="mocap npz (format of shared/mocap)")
+    t.add_argument("--out", type=Path, required=True, help="checkpoint to write")
+    t.add_argument("--model", default="hot_mixste")
+    t.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="config override, e.g. dim=128")
+    t.add_argument("--steps", type=int, default=2000)
+    t.add_argument("--batch", type=int, default=8)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--val-every", type=int, default=250)
+    t.add_argument("--time-limit", type=float, default=0.0, help="minutes; stop and save when reached")
+    t.add_argument("--threads", type=int, default=None)
+    t.set_defaults(func=_train_lifter)
+
+    e = sub.add_parser("eval-lifter", help="MPJPE / P-MPJPE / MPJVE under the fixed protocol, one JSON line")
+    e.add_argument("--data", type=Path, required=True, help="mocap npz (format of shared/mocap)")
+    e.add_argument("--weights", type=Path, default=None, help="default: the weights shipped for --model")
+    e.add_argument("--model", default="hot_mixste")
+    e.add_argument("--split", choices=["all", "val", "train"], default="all",
+                   help="all clips (held-out files), or the training file's validation / training subjects")
+    e.add_argument("--device", default=None)
+    e.add_argument("--threads", type=int, default=None)
+    e.set_defaults(func=_eval_lifter)
 
     b = sub.add_parser("bench", help="benchmarks (figures for the README)")
     bsub = b.add_subparsers(dest="target", required=True)

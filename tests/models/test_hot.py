@@ -13,6 +13,8 @@ SMALL = {"dim": 32, "depth": 4, "num_heads": 4, "frames": 27, "token_num": 9, "l
 
 
 def small(name: str, **kw: object) -> torch.nn.Module:
+    if name == "mlp":
+        return create_lifter("mlp", device="cpu", hidden=64, frames=27, **kw)
     cfg = dict(SMALL)
     if name == "mixste":
         cfg.pop("token_num")
@@ -40,7 +42,7 @@ def test_forward_shape_no_nan(name: str) -> None:
     assert not model.training
 
 
-@pytest.mark.parametrize("name", sorted(LIFTERS))
+@pytest.mark.parametrize("name", ["hot_mixste", "mixste"])
 def test_paper_size_forward(name: str) -> None:
     model = create_lifter(name, device="cpu")
     assert model.config.dim == 512 and model.config.mlp_hidden_dim == 1024 and model.config.frames == 243
@@ -49,8 +51,9 @@ def test_paper_size_forward(name: str) -> None:
     assert y.shape == (1, 243, 17, 3) and torch.isfinite(y).all()
 
 
-def test_input_shape_checked() -> None:
-    model = small("hot_mixste")
+@pytest.mark.parametrize("name", sorted(LIFTERS))
+def test_input_shape_checked(name: str) -> None:
+    model = small(name)
     with pytest.raises(ValueError, match=r"expected input \[B, 27, 17, 2\]"):
         model(torch.randn(1, 26, 17, 2))
 

@@ -1,0 +1,51 @@
+"""Evaluating a lifter under the fixed protocol of `models.data` (`hotpose eval-lifter`).
+
+Every frame of every clip, 4 cameras, windows of the model's length with edge
+padding, flip augmentation, two input conditions. Figures in millimetres.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from models import Lifter
+from models.data import EvalView, windows
+from models.keypoints import flip_augment
+from models.metrics import mpjpe, mpjve, p_mpjpe
+
+
+@torch.no_grad()
+def predict(model: Lifter, x: np.ndarray, batch: int = 8, flip: bool = True) -> np.ndarray:
+    """Normalised 2D [T, 17, 2] of one sequence -> 3D [T, 17, 3], window by window."""
+    frames = model.config.frames
+    w, t = windows(x, frames)
+    device = next(model.parameters()).device
+    outs = []
+    for i in range(0, len(w), batch):
+        xb = torch.from_numpy(w[i : i + batch]).to(device)
+        yb = flip_augment(model, xb) if flip else model(xb)
+        outs.append(yb.float().cpu().numpy())
+    return np.concatenate(outs).reshape(-1, 17, 3)[:t]
+
+
+def evaluate(model: Lifter, views: list[EvalView], flip: bool = True) -> dict[str, Any]:
+    """MPJPE, P-MPJPE and MPJVE (mm) per input condition, averaged over all frames of all views."""
+    was_training = model.training
+    model.eval()
+    out: dict[str, Any] = {}
+    try:
+        for cond in ("gt2d", "noisy2d"):
+            errs: dict[str, list[np.ndarray]] = {"mpjpe": [], "p_mpjpe": [], "mpjve": []}
+            for v in views:
+                pred = predict(model, v.inputs[cond], flip=flip)
+                errs["mpjpe"].append(mpjpe(pred, v.target))
+                errs["p_mpjpe"].append(p_mpjpe(pred, v.target))
+                errs["mpjve"].append(mpjve(pred, v.target))
+            out[cond] = {f"{k}_mm": round(1000 * float(np.concatenate(e).mean()), 2) for k, e in errs.items()}
+        out["frames_evaluated"] = int(sum(len(v.target) for v in views))
+    finally:
+        model.train(was_training)
+    return out

@@ -1,0 +1,150 @@
+"""Training a lifter on motion capture (`hotpose train-lifter`).
+
+Windows are drawn from the training subjects (clips weighted by length),
+augmented (speed resampling, bone-length scaling, mirroring, random cameras
+and focal lengths, detector-like 2D noise; `models.data.Augment`), and the
+model is fit with the MixSTE/HoT losses: joint-weighted MPJPE + 0.5 x
+temporal consistency + 2 x mean velocity error, AdamW with linear warm-up and
+cosine decay. Checkpoints carry the config, the data hash and the
+validation metrics, so a checkpoint rebuilds its own model.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from models import Lifter, create_lifter, save_checkpoint
+from models.data import Augment, DetectorNoise, data_hash, eval_views, load_clips, split_by_subject, training_sample
+from models.evaluate import evaluate
+
+log = logging.getLogger(__name__)
+
+# Per-joint weights of the weighted MPJPE (MixSTE / HoT): extremities count more.
+JOINT_WEIGHTS = torch.tensor([1, 1, 2.5, 2.5, 1, 2.5, 2.5, 1, 1, 1, 1.5, 1.5, 4, 4, 1.5, 4, 4], dtype=torch.float32)
+
+
+@dataclass
+class TrainConfig:
+    data: Path
+    out: Path
+    model: str = "hot_mixste"
+    overrides: dict[str, Any] = field(default_factory=dict)  # lifter config fields, e.g. dim
+    steps: int = 2000
+    batch: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup: int = 100
+    seed: int = 0
+    val_every: int = 250
+    val_clips: int = 0  # 0: all validation clips at the end, a subset of 8 during training
+    time_limit_min: float = 0.0  # stop (and save) after this many minutes; 0: no limit
+    threads: int | None = None
+    half: bool = True  # store the final weights as float16
+
+
+def lifter_loss(pred: Tensor, gt: Tensor) -> tuple[Tensor, dict[str, float]]:
+    """Weighted MPJPE + 0.5 temporal consistency + 2 mean velocity error; pred, gt [B, T, J, 3]."""
+    w = JOINT_WEIGHTS.to(pred.device)
+    wmpjpe = (torch.linalg.vector_norm(pred - gt, dim=-1) * w).mean()
+    dp = pred[:, 1:] - pred[:, :-1]
+    dg = gt[:, 1:] - gt[:, :-1]
+    tc = (dp.pow(2).sum(-1) * w).mean()
+    mpjve = torch.linalg.vector_norm(dp - dg, dim=-1).mean()
+    loss = wmpjpe + 0.5 * tc + 2.0 * mpjve
+    return loss, {"wmpjpe": wmpjpe.item(), "tc": tc.item(), "mpjve": mpjve.item()}
+
+
+class WindowSampler:
+    def __init__(self, clips: list[Any], frames: int, seed: int, aug: Augment | None = None,
+                 noise: DetectorNoise | None = None) -> None:
+        self.clips = clips
+        lengths = np.array([len(c.joints) for c in clips], dtype=np.float64)
+        self.p = lengths / lengths.sum()
+        self.frames = frames
+        self.rng = np.random.default_rng(seed)
+        self.aug = aug or Augment()
+        self.noise = noise or DetectorNoise()
+
+    def batch(self, n: int) -> tuple[Tensor, Tensor]:
+        xs, ys = [], []
+        for i in self.rng.choice(len(self.clips), size=n, p=self.p):
+            x, y = training_sample(self.clips[i], self.frames, self.rng, self.aug, self.noise)
+            xs.append(x)
+            ys.append(y)
+        return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Train, validate and save `cfg.out`; returns the final validation metrics."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    clips = load_clips(cfg.data)
+    train_clips, val_clips = split_by_subject(clips)
+    log.info("train: %d clips, %d frames; validation: %d clips, %d frames (subjects %s)",
+             len(train_clips), sum(len(c.joints) for c in train_clips), len(val_clips),
+             sum(len(c.joints) for c in val_clips), sorted({c.subject for c in val_clips}))
+    model = create_lifter(cfg.model, device="cpu", **cfg.overrides).train()
+    frames = model.config.frames
+    sampler = WindowSampler(train_clips, frames, cfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    def lr_at(step: int) -> float:
+        if step < cfg.warmup:
+            return cfg.lr * (step + 1) / cfg.warmup
+        progress = (step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1)
+        return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * min(progress, 1.0))))
+
+    views_all = eval_views(val_clips)
+    views_quick = eval_views(val_clips[:: max(len(val_clips) // 8, 1)][:8])
+    meta: dict[str, Any] = {
+        "train_config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+        "data_sha256": data_hash(cfg.data),
+        "val_subjects": sorted({c.subject for c in val_clips}),
+        "history": [],
+    }
+    t0 = time.time()
+    step = 0
+    for step in range(cfg.steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        x, y = sampler.batch(cfg.batch)
+        loss, parts = lifter_loss(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if step % 25 == 0:
+            log.info("step %d loss %.4f wmpjpe %.1f mm mpjve %.1f mm lr %.2e (%.0f s)", step, loss.item(),
+                     1000 * parts["wmpjpe"], 1000 * parts["mpjve"], lr_at(step), time.time() - t0)
+        last = step == cfg.steps - 1
+        over_time = cfg.time_limit_min > 0 and time.time() - t0 > 60 * cfg.time_limit_min
+        if (step + 1) % cfg.val_every == 0 and not last and not over_time:
+            metrics = evaluate(model, views_quick)
+            model.train()
+            meta["history"].append({"step": step + 1, "seconds": round(time.time() - t0), **metrics})
+            log.info("step %d quick validation %s", step + 1, metrics)
+            _save(cfg, model, meta, half=False)
+        if over_time:
+            log.info("time limit reached after %d steps", step + 1)
+            break
+    meta["steps_done"] = step + 1
+    meta["train_seconds"] = round(time.time() - t0)
+    metrics = evaluate(model, views_all)
+    meta["val_metrics"] = metrics
+    log.info("final validation %s", metrics)
+    _save(cfg, model, meta, half=cfg.half)
+    return metrics
+
+
+def _save(cfg: TrainConfig, model: Lifter, meta: dict[str, Any], half: bool) -> None:
+    config = model.config.to_dict()
+    save_checkpoint(cfg.out, cfg.model, config, model.state_dict(), meta=meta, half=half)

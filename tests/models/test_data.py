@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.data import (
+    Augment,
+    Clip,
+    DetectorNoise,
+    eval_views,
+    load_clips,
+    look_at,
+    mirror_world,
+    resample,
+    scale_bones,
+    split_by_subject,
+    training_sample,
+    view,
+    windows,
+)
+from models.keypoints import H36M_PARENTS, denormalize_screen, normalize_screen
+
+
+def _walker(t: int = 60) -> np.ndarray:
+    """A crude standing skeleton (Y up, metres) that moves along X."""
+    base = np.array([
+        [0, 1.0, 0], [-0.1, 1.0, 0], [-0.1, 0.55, 0], [-0.1, 0.1, 0], [0.1, 1.0, 0], [0.1, 0.55, 0],
+        [0.1, 0.1, 0], [0, 1.25, 0], [0, 1.5, 0], [0, 1.6, 0.05], [0, 1.75, 0], [0.18, 1.45, 0],
+        [0.2, 1.2, 0], [0.22, 0.95, 0], [-0.18, 1.45, 0], [-0.2, 1.2, 0], [-0.22, 0.95, 0],
+    ], dtype=np.float32)  # fmt: skip
+    steps = np.linspace(0, 1, t, dtype=np.float32)[:, None, None] * np.array([1.0, 0, 0], dtype=np.float32)
+    return base[None] + steps
+
+
+def test_projection_and_normalisation_round_trip() -> None:
+    world = _walker(10)
+    cam = look_at(world[:, 0].mean(0), 0.4, 5.0, 1.4, 1145.0)
+    cam_xyz = cam.to_camera(world)
+    px = cam.project(cam_xyz)
+    # the target (mean pelvis) is in front of the camera and projects to the image centre
+    centre = cam.project(cam.to_camera(world[:, 0].mean(0)))
+    assert np.allclose(centre, [500, 500], atol=1e-6)
+    # back-project pixels with the known depth: the camera-frame points come back
+    uv = denormalize_screen(normalize_screen(px, 1000, 1000), 1000, 1000)
+    back = np.concatenate([(uv - 500) / 1145.0 * cam_xyz[..., 2:3], cam_xyz[..., 2:3]], axis=-1)
+    assert np.allclose(back, cam_xyz, atol=1e-6)
+    # camera axes: y points down (the head is above the pelvis: smaller y)
+    _, target = view(world, cam)
+    assert (target[:, 10, 1] < 0).all() and np.allclose(target[:, 0], 0)
+
+
+def test_windows_edge_padding() -> None:
+    x = np.arange(10)[:, None].astype(np.float32)
+    w, t = windows(x, 4)
+    assert t == 10 and w.shape == (3, 4, 1)
+    assert w[-1, :, 0].tolist() == [8, 9, 9, 9]
+
+
+def test_bone_scaling_keeps_structure_and_mirroring_swaps_sides() -> None:
+    world = _walker(3)
+    scaled = scale_bones(world, np.random.default_rng(0), 0.1)
+    for j, p in enumerate(H36M_PARENTS):
+        if p < 0:
+            continue
+        bone = np.linalg.norm(world[:, j] - world[:, p], axis=-1)
+        ratio = np.linalg.norm(scaled[:, j] - scaled[:, p], axis=-1) / bone
+        assert np.all((ratio > 0.899) & (ratio < 1.101))
+    m = mirror_world(world)
+    assert np.allclose(m[:, 1, 0], -world[:, 4, 0])  # r_hip <- mirrored l_hip
+
+
+def test_resample_speed() -> None:
+    x = np.arange(20, dtype=np.float32)[:, None, None] * np.ones((1, 17, 3), np.float32)
+    assert np.allclose(resample(x, 2.0, 0.5, 4)[:, 0, 0], [2, 2.5, 3, 3.5])
+    assert np.allclose(resample(x, 15.0, 2.0, 4)[:, 0, 0], [15, 17, 19, 19])  # clamped at the end
+
+
+def test_training_sample_shapes_and_noise() -> None:
+    clip = Clip("c", "s", _walker(300), 30.0)
+    rng = np.random.default_rng(0)
+    x, y = training_sample(clip, 81, rng, Augment(), DetectorNoise())
+    assert x.shape == (81, 17, 2) and y.shape == (81, 17, 3)
+    assert np.allclose(y[:, 0], 0) and np.isfinite(x).all()
+
+
+def test_eval_views_are_fixed_and_four_per_clip() -> None:
+    clips = [Clip("a", "s1", _walker(50), 30.0), Clip("b", "s2", _walker(40), 30.0)]
+    v1, v2 = eval_views(clips), eval_views(clips)
+    assert len(v1) == 8
+    assert all(np.array_equal(a.inputs["noisy2d"], b.inputs["noisy2d"]) for a, b in zip(v1, v2, strict=True))
+    assert not np.array_equal(v1[0].inputs["gt2d"], v1[0].inputs["noisy2d"])
+    # four azimuths 90 degrees apart: the camera-frame targets differ
+    assert not np.allclose(v1[0].target, v1[1].target)
+
+
+def test_split_holds_out_subjects_across_releases(tmp_path: Path) -> None:
+    path = tmp_path / "m.npz"
+    arrays = {f"c{i}": _walker(30 + i) for i in range(4)}
+    np.savez(
+        path, **arrays, clip_names=np.array(list(arrays)),
+        clip_desc=np.array(["walk", "run", "walk", "dance (CMU subj. 94)"]),
+        clip_source=np.array(["x :: subjects/005/005_01.bvh", "y :: data/05/05_02.bvh", "z :: data/07/07_01.bvh", ""]),
+        clip_fps=np.array([30.0] * 4),
+    )  # fmt: skip
+    clips = load_clips(path)
+    assert [c.subject for c in clips] == ["cmu005", "cmu005", "cmu007", "cmu094"]
+    train, val = split_by_subject(clips)
+    assert {c.subject for c in val} == {"cmu005", "cmu007"} and {c.subject for c in train} == {"cmu094"}
+
+
+def test_load_rejects_bad_shapes(tmp_path: Path) -> None:
+    path = tmp_path / "bad.npz"
+    np.savez(path, a=np.zeros((5, 16, 3)), clip_names=np.array(["a"]))
+    with pytest.raises(ValueError, match="expected \\[T, 17, 3\\]"):
+        load_clips(path)
+
+
+def test_look_at_azimuths_circle_the_subject() -> None:
+    target = np.array([1.0, 1.0, 2.0])
+    for az in (0.0, math.pi / 2, math.pi):
+        cam = look_at(target, az, 5.0, 1.5, 1000.0)
+        assert np.hypot(*(cam.position - target)[[0, 2]]) == pytest.approx(5.0)
+        assert cam.to_camera(target)[2] > 0
