@@ -234,6 +234,9 @@ def windows(x: np.ndarray, frames: int) -> tuple[np.ndarray, int]:
 class Augment:
     speed: tuple[float, float] = (0.7, 1.4)  # playback speed factors (resampling)
     bone_scale: float = 0.12  # each bone (left/right pairs together) scaled by 1 +- this
+    # thorax->shoulder bones widened by a factor in this range: the mocap's shoulder joints sit
+    # 0.23 m apart (median), a detector's shoulders on a person about 0.3-0.4 m
+    shoulder_width: tuple[float, float] = (1.0, 1.6)
     distance: tuple[float, float] = (3.0, 8.0)
     cam_height: tuple[float, float] = (0.3, 2.4)
     focal: tuple[float, float] = (800.0, 1600.0)  # in a 1000 px image
@@ -264,6 +267,15 @@ def scale_bones(joints: np.ndarray, rng: np.random.Generator, amount: float) -> 
     return out
 
 
+def widen_shoulders(joints: np.ndarray, factor: float) -> np.ndarray:
+    """Scale both thorax->shoulder bones by `factor`, moving each arm with its shoulder."""
+    out = joints.copy()
+    for shoulder, arm in ((11, (11, 12, 13)), (14, (14, 15, 16))):
+        delta = (joints[:, shoulder] - joints[:, 8]) * (factor - 1.0)
+        out[:, list(arm)] += delta[:, None]
+    return out
+
+
 def mirror_world(joints: np.ndarray) -> np.ndarray:
     """Reflect world X and swap left/right joints: a valid, mirrored motion."""
     out = joints[:, list(H36M_FLIP_PERM)].copy()
@@ -279,6 +291,7 @@ def training_sample(clip: Clip, frames: int, rng: np.random.Generator, aug: Augm
     start = rng.uniform(0, max(len(clip.joints) - 1 - span, 0))
     world = resample(clip.joints, start, speed, frames)
     world = scale_bones(world, rng, aug.bone_scale)
+    world = widen_shoulders(world, rng.uniform(*aug.shoulder_width))
     if rng.random() < aug.mirror_p:
         world = mirror_world(world)
     target = world[:, 0].mean(0) + rng.normal(0, 0.3, 3) * np.array([1.0, 0.3, 1.0])

@@ -89,12 +89,14 @@ def coco_to_h36m(coco: np.ndarray) -> np.ndarray:
     """COCO-17 [..., 17, D] -> Human3.6M-17 [..., 17, D] (D = 2 or 3; a third
     channel is a score and is averaged like the coordinates, min for the root).
 
-    Derived joints:
+    Derived joints, chosen to match the motion capture the shipped lifter is trained on
+    (`shared/mocap`: there `neck_nose` is the skeleton's head joint, not the nose tip, and
+    `head` is the top of the head, about as far above it as it is above the thorax):
     - pelvis (0)    = mean of the two hips
     - thorax (8)    = mean of the two shoulders
-    - spine (7)     = mean of pelvis and thorax (as in the training mocap)
-    - neck_nose (9) = the nose
-    - head (10)     = mean of the two eyes
+    - spine (7)     = mean of pelvis and thorax
+    - neck_nose (9) = mean of the two ears (the head's centre)
+    - head (10)     = neck_nose + 0.9 x (neck_nose - thorax) (top of the head, extrapolated)
     """
     coco = np.asarray(coco)
     if coco.shape[-2] != 17:
@@ -105,8 +107,10 @@ def coco_to_h36m(coco: np.ndarray) -> np.ndarray:
     out[..., 0, :] = (coco[..., 11, :] + coco[..., 12, :]) / 2
     out[..., 8, :] = (coco[..., 5, :] + coco[..., 6, :]) / 2
     out[..., 7, :] = (out[..., 0, :] + out[..., 8, :]) / 2
-    out[..., 9, :] = coco[..., 0, :]
-    out[..., 10, :] = (coco[..., 1, :] + coco[..., 2, :]) / 2
+    out[..., 9, :] = (coco[..., 3, :] + coco[..., 4, :]) / 2
+    out[..., 10, :] = out[..., 9, :] + 0.9 * (out[..., 9, :] - out[..., 8, :])
+    if coco.shape[-1] == 3:  # scores: the head top is as reliable as the ears and shoulders it comes from
+        out[..., 10, 2] = np.minimum(out[..., 9, 2], out[..., 8, 2])
     return out
 
 

@@ -48,6 +48,7 @@ class TrainConfig:
     time_limit_min: float = 0.0  # stop (and save) after this many minutes; 0: no limit
     threads: int | None = None
     half: bool = True  # store the final weights as float16
+    init: Path | None = None  # continue from this checkpoint (its config; `overrides` must be empty)
 
 
 def lifter_loss(pred: Tensor, gt: Tensor) -> tuple[Tensor, dict[str, float]]:
@@ -92,7 +93,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     log.info("train: %d clips, %d frames; validation: %d clips, %d frames (subjects %s)",
              len(train_clips), sum(len(c.joints) for c in train_clips), len(val_clips),
              sum(len(c.joints) for c in val_clips), sorted({c.subject for c in val_clips}))
-    model = create_lifter(cfg.model, device="cpu", **cfg.overrides).train()
+    model = create_lifter(cfg.model, weights=cfg.init, device="cpu", **cfg.overrides).train()
+    if cfg.init is not None:
+        log.info("continuing from %s", cfg.init)
     frames = model.config.frames
     sampler = WindowSampler(train_clips, frames, cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -18,7 +18,7 @@ import torch
 from fastapi import Depends, FastAPI, HTTPException, Request
 from pydantic import BaseModel
 
-from models import Lifter, create_lifter
+from models import Lifter, create_lifter, default_weights
 from models.keypoints import H36M_EDGES, H36M_JOINTS
 from service import __version__
 from service.settings import Settings
@@ -31,6 +31,7 @@ class AppState:
     settings: Settings
     lifter: Lifter | None = None
     device: str = "cpu"
+    weights: str = ""
     ready: bool = False
 
 
@@ -42,16 +43,26 @@ class InfoResponse(BaseModel):
     skeleton_edges: list[tuple[int, int]]
 
 
+class StartupError(RuntimeError):
+    """The server cannot serve: models or weights are missing."""
+
+
 def _load_and_warm(state: AppState) -> None:
     s = state.settings
-    lifter = create_lifter(s.lifter, weights=s.lifter_weights, device=s.device)
+    weights = s.lifter_weights or default_weights(s.lifter)
+    if weights is None:
+        raise StartupError(
+            f"no trained weights for lifter {s.lifter!r}: set HOTPOSE_LIFTER_WEIGHTS to a checkpoint"
+        )
+    lifter = create_lifter(s.lifter, weights=weights, device=s.device)
     cfg = lifter.config
     with torch.inference_mode():
         lifter(torch.zeros(1, cfg.frames, cfg.joints, 2, device=next(lifter.parameters()).device))
     state.lifter = lifter
     state.device = str(next(lifter.parameters()).device)
+    state.weights = str(weights)
     state.ready = True
-    log.info("lifter %s ready on %s", s.lifter, state.device)
+    log.info("lifter %s (%s) ready on %s", s.lifter, weights, state.device)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -94,7 +105,7 @@ def _add_routes(app: FastAPI) -> None:
         return InfoResponse(
             version=__version__,
             device=state.device,
-            lifter={"name": state.settings.lifter, **state.lifter.config.to_dict()},
+            lifter={"name": state.settings.lifter, "weights": state.weights, **state.lifter.config.to_dict()},
             joint_names=list(H36M_JOINTS),
             skeleton_edges=list(H36M_EDGES),
         )

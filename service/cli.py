@@ -3,6 +3,7 @@
     hotpose serve                  start the HTTP server (HOTPOSE_* settings)
     hotpose fetch-weights          put the BlazePose files from the mediapipe wheel in HOTPOSE_HOME
     hotpose detect2d PATH          2D people per frame of an image or video, as JSON
+    hotpose run VIDEO -o out.json  the whole pipeline in process: 2D and 3D poses of every person
     hotpose train-lifter [...]     train a lifter on motion capture
     hotpose eval-lifter --data NPZ evaluate a lifter under the fixed protocol (one JSON line)
     hotpose bench lifter [...]     params, FLOPs and latency of mixste vs hot_mixste
@@ -76,6 +77,31 @@ def _detect2d(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from models import create_lifter, default_weights
+    from models.detector import create_detector
+    from models.detector.weights import WeightsError
+    from service.pipeline import process_frames
+    from service.video import VideoError, iter_frames, probe
+
+    weights = args.weights or default_weights(args.lifter)
+    if weights is None:
+        print(f"error: no trained weights for lifter {args.lifter!r}: pass --weights", file=sys.stderr)
+        return 1
+    try:
+        info = probe(args.video)
+        detector = create_detector(args.detector, device=args.device)
+        lifter = create_lifter(args.lifter, weights=weights, device=args.device)
+        seq = process_frames(iter_frames(args.video), detector, lifter, fps=info.fps)
+    except (VideoError, WeightsError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    args.output.write_text(json.dumps(seq.to_dict()))
+    people = sum(len(f.people) for f in seq.frames)
+    print(f"{len(seq.frames)} frames, {people} person-frames -> {args.output}", file=sys.stderr)
+    return 0
+
+
 def _bench_detector(args: argparse.Namespace) -> int:
     from models.bench import bench_detector, format_detector_report
 
@@ -99,7 +125,7 @@ def _train_lifter(args: argparse.Namespace) -> int:
     cfg = TrainConfig(
         data=args.data, out=args.out, model=args.model, overrides=_overrides(args.set), steps=args.steps,
         batch=args.batch, lr=args.lr, seed=args.seed, val_every=args.val_every,
-        time_limit_min=args.time_limit, threads=args.threads,
+        time_limit_min=args.time_limit, threads=args.threads, init=args.init,
     )
     metrics = train(cfg)
     print(json.dumps({"out": str(args.out), **metrics}))
@@ -178,6 +204,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--device", default=None, help="cpu, cuda (default: cuda when present)")
     d.set_defaults(func=_detect2d)
 
+    r = sub.add_parser("run", help="video -> 2D + 3D poses of every person, as JSON (in process)")
+    r.add_argument("video", type=Path)
+    r.add_argument("-o", "--output", type=Path, required=True)
+    r.add_argument("--lifter", default="hot_mixste")
+    r.add_argument("--weights", type=Path, default=None, help="default: the weights shipped for --lifter")
+    r.add_argument("--detector", default="blazepose")
+    r.add_argument("--device", default=None)
+    r.set_defaults(func=_run)
+
     t = sub.add_parser("train-lifter", help="train a lifter on motion capture (see models/train.py)")
     t.add_argument("--data", type=Path, required=True, help="mocap npz (format of shared/mocap)")
     t.add_argument("--out", type=Path, required=True, help="checkpoint to write")
@@ -190,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--val-every", type=int, default=250)
     t.add_argument("--time-limit", type=float, default=0.0, help="minutes; stop and save when reached")
     t.add_argument("--threads", type=int, default=None)
+    t.add_argument("--init", type=Path, default=None, help="continue training from this checkpoint")
     t.set_defaults(func=_train_lifter)
 
     e = sub.add_parser("eval-lifter", help="MPJPE / P-MPJPE / MPJVE under the fixed protocol, one JSON line")

@@ -19,6 +19,7 @@ from models.data import (
     split_by_subject,
     training_sample,
     view,
+    widen_shoulders,
     windows,
 )
 from models.keypoints import H36M_PARENTS, denormalize_screen, normalize_screen
@@ -68,6 +69,9 @@ def test_bone_scaling_keeps_structure_and_mirroring_swaps_sides() -> None:
         bone = np.linalg.norm(world[:, j] - world[:, p], axis=-1)
         ratio = np.linalg.norm(scaled[:, j] - scaled[:, p], axis=-1) / bone
         assert np.all((ratio > 0.899) & (ratio < 1.101))
+    wide = widen_shoulders(world, 1.5)
+    assert np.allclose(np.linalg.norm(wide[:, 11] - wide[:, 14], axis=-1), 1.5 * 0.36, atol=1e-6)
+    assert np.allclose(wide[:, 13] - wide[:, 11], world[:, 13] - world[:, 11])  # the arm moves with it
     m = mirror_world(world)
     assert np.allclose(m[:, 1, 0], -world[:, 4, 0])  # r_hip <- mirrored l_hip
 

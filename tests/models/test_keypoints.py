@@ -27,6 +27,7 @@ def test_coco_to_h36m_hand_made() -> None:
     coco = np.zeros((17, 2), dtype=np.float32)
     coco[0] = [50, 10]  # nose
     coco[1], coco[2] = [52, 8], [48, 8]  # eyes
+    coco[3], coco[4] = [55, 12], [45, 12]  # ears
     coco[5], coco[6] = [60, 30], [40, 30]  # l/r shoulder
     coco[11], coco[12] = [56, 70], [44, 70]  # l/r hip
     coco[13], coco[14] = [57, 90], [43, 90]
@@ -38,8 +39,8 @@ def test_coco_to_h36m_hand_made() -> None:
     np.testing.assert_allclose(h[6], [58, 110])  # l_ankle
     np.testing.assert_allclose(h[8], [50, 30])  # thorax: mid-shoulders
     np.testing.assert_allclose(h[7], [50, 50])  # spine: mid pelvis-thorax
-    np.testing.assert_allclose(h[9], [50, 10])  # neck_nose: nose
-    np.testing.assert_allclose(h[10], [50, 8])  # head: mid-eyes
+    np.testing.assert_allclose(h[9], [50, 12])  # neck_nose: mid-ears
+    np.testing.assert_allclose(h[10], [50, 12 - 0.9 * 18], rtol=1e-5)  # head: extrapolated above the ears
     np.testing.assert_allclose(h[13], [66, 65])  # l_wrist
     np.testing.assert_allclose(h[16], [34, 65])  # r_wrist
     batched = coco_to_h36m(np.stack([coco, coco + 1]))

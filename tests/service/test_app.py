@@ -21,3 +21,13 @@ def test_not_ready_before_lifespan() -> None:
     client = TestClient(create_app(Settings(device="cpu")))  # no context manager: lifespan not run
     assert client.get("/healthz").status_code == 503
     assert client.get("/livez").status_code == 200
+
+
+def test_startup_fails_clearly_without_trained_weights() -> None:
+    import pytest
+
+    from service.app import StartupError
+
+    app = create_app(Settings(device="cpu", lifter="mixste"))  # no weights ship for plain MixSTE
+    with pytest.raises(StartupError, match="HOTPOSE_LIFTER_WEIGHTS"), TestClient(app):
+        pass
