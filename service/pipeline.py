@@ -176,10 +176,10 @@ def process_frames(
         lift = TrackLifter(lifter)
         for tr in tracks.values():
             for seg in _segments(tr, max_gap_s):
-                xy = np.stack([p.keypoints_2d[:, :2] for p in seg.people])
+                xy = np.stack([pose.keypoints_2d[:, :2] for pose in seg.people])
                 y3d = lift(xy, np.asarray(seg.times, dtype=np.float64), width, height)
-                for p, y in zip(seg.people, y3d, strict=True):
-                    p.joints_3d = y
+                for pose, y in zip(seg.people, y3d, strict=True):
+                    pose.joints_3d = y
     return PoseSequence(fps=fps, width=width, height=height, frames=out)
 
 
