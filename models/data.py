@@ -295,8 +295,15 @@ def training_sample(clip: Clip, frames: int, rng: np.random.Generator, aug: Augm
     if rng.random() < aug.mirror_p:
         world = mirror_world(world)
     target = world[:, 0].mean(0) + rng.normal(0, 0.3, 3) * np.array([1.0, 0.3, 1.0])
-    cam = look_at(target, rng.uniform(0, 2 * math.pi), rng.uniform(*aug.distance), rng.uniform(*aug.cam_height),
-                  rng.uniform(*aug.focal))
+    # a subject who travels far in the window may pass the camera: move the camera back until every
+    # joint is at least 1.5 m in front of it
+    distance = rng.uniform(*aug.distance)
+    azimuth, height, focal = rng.uniform(0, 2 * math.pi), rng.uniform(*aug.cam_height), rng.uniform(*aug.focal)
+    for _ in range(20):
+        cam = look_at(target, azimuth, distance, height, focal)
+        if cam.to_camera(world)[..., 2].min() >= 1.5:
+            break
+        distance *= 1.3
     px, tgt = view(world, cam)
     if rng.random() < aug.noise_p:
         strength = rng.uniform(0.25, 1.75)

@@ -31,7 +31,7 @@ class AppState:
     settings: Settings
     lifter: Lifter | None = None
     device: str = "cpu"
-    weights: str = ""
+    weights: str | None = None
     ready: bool = False
 
 
@@ -43,24 +43,20 @@ class InfoResponse(BaseModel):
     skeleton_edges: list[tuple[int, int]]
 
 
-class StartupError(RuntimeError):
-    """The server cannot serve: models or weights are missing."""
-
-
 def _load_and_warm(state: AppState) -> None:
     s = state.settings
     weights = s.lifter_weights or default_weights(s.lifter)
     if weights is None:
-        raise StartupError(
-            f"no trained weights for lifter {s.lifter!r}: set HOTPOSE_LIFTER_WEIGHTS to a checkpoint"
-        )
+        # No 3D is served yet (clip jobs and streams arrive with the service issue); /v1/info says
+        # plainly that this lifter is untrained.
+        log.warning("no trained weights for lifter %r: set HOTPOSE_LIFTER_WEIGHTS to a checkpoint", s.lifter)
     lifter = create_lifter(s.lifter, weights=weights, device=s.device)
     cfg = lifter.config
     with torch.inference_mode():
         lifter(torch.zeros(1, cfg.frames, cfg.joints, 2, device=next(lifter.parameters()).device))
     state.lifter = lifter
     state.device = str(next(lifter.parameters()).device)
-    state.weights = str(weights)
+    state.weights = str(weights) if weights else None
     state.ready = True
     log.info("lifter %s (%s) ready on %s", s.lifter, weights, state.device)
 
@@ -105,7 +101,10 @@ def _add_routes(app: FastAPI) -> None:
         return InfoResponse(
             version=__version__,
             device=state.device,
-            lifter={"name": state.settings.lifter, "weights": state.weights, **state.lifter.config.to_dict()},
+            lifter={
+                "name": state.settings.lifter, "weights": state.weights, "trained": state.weights is not None,
+                **state.lifter.config.to_dict(),
+            },
             joint_names=list(H36M_JOINTS),
             skeleton_edges=list(H36M_EDGES),
         )
