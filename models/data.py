@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.detector.weights import sha256
 from models.keypoints import H36M_FLIP_PERM, H36M_PARENTS, normalize_screen
 
 EVAL_IMAGE = 1000
@@ -78,11 +79,7 @@ def load_clips(path: str | Path) -> list[Clip]:
 
 
 def data_hash(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256(Path(path))
 
 
 # Validation subjects of the shared CMU file, fixed before any training and chosen for variety of

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from models.detector.base import Person
 from models.detector.tflite import TFLiteModule
-from models.detector.tracking import Tracker
+from models.detector.tracking import Tracker, box_ious
 from models.detector.weights import blazepose_paths
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ def weighted_nms(
     out = []
     while remaining:
         top = remaining[0]
-        ious = _iou(boxes[top], boxes[remaining])
+        ious = box_ious(boxes[top], boxes[remaining])
         members = [r for r, iou in zip(remaining, ious, strict=True) if iou > iou_thr]
         w = scores[members][:, None]
         box = (boxes[members] * w).sum(0) / w.sum()
@@ -144,17 +144,6 @@ def weighted_nms(
         out.append((box, kp, float(scores[top])))
         remaining = [r for r, iou in zip(remaining, ious, strict=True) if iou <= iou_thr]
     return out
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    x0 = np.maximum(a[0], b[:, 0])
-    y0 = np.maximum(a[1], b[:, 1])
-    x1 = np.minimum(a[2], b[:, 2])
-    y1 = np.minimum(a[3], b[:, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area_a = (a[2] - a[0]) * (a[3] - a[1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a + area_b - inter, 1e-9)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -232,7 +221,7 @@ class BlazePose:
         if run_detector:
             for roi, score in self.detect(frame):
                 bb = np.array(roi.bbox())
-                overlap = [c for c in candidates if _iou(bb, np.array([c.roi.bbox()]))[0] > cfg.duplicate_iou]
+                overlap = [c for c in candidates if box_ious(bb, np.array([c.roi.bbox()]))[0] > cfg.duplicate_iou]
                 if overlap:  # already tracked: the detection only confirms that track
                     redetected.update(c.track_id for c in overlap if c.track_id is not None)
                     continue
@@ -382,7 +371,8 @@ class BlazePose:
         kept: list[tuple[int | None, dict[str, np.ndarray | float]]] = []
         for tid, res in ranked:
             bb = np.asarray(res["bbox"])
-            if kept and _iou(bb, np.stack([np.asarray(r["bbox"]) for _, r in kept])).max() > self.config.duplicate_iou:
+            kept_boxes = np.stack([np.asarray(r["bbox"]) for _, r in kept]) if kept else None
+            if kept_boxes is not None and box_ious(bb, kept_boxes).max() > self.config.duplicate_iou:
                 continue
             kept.append((tid, res))
         return kept

@@ -21,12 +21,16 @@ class Track:
     hits: int = 1
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(x1 - x0, 0.0) * max(y1 - y0, 0.0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
+def box_ious(a: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of box a (x0, y0, x1, y1) with each of boxes [N, 4]."""
+    x0 = np.maximum(a[0], boxes[:, 0])
+    y0 = np.maximum(a[1], boxes[:, 1])
+    x1 = np.minimum(a[2], boxes[:, 2])
+    y1 = np.minimum(a[3], boxes[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area_a = (a[2] - a[0]) * (a[3] - a[1])
+    area_b = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return np.asarray(inter / np.maximum(area_a + area_b - inter, 1e-9))
 
 
 class Tracker:
@@ -42,7 +46,12 @@ class Tracker:
         taken = {tid for tid in ids if tid is not None}
         lost = [t for t in self.tracks.values() if t.track_id not in taken and frame - t.last_frame <= self.max_gap]
         pairs = sorted(
-            ((box_iou(bb, t.bbox), i, t.track_id) for i, (_, bb) in enumerate(people) if ids[i] is None for t in lost),
+            (
+                (float(box_ious(bb, t.bbox[None])[0]), i, t.track_id)
+                for i, (_, bb) in enumerate(people)
+                if ids[i] is None
+                for t in lost
+            ),
             reverse=True,
         )
         for iou, i, tid in pairs:
