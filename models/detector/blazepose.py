@@ -154,7 +154,6 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 class _Candidate:
     roi: Roi
     track_id: int | None  # the track whose landmarks placed this ROI; None: fresh detection
-    det_score: float = 0.0
 
 
 @dataclass
@@ -172,22 +171,22 @@ class BlazePose:
     name = "blazepose"
 
     def __init__(self, config: BlazePoseConfig | None = None, device: str | torch.device | None = None,
-                 weights_dir: Path | None = None) -> None:
+                 home: Path | None = None) -> None:
         self.config = config or BlazePoseConfig()
         self.device = torch.device(device) if device is not None else torch.device(
             "cuda" if torch.cuda.is_available() else "cpu"
         )
-        paths = blazepose_paths(weights_dir.parent if weights_dir else None)
+        paths = blazepose_paths(home)  # home: the weights cache, default HOTPOSE_HOME
         self.detector = TFLiteModule(paths["pose_detection.tflite"]).to(self.device).eval()
         self.landmarker = TFLiteModule(paths["pose_landmark_full.tflite"]).to(self.device).eval()
         self.anchors = ssd_anchors()
-        self.state = _StreamState(tracker=Tracker())
+        self.state = _StreamState()
 
     # --- public API ----------------------------------------------------------------
 
     def reset(self) -> None:
         """Forget tracks: call between unrelated videos."""
-        self.state = _StreamState(tracker=Tracker())
+        self.state = _StreamState()
 
     def __call__(self, frames: list[np.ndarray]) -> list[list[Person]]:
         """RGB uint8 frames [H, W, 3] of one video, in order -> people per frame."""
@@ -195,21 +194,17 @@ class BlazePose:
 
     def process_image(self, frame: np.ndarray) -> list[Person]:
         """A still image: detector + landmarks, no tracking or temporal gating; ids 1..P."""
-        saved = self.state
-        self.state = _StreamState(tracker=Tracker())
-        try:
-            cfg = self.config
-            self.config = BlazePoseConfig(**{**cfg.__dict__, "confirm_frames": 1})
-            return self.process(frame)
-        finally:
-            self.config = cfg
-            self.state = saved
+        return self._step(frame, _StreamState(), confirm_frames=1)
 
     def process(self, frame: np.ndarray) -> list[Person]:
-        """One RGB uint8 frame [H, W, 3] -> the people in it, with track ids."""
+        """One RGB uint8 frame [H, W, 3] of the current video -> the people in it, with track ids."""
+        return self._step(frame, self.state, self.config.confirm_frames)
+
+    def _step(self, frame: np.ndarray, st: _StreamState, confirm_frames: int) -> list[Person]:
+        """One frame against one stream's state (updated in place)."""
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise ValueError(f"expected an RGB uint8 frame [H, W, 3], got {frame.dtype} {frame.shape}")
-        cfg, st = self.config, self.state
+        cfg = self.config
         candidates = [_Candidate(roi, tid) for tid, roi in st.rois.items()]
         run_detector = (
             not candidates
@@ -217,17 +212,16 @@ class BlazePose:
             or cfg.redetect_every <= 0
             or st.frame_index % cfg.redetect_every == 0
         )
-        redetected: set[int] = set()
         if run_detector:
-            for roi, score in self.detect(frame):
+            redetected: set[int] = set()
+            for roi, _score in self.detect(frame):
                 bb = np.array(roi.bbox())
                 overlap = [c for c in candidates if box_ious(bb, np.array([c.roi.bbox()]))[0] > cfg.duplicate_iou]
                 if overlap:  # already tracked: the detection only confirms that track
                     redetected.update(c.track_id for c in overlap if c.track_id is not None)
                     continue
-                candidates.append(_Candidate(roi, None, score))
-        # an unconfirmed track the detector did not find again is dropped (temporal gating)
-        if run_detector:
+                candidates.append(_Candidate(roi, None))
+            # an unconfirmed track the detector did not find again is dropped (temporal gating)
             candidates = [c for c in candidates if c.track_id is None or c.track_id not in st.hits
                           or c.track_id in redetected]
         candidates = candidates[: cfg.max_people]
@@ -251,7 +245,7 @@ class BlazePose:
             st.rois[track_id] = roi_from_points(aux[0], aux[1], cfg.roi_scale)
             if track_id not in st.confirmed:
                 n = st.hits.get(track_id, 0) + 1
-                if n < cfg.confirm_frames:
+                if n < confirm_frames:
                     hits[track_id] = n
                     continue
                 st.confirmed.add(track_id)
