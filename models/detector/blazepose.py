@@ -57,6 +57,7 @@ class BlazePoseConfig:
     refine_min_confidence: float = 0.5
     duplicate_iou: float = 0.5  # two ROIs that converged on one person: keep the better one
     max_people: int = 8
+    landmark_batch: int = 16  # crops per landmark-model call
 
 
 @dataclass
@@ -157,7 +158,10 @@ class _Candidate:
 
 
 @dataclass
-class _StreamState:
+class StreamState:
+    """Tracking state of one video stream (one per clip or live session)."""
+
+    confirm_frames: int = 2  # temporal gating (1: report people on their first detection)
     frame_index: int = 0
     tracker: Tracker = field(default_factory=Tracker)
     rois: dict[int, Roi] = field(default_factory=dict)  # track id -> ROI for the next frame
@@ -166,7 +170,12 @@ class _StreamState:
 
 
 class BlazePose:
-    """BlazePose detector + landmarks with tracking. Call with a list of frames of one video."""
+    """BlazePose detector + landmarks with tracking.
+
+    `process(frame)` runs one video held in `self.state`; `process_batch` runs one frame of each of
+    several independent streams (each with its own `StreamState`) through each model as one batch,
+    which is how the service shares the models between clips and live sessions.
+    """
 
     name = "blazepose"
 
@@ -180,13 +189,16 @@ class BlazePose:
         self.detector = TFLiteModule(paths["pose_detection.tflite"]).to(self.device).eval()
         self.landmarker = TFLiteModule(paths["pose_landmark_full.tflite"]).to(self.device).eval()
         self.anchors = ssd_anchors()
-        self.state = _StreamState()
+        self.state = self.new_stream()
 
     # --- public API ----------------------------------------------------------------
 
+    def new_stream(self) -> StreamState:
+        return StreamState(confirm_frames=self.config.confirm_frames)
+
     def reset(self) -> None:
         """Forget tracks: call between unrelated videos."""
-        self.state = _StreamState()
+        self.state = self.new_stream()
 
     def __call__(self, frames: list[np.ndarray]) -> list[list[Person]]:
         """RGB uint8 frames [H, W, 3] of one video, in order -> people per frame."""
@@ -194,39 +206,49 @@ class BlazePose:
 
     def process_image(self, frame: np.ndarray) -> list[Person]:
         """A still image: detector + landmarks, no tracking or temporal gating; ids 1..P."""
-        return self._step(frame, _StreamState(), confirm_frames=1)
+        return self.process_batch([(frame, StreamState(confirm_frames=1))])[0]
 
     def process(self, frame: np.ndarray) -> list[Person]:
         """One RGB uint8 frame [H, W, 3] of the current video -> the people in it, with track ids."""
-        return self._step(frame, self.state, self.config.confirm_frames)
+        return self.process_batch([(frame, self.state)])[0]
 
-    def _step(self, frame: np.ndarray, st: _StreamState, confirm_frames: int) -> list[Person]:
-        """One frame against one stream's state (updated in place)."""
-        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-            raise ValueError(f"expected an RGB uint8 frame [H, W, 3], got {frame.dtype} {frame.shape}")
+    def process_batch(self, items: list[tuple[np.ndarray, StreamState]]) -> list[list[Person]]:
+        """The next frame of each of several streams (states updated in place) -> people per frame.
+
+        Each state must appear at most once per call (frames of one stream are sequential).
+        """
+        for frame, _ in items:
+            if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+                raise ValueError(f"expected an RGB uint8 frame [H, W, 3], got {frame.dtype} {frame.shape}")
+        if len({id(st) for _, st in items}) != len(items):
+            raise ValueError("a stream state appears twice in one batch")
         cfg = self.config
-        candidates = [_Candidate(roi, tid) for tid, roi in st.rois.items()]
-        run_detector = (
-            not candidates
-            or bool(st.hits)
-            or cfg.redetect_every <= 0
-            or st.frame_index % cfg.redetect_every == 0
-        )
-        if run_detector:
+        cands = [[_Candidate(roi, tid) for tid, roi in st.rois.items()] for _, st in items]
+        need = [
+            k for k, (_, st) in enumerate(items)
+            if not cands[k] or st.hits or cfg.redetect_every <= 0 or st.frame_index % cfg.redetect_every == 0
+        ]  # fmt: skip
+        for k, found in zip(need, self.detect_batch([items[k][0] for k in need]), strict=True):
+            st = items[k][1]
             redetected: set[int] = set()
-            for roi, _score in self.detect(frame):
+            for roi, _score in found:
                 bb = np.array(roi.bbox())
-                overlap = [c for c in candidates if box_ious(bb, np.array([c.roi.bbox()]))[0] > cfg.duplicate_iou]
+                overlap = [c for c in cands[k] if box_ious(bb, np.array([c.roi.bbox()]))[0] > cfg.duplicate_iou]
                 if overlap:  # already tracked: the detection only confirms that track
                     redetected.update(c.track_id for c in overlap if c.track_id is not None)
                     continue
-                candidates.append(_Candidate(roi, None))
+                cands[k].append(_Candidate(roi, None))
             # an unconfirmed track the detector did not find again is dropped (temporal gating)
-            candidates = [c for c in candidates if c.track_id is None or c.track_id not in st.hits
-                          or c.track_id in redetected]
-        candidates = candidates[: cfg.max_people]
+            cands[k] = [c for c in cands[k] if c.track_id is None or c.track_id not in st.hits
+                        or c.track_id in redetected]
+        cands = [c[: cfg.max_people] for c in cands]
+        found_all = self.landmarks_batch([(frame, [c.roi for c in cands[k]]) for k, (frame, _) in enumerate(items)])
+        return [self._finish(st, cands[k], found_all[k]) for k, (_, st) in enumerate(items)]
 
-        found = self.landmarks(frame, [c.roi for c in candidates])
+    def _finish(self, st: StreamState, candidates: list[_Candidate],
+                found: list[dict[str, np.ndarray | float]]) -> list[Person]:
+        """Presence filter, duplicates, track ids, gating and next ROIs for one stream's frame."""
+        cfg = self.config
         people: list[tuple[int | None, dict[str, np.ndarray | float]]] = []
         for cand, res in zip(candidates, found, strict=True):
             if res["presence"] < cfg.presence_threshold:
@@ -245,7 +267,7 @@ class BlazePose:
             st.rois[track_id] = roi_from_points(aux[0], aux[1], cfg.roi_scale)
             if track_id not in st.confirmed:
                 n = st.hits.get(track_id, 0) + 1
-                if n < confirm_frames:
+                if n < st.confirm_frames:
                     hits[track_id] = n
                     continue
                 st.confirmed.add(track_id)
@@ -266,17 +288,30 @@ class BlazePose:
 
     def detect(self, frame: np.ndarray) -> list[tuple[Roi, float]]:
         """People ROIs in one frame (detector only), best first."""
-        h, w = frame.shape[:2]
-        box = Roi(w / 2, h / 2, float(max(w, h)), 0.0)  # letterbox: the frame centred in a square
-        img = cv2.warpAffine(
-            frame, box.warp_matrix(DET_SIZE), (DET_SIZE, DET_SIZE),
-            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0),
-        )  # fmt: skip
-        x = torch.from_numpy(img).to(self.device).permute(2, 0, 1)[None].float() / 127.5 - 1.0  # [1, 3, 224, 224]
+        return self.detect_batch([frame])[0]
+
+    def detect_batch(self, frames: list[np.ndarray]) -> list[list[tuple[Roi, float]]]:
+        """People ROIs per frame (detector only, one batch), best first."""
+        if not frames:
+            return []
+        boxes_, imgs = [], []
+        for frame in frames:
+            h, w = frame.shape[:2]
+            box = Roi(w / 2, h / 2, float(max(w, h)), 0.0)  # letterbox: the frame centred in a square
+            boxes_.append(box)
+            imgs.append(cv2.warpAffine(
+                frame, box.warp_matrix(DET_SIZE), (DET_SIZE, DET_SIZE),
+                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
+                borderValue=(0, 0, 0),
+            ))  # fmt: skip
+        x = torch.from_numpy(np.stack(imgs)).to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # [N, 3, 224, 224]
         with torch.inference_mode():
-            reg, logits = self.detector(x)
-        reg = reg[0].cpu().numpy()  # [2254, 12]
-        scores = _sigmoid(logits[0, :, 0].cpu().numpy())
+            reg_all, logits_all = self.detector(x)
+        reg_all = reg_all.cpu().numpy()  # [N, 2254, 12]
+        scores_all = _sigmoid(logits_all[:, :, 0].cpu().numpy())
+        return [self._decode(box, reg_all[n], scores_all[n]) for n, box in enumerate(boxes_)]
+
+    def _decode(self, box: Roi, reg: np.ndarray, scores: np.ndarray) -> list[tuple[Roi, float]]:
         keep = scores >= self.config.detection_threshold
         if not keep.any():
             return []
@@ -306,18 +341,28 @@ class BlazePose:
 
     def landmarks(self, frame: np.ndarray, rois: list[Roi]) -> list[dict[str, np.ndarray | float]]:
         """Run the landmark model on all ROIs of a frame as one batch."""
-        if not rois:
-            return []
-        x = self.crops(frame, rois)
+        return self.landmarks_batch([(frame, rois)])[0]
+
+    def landmarks_batch(
+        self, items: list[tuple[np.ndarray, list[Roi]]]
+    ) -> list[list[dict[str, np.ndarray | float]]]:
+        """All ROIs of several frames through the landmark model in batches of `landmark_batch`."""
+        owners = [(k, roi) for k, (_, rois) in enumerate(items) for roi in rois]
+        out: list[list[dict[str, np.ndarray | float]]] = [[] for _ in items]
+        if not owners:
+            return out
+        x = torch.cat([self.crops(frame, rois) for frame, rois in items if rois])  # [P, 3, 256, 256]
+        parts = []
         with torch.inference_mode():
-            raw, flag, _seg, heatmap, world = self.landmarker(x)
-        raw = raw.cpu().numpy().reshape(len(rois), 39, 5)
-        flag = flag.cpu().numpy().reshape(-1)
-        heat = heatmap.cpu().numpy()  # [P, 39, 64, 64]
-        world = world.cpu().numpy().reshape(len(rois), 39, 3)
-        h, w = frame.shape[:2]
-        out: list[dict[str, np.ndarray | float]] = []
-        for p, roi in enumerate(rois):
+            for i in range(0, len(x), self.config.landmark_batch):
+                parts.append([t.cpu().numpy() for t in self.landmarker(x[i : i + self.config.landmark_batch])])
+        raw, flag, _seg, heat, world = (np.concatenate([p[i] for p in parts]) for i in range(5))
+        n = len(owners)
+        raw = raw.reshape(n, 39, 5)
+        flag = flag.reshape(-1)
+        world = world.reshape(n, 39, 3)  # heat: [P, 39, 64, 64]
+        for p, (k, roi) in enumerate(owners):
+            h, w = items[k][0].shape[:2]
             xy = raw[p, :, :2] / LMK_SIZE  # crop-normalised
             xy = self._refine(xy, heat[p])
             px = roi.crop_to_image(xy)  # [39, 2]
@@ -334,7 +379,7 @@ class BlazePose:
                 "keypoints": kp, "world": w33, "aux": px[33:35], "presence": float(flag[p]),
                 "bbox": np.array([x0, y0, x1, y1]),
             }
-            out.append(res)
+            out[k].append(res)
         return out
 
     def _refine(self, xy: np.ndarray, heat: np.ndarray) -> np.ndarray:
