@@ -65,9 +65,7 @@ def count_flops(model: nn.Module, x: Tensor) -> dict[str, float]:
     return {"gflops_linear": linear / 1e9, "gflops_total": (linear + 2.0 * macs["attention"]) / 1e9}
 
 
-def time_interleaved(
-    fns: dict[str, Callable[[], Any]], rounds: int, warmup: int = 1
-) -> dict[str, list[float]]:
+def time_interleaved(fns: dict[str, Callable[[], Any]], rounds: int, warmup: int = 1) -> dict[str, list[float]]:
     """Seconds per call for each function, measured round-robin."""
     for _ in range(warmup):
         for fn in fns.values():
@@ -96,8 +94,14 @@ def load_official_models(repo: Path, dim: int, frames: int, token_num: int, laye
             sys.modules.setdefault(name, types.ModuleType(name))
         sys.modules["timm.models.layers"].DropPath = DropPath  # type: ignore[attr-defined]
     args = SimpleNamespace(
-        channel=dim, d_hid=2 * dim, frames=frames, n_joints=17, out_joints=17,
-        token_num=token_num, layer_index=layer_index, layers=8,
+        channel=dim,
+        d_hid=2 * dim,
+        frames=frames,
+        n_joints=17,
+        out_joints=17,
+        token_num=token_num,
+        layer_index=layer_index,
+        layers=8,
     )
     out: dict[str, nn.Module] = {}
     files = {"official_mixste": "model/mixste/mixste.py", "official_hot_mixste": "model/mixste/hot_mixste.py"}
@@ -169,9 +173,7 @@ def bench_lifter(
 def format_lifter_report(report: dict[str, Any]) -> str:
     """A Markdown table of a `bench_lifter` report."""
     batches = sorted(int(k.split("_b")[1]) for k in report if k.startswith("ratio_b"))
-    head = "| model | params (M) | GFLOPs Linear x2 | GFLOPs total |" + "".join(
-        f" median ms b{b} |" for b in batches
-    )
+    head = "| model | params (M) | GFLOPs Linear x2 | GFLOPs total |" + "".join(f" median ms b{b} |" for b in batches)
     lines = [head, "|" + "---|" * (4 + len(batches))]
     for name, r in report["models"].items():
         cells = [name, f"{r['params_m']:.2f}", f"{r['gflops_linear']:.1f}", f"{r['gflops_total']:.1f}"]
@@ -220,8 +222,12 @@ def bench_detector(
         clip = [f for i, _, f in iter_frames(video) if i < frames]
     else:
         clip = _pan_frames(frames)
-    report: dict[str, Any] = {"threads": torch.get_num_threads(), "frames": len(clip), "device": device,
-                              "frame_size": list(clip[0].shape[:2])}
+    report: dict[str, Any] = {
+        "threads": torch.get_num_threads(),
+        "frames": len(clip),
+        "device": device,
+        "frame_size": list(clip[0].shape[:2]),
+    }
 
     tracking = BlazePose(BlazePoseConfig(), device=device)
     full = BlazePose(BlazePoseConfig(), device=device)
@@ -249,8 +255,10 @@ def bench_detector(
     try:
         from ai_edge_litert.interpreter import Interpreter
 
-        for key, module, size, lo in (("litert_detector", full.detector, DET_SIZE, -1.0),
-                                      ("litert_landmarks_b1", full.landmarker, LMK_SIZE, 0.0)):
+        for key, module, size, lo in (
+            ("litert_detector", full.detector, DET_SIZE, -1.0),
+            ("litert_landmarks_b1", full.landmarker, LMK_SIZE, 0.0),
+        ):
             interp = Interpreter(model_path=str(module.path), num_threads=1)
             interp.allocate_tensors()
             idx = interp.get_input_details()[0]["index"]

@@ -64,8 +64,7 @@ def read_weights(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any] | 
         return _strip_prefix(dict(obj["state_dict"])), header
     if not all(isinstance(v, Tensor) for v in obj.values()):
         raise CheckpointError(
-            f"{path} is neither a hotpose checkpoint nor a plain state_dict "
-            f"(top-level keys: {sorted(obj)[:8]})"
+            f"{path} is neither a hotpose checkpoint nor a plain state_dict (top-level keys: {sorted(obj)[:8]})"
         )
     return _strip_prefix(dict(obj)), None
 

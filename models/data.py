@@ -130,8 +130,15 @@ class Camera:
         return self.focal * cam[..., :2] / z + np.array([self.width / 2, self.height / 2])
 
 
-def look_at(target: np.ndarray, azimuth: float, distance: float, height: float, focal: float,
-            width: int = EVAL_IMAGE, height_px: int = EVAL_IMAGE) -> Camera:
+def look_at(
+    target: np.ndarray,
+    azimuth: float,
+    distance: float,
+    height: float,
+    focal: float,
+    width: int = EVAL_IMAGE,
+    height_px: int = EVAL_IMAGE,
+) -> Camera:
     """A camera on a circle around `target` (world, Y up), at `height` above the floor, looking at it."""
     pos = np.array([target[0] + distance * math.sin(azimuth), height, target[2] + distance * math.cos(azimuth)])
     forward = target - pos
@@ -280,8 +287,9 @@ def mirror_world(joints: np.ndarray) -> np.ndarray:
     return out
 
 
-def training_sample(clip: Clip, frames: int, rng: np.random.Generator, aug: Augment,
-                    noise: DetectorNoise) -> tuple[np.ndarray, np.ndarray]:
+def training_sample(
+    clip: Clip, frames: int, rng: np.random.Generator, aug: Augment, noise: DetectorNoise
+) -> tuple[np.ndarray, np.ndarray]:
     """One augmented (2D input [frames, 17, 2], 3D target [frames, 17, 3]) window."""
     speed = math.exp(rng.uniform(math.log(aug.speed[0]), math.log(aug.speed[1])))
     span = speed * (frames - 1)
@@ -304,6 +312,7 @@ def training_sample(clip: Clip, frames: int, rng: np.random.Generator, aug: Augm
     px, tgt = view(world, cam)
     if rng.random() < aug.noise_p:
         strength = rng.uniform(0.25, 1.75)
-        px = DetectorNoise(noise.white_px * strength, noise.bias_px * strength, noise.jitter_p, noise.jitter_px,
-                           noise.drop_p).apply(px, rng)
+        px = DetectorNoise(
+            noise.white_px * strength, noise.bias_px * strength, noise.jitter_p, noise.jitter_px, noise.drop_p
+        ).apply(px, rng)
     return np.asarray(normalize_screen(px, EVAL_IMAGE, EVAL_IMAGE), dtype=np.float32), tgt

@@ -167,9 +167,7 @@ class HoTMixSTE(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         cfg = self.config
         if x.ndim != 4 or x.shape[1:] != (cfg.frames, cfg.joints, 2):
-            raise ValueError(
-                f"expected input [B, {cfg.frames}, {cfg.joints}, 2], got {list(x.shape)}"
-            )
+            raise ValueError(f"expected input [B, {cfg.frames}, {cfg.joints}, 2], got {list(x.shape)}")
         b = x.shape[0]
 
         x = self.Spatial_patch_to_embedding(x) + self.Spatial_pos_embed  # [B, T, J, C]

@@ -64,8 +64,9 @@ def lifter_loss(pred: Tensor, gt: Tensor) -> tuple[Tensor, dict[str, float]]:
 
 
 class WindowSampler:
-    def __init__(self, clips: list[Any], frames: int, seed: int, aug: Augment | None = None,
-                 noise: DetectorNoise | None = None) -> None:
+    def __init__(
+        self, clips: list[Any], frames: int, seed: int, aug: Augment | None = None, noise: DetectorNoise | None = None
+    ) -> None:
         self.clips = clips
         lengths = np.array([len(c.joints) for c in clips], dtype=np.float64)
         self.p = lengths / lengths.sum()
@@ -90,9 +91,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     clips = load_clips(cfg.data)
     train_clips, val_clips = split_by_subject(clips)
-    log.info("train: %d clips, %d frames; validation: %d clips, %d frames (subjects %s)",
-             len(train_clips), sum(len(c.joints) for c in train_clips), len(val_clips),
-             sum(len(c.joints) for c in val_clips), sorted({c.subject for c in val_clips}))
+    log.info(
+        "train: %d clips, %d frames; validation: %d clips, %d frames (subjects %s)",
+        len(train_clips),
+        sum(len(c.joints) for c in train_clips),
+        len(val_clips),
+        sum(len(c.joints) for c in val_clips),
+        sorted({c.subject for c in val_clips}),
+    )
     model = create_lifter(cfg.model, weights=cfg.init, device="cpu", **cfg.overrides).train()
     if cfg.init is not None:
         log.info("continuing from %s", cfg.init)
@@ -126,8 +132,15 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         if step % 25 == 0:
-            log.info("step %d loss %.4f wmpjpe %.1f mm mpjve %.1f mm lr %.2e (%.0f s)", step, loss.item(),
-                     1000 * parts["wmpjpe"], 1000 * parts["mpjve"], lr_at(step), time.time() - t0)
+            log.info(
+                "step %d loss %.4f wmpjpe %.1f mm mpjve %.1f mm lr %.2e (%.0f s)",
+                step,
+                loss.item(),
+                1000 * parts["wmpjpe"],
+                1000 * parts["mpjve"],
+                lr_at(step),
+                time.time() - t0,
+            )
         last = step == cfg.steps - 1
         over_time = cfg.time_limit_min > 0 and time.time() - t0 > 60 * cfg.time_limit_min
         if (step + 1) % cfg.val_every == 0 and not last and not over_time:

@@ -179,11 +179,12 @@ class BlazePose:
 
     name = "blazepose"
 
-    def __init__(self, config: BlazePoseConfig | None = None, device: str | torch.device | None = None,
-                 home: Path | None = None) -> None:
+    def __init__(
+        self, config: BlazePoseConfig | None = None, device: str | torch.device | None = None, home: Path | None = None
+    ) -> None:
         self.config = config or BlazePoseConfig()
-        self.device = torch.device(device) if device is not None else torch.device(
-            "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = (
+            torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         )
         paths = blazepose_paths(home)  # home: the weights cache, default HOTPOSE_HOME
         self.detector = TFLiteModule(paths["pose_detection.tflite"]).to(self.device).eval()
@@ -239,14 +240,16 @@ class BlazePose:
                     continue
                 cands[k].append(_Candidate(roi, None))
             # an unconfirmed track the detector did not find again is dropped (temporal gating)
-            cands[k] = [c for c in cands[k] if c.track_id is None or c.track_id not in st.hits
-                        or c.track_id in redetected]
+            cands[k] = [
+                c for c in cands[k] if c.track_id is None or c.track_id not in st.hits or c.track_id in redetected
+            ]
         cands = [c[: cfg.max_people] for c in cands]
         found_all = self.landmarks_batch([(frame, [c.roi for c in cands[k]]) for k, (frame, _) in enumerate(items)])
         return [self._finish(st, cands[k], found_all[k]) for k, (_, st) in enumerate(items)]
 
-    def _finish(self, st: StreamState, candidates: list[_Candidate],
-                found: list[dict[str, np.ndarray | float]]) -> list[Person]:
+    def _finish(
+        self, st: StreamState, candidates: list[_Candidate], found: list[dict[str, np.ndarray | float]]
+    ) -> list[Person]:
         """Presence filter, duplicates, track ids, gating and next ROIs for one stream's frame."""
         cfg = self.config
         people: list[tuple[int | None, dict[str, np.ndarray | float]]] = []
@@ -256,9 +259,7 @@ class BlazePose:
             people.append((cand.track_id, res))
         people = self._drop_duplicates(people)
 
-        assigned = st.tracker.update(
-            [(tid, np.asarray(r["bbox"])) for tid, r in people], st.frame_index
-        )
+        assigned = st.tracker.update([(tid, np.asarray(r["bbox"])) for tid, r in people], st.frame_index)
         st.rois = {}
         out: list[Person] = []
         hits: dict[int, int] = {}
@@ -304,7 +305,8 @@ class BlazePose:
                 flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
                 borderValue=(0, 0, 0),
             ))  # fmt: skip
-        x = torch.from_numpy(np.stack(imgs)).to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # [N, 3, 224, 224]
+        x = torch.from_numpy(np.stack(imgs)).to(self.device).permute(0, 3, 1, 2)  # [N, 3, 224, 224]
+        x = x.float() / 127.5 - 1.0
         with torch.inference_mode():
             reg_all, logits_all = self.detector(x)
         reg_all = reg_all.cpu().numpy()  # [N, 2254, 12]
@@ -343,9 +345,7 @@ class BlazePose:
         """Run the landmark model on all ROIs of a frame as one batch."""
         return self.landmarks_batch([(frame, rois)])[0]
 
-    def landmarks_batch(
-        self, items: list[tuple[np.ndarray, list[Roi]]]
-    ) -> list[list[dict[str, np.ndarray | float]]]:
+    def landmarks_batch(self, items: list[tuple[np.ndarray, list[Roi]]]) -> list[list[dict[str, np.ndarray | float]]]:
         """All ROIs of several frames through the landmark model in batches of `landmark_batch`."""
         owners = [(k, roi) for k, (_, rois) in enumerate(items) for roi in rois]
         out: list[list[dict[str, np.ndarray | float]]] = [[] for _ in items]
@@ -376,7 +376,10 @@ class BlazePose:
             x0, y0 = np.clip(pts.min(0), 0, [w, h])
             x1, y1 = np.clip(pts.max(0), 0, [w, h])
             res: dict[str, np.ndarray | float] = {
-                "keypoints": kp, "world": w33, "aux": px[33:35], "presence": float(flag[p]),
+                "keypoints": kp,
+                "world": w33,
+                "aux": px[33:35],
+                "presence": float(flag[p]),
                 "bbox": np.array([x0, y0, x1, y1]),
             }
             out[k].append(res)

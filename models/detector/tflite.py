@@ -36,8 +36,14 @@ class TFLiteError(RuntimeError):
 
 # TensorType enum values (schema.fbs).
 _FLOAT32, _FLOAT16, _INT32, _UINT8, _INT64, _INT8 = 0, 1, 2, 3, 4, 9
-_NP_TYPES = {_FLOAT32: np.float32, _FLOAT16: np.float16, _INT32: np.int32, _UINT8: np.uint8, _INT64: np.int64,
-             _INT8: np.int8}
+_NP_TYPES = {
+    _FLOAT32: np.float32,
+    _FLOAT16: np.float16,
+    _INT32: np.int32,
+    _UINT8: np.uint8,
+    _INT64: np.int64,
+    _INT8: np.int8,
+}
 # Fused activations (ActivationFunctionType).
 # In place: every fused activation applies to a fresh op output.
 _ACTIVATIONS: dict[int, Callable[[Tensor], Tensor] | None] = {

@@ -127,10 +127,21 @@ def test_not_a_checkpoint(tmp_path: Path) -> None:
 def test_official_key_names() -> None:
     keys = set(create_lifter("hot_mixste", device="cpu").state_dict())
     for k in (
-        "Spatial_patch_to_embedding.weight", "Spatial_pos_embed", "Temporal_pos_embed",
-        "STEblocks.7.attn.qkv.weight", "TTEblocks.0.mlp.fc2.bias", "pos_embed_token", "x_token",
-        "cross_attention.linear_q.weight", "cross_attention.linear_k.bias", "cross_attention.linear_v.weight",
-        "cross_attention.proj.weight", "Spatial_norm.weight", "Temporal_norm.bias", "head.0.weight", "head.1.bias",
+        "Spatial_patch_to_embedding.weight",
+        "Spatial_pos_embed",
+        "Temporal_pos_embed",
+        "STEblocks.7.attn.qkv.weight",
+        "TTEblocks.0.mlp.fc2.bias",
+        "pos_embed_token",
+        "x_token",
+        "cross_attention.linear_q.weight",
+        "cross_attention.linear_k.bias",
+        "cross_attention.linear_v.weight",
+        "cross_attention.proj.weight",
+        "Spatial_norm.weight",
+        "Temporal_norm.bias",
+        "head.0.weight",
+        "head.1.bias",
     ):
         assert k in keys, k
     mix = set(create_lifter("mixste", device="cpu").state_dict())

@@ -31,8 +31,12 @@ def test_a_few_steps_lower_the_loss() -> None:
 def test_train_writes_a_checkpoint_that_rebuilds_itself(tmp_path: Path) -> None:
     data = tmp_path / "m.npz"
     arrays = {f"c{i}": _walker(60 + 10 * i) for i in range(3)}
-    np.savez(data, **arrays, clip_names=np.array(list(arrays)),
-             clip_desc=np.array(["walk (CMU subj. 5)", "walk (CMU subj. 8)", "walk (CMU subj. 9)"]))
+    np.savez(
+        data,
+        **arrays,
+        clip_names=np.array(list(arrays)),
+        clip_desc=np.array(["walk (CMU subj. 5)", "walk (CMU subj. 8)", "walk (CMU subj. 9)"]),
+    )
     out = tmp_path / "ckpt.pt"
     metrics = train(TrainConfig(data=data, out=out, overrides=TINY, steps=3, batch=2, val_every=100, warmup=1))
     assert set(metrics) == {"gt2d", "noisy2d", "frames_evaluated"} and metrics["frames_evaluated"] == 4 * 60

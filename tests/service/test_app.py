@@ -23,7 +23,6 @@ def test_not_ready_before_lifespan() -> None:
     assert client.get("/livez").status_code == 200
 
 
-
 def test_info_says_when_the_lifter_is_untrained() -> None:
     with TestClient(create_app(Settings(device="cpu", lifter="mixste"))) as client:  # no weights ship for it
         info = client.get("/v1/info").json()
