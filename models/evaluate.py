@@ -28,7 +28,8 @@ def predict(model: Lifter, x: np.ndarray, batch: int = 8, flip: bool = True) -> 
         xb = torch.from_numpy(w[i : i + batch]).to(device)
         yb = flip_augment(model, xb) if flip else model(xb)
         outs.append(yb.float().cpu().numpy())
-    return np.concatenate(outs).reshape(-1, 17, 3)[:t]
+    y = np.concatenate(outs).reshape(-1, 17, 3)[:t]
+    return y - y[:, :1]  # root-relative, as the targets (the model's pelvis output is not used)
 
 
 def evaluate(model: Lifter, views: list[EvalView], flip: bool = True) -> dict[str, Any]:

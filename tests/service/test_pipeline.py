@@ -8,7 +8,9 @@ from skimage import data
 
 from models import create_lifter
 from models.detector.blazepose import BlazePose, BlazePoseConfig
-from service.pipeline import TrackLifter, _interp, process_frames
+from service.lifting import LiftPolicy
+from service.pipeline import PosePipeline, lift_windows, process_frames
+from service.smoothing import OneEuroConfig, OneEuroFilter
 
 TINY = {"dim": 16, "depth": 2, "num_heads": 2, "frames": 27, "token_num": 9, "layer_index": 1}
 
@@ -18,39 +20,54 @@ def tiny_lifter():  # type: ignore[no-untyped-def]
     return create_lifter("hot_mixste", device="cpu", **TINY)
 
 
-def test_interp_clamps_and_is_linear() -> None:
-    v = np.array([[0.0], [10.0]])
-    assert np.allclose(_interp(np.array([0.0, 1.0]), v, np.array([-1.0, 0.25, 2.0])), [[0.0], [2.5], [10.0]])
+@pytest.fixture(scope="module")
+def detector() -> BlazePose:
+    return BlazePose(BlazePoseConfig(), device="cpu")
 
 
-@pytest.mark.parametrize("t", [1, 10, 27, 100])
-def test_lift_sequence_any_length(tiny_lifter, t: int) -> None:  # type: ignore[no-untyped-def]
-    lift = TrackLifter(tiny_lifter)
-    x = np.random.default_rng(0).normal(0, 0.2, (t, 17, 2)).astype(np.float32)
-    y = lift.lift_sequence(x)
-    assert y.shape == (t, 17, 3) and np.isfinite(y).all()
+def test_lift_windows_shapes_and_flip(tiny_lifter) -> None:  # type: ignore[no-untyped-def]
+    x = np.random.default_rng(0).normal(0, 0.2, (3, 27, 17, 2)).astype(np.float32)
+    y = lift_windows(tiny_lifter, x)
+    assert y.shape == (3, 27, 17, 3) and np.isfinite(y).all()
+    assert not np.allclose(y, lift_windows(tiny_lifter, x, flip=False))
 
 
-def test_variable_frame_rate_is_resampled_from_timestamps(tiny_lifter) -> None:  # type: ignore[no-untyped-def]
-    lift = TrackLifter(tiny_lifter)
-    xy = np.tile(np.linspace(100, 200, 17)[None, :, None], (5, 1, 2))
-    times = np.array([0.0, 0.02, 0.5, 0.51, 1.3])  # irregular
-    y = lift(xy, times, 640, 480)
-    assert y.shape == (5, 17, 3)
-    # a still pose gives the same 3D at every time, whatever the spacing of the frames
-    assert np.allclose(y, y[:1], atol=1e-5)
+def test_a_still_pose_lifts_the_same_at_any_frame_spacing(tiny_lifter) -> None:  # type: ignore[no-untyped-def]
+    from models.detector import Person
+
+    kp33 = np.zeros((33, 3), np.float32)
+    kp33[:, 0] = np.linspace(200, 300, 33)
+    kp33[:, 1] = np.linspace(100, 400, 33)
+    kp33[:, 2] = 1.0
+    person = Person(track_id=1, bbox=(200, 100, 300, 400), score=0.9, keypoints33=kp33, world33=np.zeros((33, 3)))
+    pipe = PosePipeline(lambda f: [person], lambda w: lift_windows(tiny_lifter, w), 27, LiftPolicy.clip(27))
+    out = []
+    for i, t in enumerate([0.0, 0.02, 0.5, 0.51, 1.3]):  # irregular
+        out += pipe.push_people(i, t, [person], 640, 480)
+    out += pipe.flush()
+    y = np.stack([f.people[0].joints_3d for f in out])
+    assert y.shape == (5, 17, 3) and np.allclose(y, y[:1], atol=1e-5)
 
 
-def test_clip_pipeline_end_to_end(tiny_lifter) -> None:  # type: ignore[no-untyped-def]
+def test_one_euro_smooths_jitter_and_follows_motion() -> None:
+    rng = np.random.default_rng(0)
+    f = OneEuroFilter(OneEuroConfig())
+    still = [f(i / 30, np.array([100.0]) + rng.normal(0, 2, 1)) for i in range(90)]
+    assert np.std(still[30:]) < 1.0  # input jitter sigma 2 px
+    g = OneEuroFilter(OneEuroConfig())
+    moving = [g(i / 30, np.array([10.0 * i])) for i in range(60)]
+    assert abs(moving[-1][0] - 590) < 30  # follows a 300 px/s move with little lag
+
+
+def test_clip_pipeline_end_to_end(tiny_lifter, detector: BlazePose) -> None:  # type: ignore[no-untyped-def]
     img = data.astronaut()
     canvas = np.pad(img, ((0, 0), (100, 100), (0, 0)), mode="edge")
     frames = [(i, i / 10.0, np.ascontiguousarray(canvas[:, 5 * i : 5 * i + 512])) for i in range(30)]
-    detector = BlazePose(BlazePoseConfig(), device="cpu")
     seq = process_frames(frames, detector, tiny_lifter, fps=10.0)
     assert len(seq.frames) == 30 and [f.index for f in seq.frames] == list(range(30))
     people = [p for f in seq.frames for p in f.people]
     assert len(people) >= 28 and len({p.track_id for p in people}) == 1
     assert all(p.joints_3d is not None and p.joints_3d.shape == (17, 3) for p in people)
-    assert all(np.allclose(p.joints_3d[0], p.joints_3d[0]) for p in people)
+    assert all(np.allclose(p.joints_3d[0], 0.0) for p in people)  # root-relative
     d = json.loads(json.dumps(seq.to_dict()))
     assert d["joint_names"][0] == "pelvis" and d["width"] == 512 and len(d["frames"][5]["people"][0]["joints_3d"]) == 17

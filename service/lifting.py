@@ -1,0 +1,275 @@
+"""Streaming 2D -> 3D lifting: per-person buffers, sliding windows, causal or delayed emission.
+
+Used by clip jobs, live sessions and `hotpose run` alike (no web import).
+
+Time. The lifter was trained at 30 fps. Each person's 2D observations are
+resampled onto a 30 fps grid from their timestamps (linear interpolation
+between observations), so variable frame rate, dropped frames and 10 or 60 fps
+sources all reach the model at the speed it knows. A frame's 3D is read back
+from the grid at the frame's own time.
+
+Windows. A person's grid samples live in a buffer of the last `frames` (243)
+samples. Every `stride` grid frames, and whenever a frame falls due with no
+window over it yet, the window ending at the newest sample is lifted (edge-
+padded at the start of a track). Each grid frame accumulates the outputs of
+every window that covered it before it became final.
+
+Emission (`LiftPolicy.delay`, in grid frames):
+- `delay == 0` ("causal"): a grid frame is final as soon as a window ending at
+  or after it has been lifted. The lowest latency; the model sees no future.
+  A frame's 3D is the grid sample at or just before its time (at most 1/30 s
+  earlier).
+- `delay > 0` ("delayed"): a grid frame is final once `delay` newer samples
+  exist, so windows see up to `delay` frames of future context (more
+  accurate), at `delay / 30` s of extra latency. Clip jobs use
+  `delay = frames - 1` with a stride of `frames // 3`: every frame averages
+  about three windows, as offline.
+
+A person missing for longer than `hold_s` has its pending frames finalised
+with the context it has (so other people's frames are not held back); one
+missing for longer than `max_gap_s` starts a new buffer when seen again.
+Memory per person is bounded by the window and the delay, not the video.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from models.keypoints import normalize_screen
+
+LIFTER_FPS = 30.0
+LiftFn = Callable[[np.ndarray], np.ndarray]  # windows [N, F, 17, 2] (normalised) -> [N, F, 17, 3]
+
+
+@dataclass(frozen=True)
+class LiftPolicy:
+    stride: int = 1  # grid frames between lifts
+    delay: int = 0  # grid frames a frame waits for future context (0: causal)
+    max_gap_s: float = 1.0  # a person lost longer than this starts a new buffer
+    hold_s: float = 0.0  # finalise a missing person's pending frames after this long
+
+    def __post_init__(self) -> None:
+        if self.stride < 1 or self.delay < 0:
+            raise ValueError(f"stride must be >= 1 and delay >= 0, got {self.stride}, {self.delay}")
+        if self.hold_s > self.max_gap_s:
+            raise ValueError("hold_s must not exceed max_gap_s")
+
+    @classmethod
+    def clip(cls, frames: int) -> LiftPolicy:
+        """Offline quality for whole clips: ~3 windows per frame, full future context."""
+        return cls(stride=max(frames // 3, 1), delay=frames - 1, max_gap_s=1.0, hold_s=1.0)
+
+
+@dataclass
+class Request:
+    """One observed frame of one person waiting for its 3D."""
+
+    u: float  # position on the track's grid
+    value: np.ndarray | None = None  # [17, 3] once resolved
+
+
+class TrackBuffer:
+    """One person's continuous run of observations on a 30 fps grid."""
+
+    def __init__(self, t0: float, frames: int, policy: LiftPolicy) -> None:
+        self.t0 = t0
+        self.frames = frames
+        self.policy = policy
+        self.samples: deque[np.ndarray] = deque(maxlen=frames)  # the newest grid samples [17, 2]
+        self.first: np.ndarray | None = None  # grid sample 0 (edge padding)
+        self.n = 0  # grid samples generated
+        self.last_t = t0
+        self.last_xy: np.ndarray | None = None
+        self.last_lift = -1  # newest grid index at the last lift
+        self.acc: dict[int, np.ndarray] = {}  # pending grid index -> summed outputs [17, 3]
+        self.cnt: dict[int, int] = {}
+        self.final: dict[int, np.ndarray] = {}
+        self.next_final = 0  # grid indexes below this are final
+        self.requests: deque[Request] = deque()
+
+    def observe(self, t: float, xy: np.ndarray) -> Request:
+        """Add an observation (normalised 2D [17, 2]) at time t (>= the previous one)."""
+        t = max(t, self.last_t)
+        if self.last_xy is None:
+            self._append(xy)
+        else:
+            while self.t0 + self.n / LIFTER_FPS <= t + 1e-6:
+                tg = self.t0 + self.n / LIFTER_FPS
+                span = t - self.last_t
+                a = 1.0 if span <= 1e-9 else (tg - self.last_t) / span
+                self._append((1 - a) * self.last_xy + a * xy)
+        self.last_t, self.last_xy = t, xy
+        u = (t - self.t0) * LIFTER_FPS
+        if abs(u - round(u)) < 1e-3:
+            u = float(round(u))
+        req = Request(u)
+        self.requests.append(req)
+        return req
+
+    def _append(self, xy: np.ndarray) -> None:
+        if self.first is None:
+            self.first = xy
+        self.samples.append(xy)
+        self.n += 1
+
+    @property
+    def newest(self) -> int:
+        return self.n - 1
+
+    def window(self) -> np.ndarray | None:
+        """The window to lift now [F, 17, 2], or None when none is due."""
+        newest = self.newest
+        if newest < 0 or newest <= self.last_lift:
+            return None
+        due_uncovered = self.policy.delay > 0 and any(
+            self.cnt.get(g, 0) == 0 for g in range(self.next_final, newest - self.policy.delay + 1)
+        )
+        if newest - self.last_lift < self.policy.stride and not due_uncovered:
+            return None
+        return self._window()
+
+    def _window(self) -> np.ndarray:
+        pad = self.frames - len(self.samples)
+        assert self.first is not None
+        parts = [np.repeat(self.first[None], pad, axis=0)] if pad else []
+        return np.concatenate([*parts, np.stack(self.samples)]).astype(np.float32)  # [F, 17, 2]
+
+    def deliver(self, out: np.ndarray) -> None:
+        """Outputs [F, 17, 3] of the window ending at the newest sample."""
+        newest = self.newest
+        self.last_lift = newest
+        for g in range(max(self.next_final, newest - self.frames + 1), newest + 1):
+            y = out[self.frames - 1 - (newest - g)]
+            if g in self.acc:
+                self.acc[g] += y
+                self.cnt[g] += 1
+            else:
+                self.acc[g] = y.astype(np.float64)
+                self.cnt[g] = 1
+        self._finalise(newest - self.policy.delay)
+
+    def flush_window(self) -> np.ndarray | None:
+        """The window that covers every pending sample (None when nothing is pending)."""
+        if self.next_final > self.newest:
+            return None
+        return self._window()
+
+    def flush_deliver(self, out: np.ndarray | None) -> None:
+        if out is not None:
+            self.deliver(out)
+        self._finalise(self.newest, resolve_all=True)
+
+    def _finalise(self, upto: int, resolve_all: bool = False) -> None:
+        for g in range(self.next_final, upto + 1):
+            if self.cnt.get(g, 0) == 0:
+                break
+            self.final[g] = (self.acc.pop(g) / self.cnt.pop(g)).astype(np.float32)
+            self.next_final = g + 1
+        self._resolve(resolve_all)
+        # keep only the final samples unresolved requests can still need
+        keep_from = math.floor(self.requests[0].u) if self.requests else self.next_final - 1
+        for g in [g for g in self.final if g < keep_from]:
+            del self.final[g]
+
+    def _resolve(self, resolve_all: bool) -> None:
+        while self.requests:
+            req = self.requests[0]
+            lo, hi = math.floor(req.u), math.ceil(req.u)
+            if lo not in self.final:
+                break
+            if hi == lo:
+                req.value = self.final[lo]
+            elif hi in self.final:
+                a = req.u - lo
+                req.value = ((1 - a) * self.final[lo] + a * self.final[hi]).astype(np.float32)
+            elif self.policy.delay == 0 or resolve_all:
+                req.value = self.final[lo]  # causal: the grid sample at or just before the frame
+            else:
+                break
+            self.requests.popleft()
+
+
+@dataclass
+class _Pending:
+    key: object  # the caller's frame
+    requests: list[Request] = field(default_factory=list)
+
+
+class StreamLifter:
+    """Frames in order -> the same frames out in order, each person's 3D resolved.
+
+    `push(key, t, people, width, height)` takes one frame's people as (track id, 2D pixels
+    [17, 2]) and returns the frames that became complete, as (key, {track id: 3D [17, 3]}).
+    """
+
+    def __init__(self, frames: int, lift: LiftFn, policy: LiftPolicy) -> None:
+        self.frames = frames
+        self.lift = lift
+        self.policy = policy
+        self.tracks: dict[int, TrackBuffer] = {}
+        self.retired: list[TrackBuffer] = []
+        self.pending: deque[tuple[_Pending, dict[int, Request]]] = deque()
+        self.windows_lifted = 0
+
+    def push(
+        self, key: object, t: float, people: list[tuple[int, np.ndarray]], width: int, height: int
+    ) -> list[tuple[object, dict[int, np.ndarray]]]:
+        reqs: dict[int, Request] = {}
+        for track_id, xy in people:
+            buf = self.tracks.get(track_id)
+            if buf is not None and t - buf.last_t > self.policy.max_gap_s:
+                self.retired.append(buf)
+                buf = None
+            if buf is None:
+                buf = self.tracks[track_id] = TrackBuffer(t, self.frames, self.policy)
+            xy_n = np.asarray(normalize_screen(np.asarray(xy, np.float64), width, height), dtype=np.float32)
+            reqs[track_id] = buf.observe(t, xy_n)
+        self.pending.append((_Pending(key), reqs))
+        seen = {tid for tid, _ in people}
+        stale = [b for tid, b in self.tracks.items() if tid not in seen and t - b.last_t > self.policy.hold_s]
+        self._run([b for tid, b in self.tracks.items() if tid in seen], flush=[*stale, *self.retired])
+        self.retired = []
+        for tid in [tid for tid, b in self.tracks.items() if t - b.last_t > self.policy.max_gap_s]:
+            del self.tracks[tid]  # already flushed as stale; a return starts a new buffer
+        return self._complete()
+
+    def flush(self) -> list[tuple[object, dict[int, np.ndarray]]]:
+        """Lift everything still pending (end of a clip or stream) and return the remaining frames."""
+        self._run([], flush=[*self.tracks.values(), *self.retired])
+        self.retired = []
+        out = self._complete()
+        assert not self.pending, "a frame was left unresolved"
+        return out
+
+    def _run(self, active: list[TrackBuffer], flush: list[TrackBuffer]) -> None:
+        jobs: list[tuple[TrackBuffer, np.ndarray, bool]] = []
+        for b in active:
+            w = b.window()
+            if w is not None:
+                jobs.append((b, w, False))
+        for b in flush:
+            w = b.flush_window()
+            if w is None:
+                b.flush_deliver(None)
+            else:
+                jobs.append((b, w, True))
+        if jobs:
+            out = self.lift(np.stack([w for _, w, _ in jobs]))
+            self.windows_lifted += len(jobs)
+            for (b, _, is_flush), y in zip(jobs, out, strict=True):
+                if is_flush:
+                    b.flush_deliver(y)
+                else:
+                    b.deliver(y)
+
+    def _complete(self) -> list[tuple[object, dict[int, np.ndarray]]]:
+        done = []
+        while self.pending and all(r.value is not None for r in self.pending[0][1].values()):
+            p, reqs = self.pending.popleft()
+            done.append((p.key, {tid: r.value for tid, r in reqs.items() if r.value is not None}))
+        return done

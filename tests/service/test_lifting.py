@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.keypoints import normalize_screen
+from service.lifting import LiftPolicy, StreamLifter
+
+F = 27  # a short window keeps the test fast; the logic does not depend on 243
+W, H = 640, 480
+
+
+class EchoLift:
+    """Lifts a window by echoing its 2D with z = 0 (so outputs are checkable) and counts calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def __call__(self, windows: np.ndarray) -> np.ndarray:
+        assert windows.shape[1:] == (F, 17, 2)
+        self.calls.append(len(windows))
+        return np.concatenate([windows, np.zeros_like(windows[..., :1])], axis=-1)
+
+
+def pose(t: float, track: int = 0) -> np.ndarray:
+    """A 2D pose that moves linearly in time (pixels)."""
+    base = np.linspace(100, 400, 34).reshape(17, 2)
+    return base + np.array([50.0 * t + 20 * track, 10.0 * t])
+
+
+def run(policy: LiftPolicy, times: list[float], tracks: tuple[int, ...] = (0,)) -> tuple[list, EchoLift]:
+    lift = EchoLift()
+    sl = StreamLifter(F, lift, policy)
+    out = []
+    for i, t in enumerate(times):
+        out += sl.push(i, t, [(k, pose(t, k)) for k in tracks], W, H)
+    out += sl.flush()
+    return out, lift
+
+
+def expected(t: float, track: int = 0) -> np.ndarray:
+    return np.asarray(normalize_screen(pose(t, track), W, H))
+
+
+@pytest.mark.parametrize("policy", [LiftPolicy(stride=1), LiftPolicy(stride=5), LiftPolicy(stride=4, delay=8),
+                                    LiftPolicy.clip(F)])
+def test_every_frame_comes_out_once_in_order_with_its_own_pose(policy: LiftPolicy) -> None:
+    times = [i / 30 for i in range(100)]
+    out, _ = run(policy, times, tracks=(1, 2))
+    assert [k for k, _ in out] == list(range(100))
+    for (k, poses), t in zip(out, times, strict=True):
+        assert set(poses) == {1, 2}
+        for tid in (1, 2):
+            np.testing.assert_allclose(poses[tid][:, :2], expected(t, tid), atol=1e-5)
+
+
+def test_causal_emits_each_frame_as_soon_as_it_is_lifted() -> None:
+    lift = EchoLift()
+    sl = StreamLifter(F, lift, LiftPolicy(stride=1))
+    for i in range(10):
+        assert [k for k, _ in sl.push(i, i / 30, [(0, pose(i / 30))], W, H)] == [i]
+    lift5 = EchoLift()
+    sl5 = StreamLifter(F, lift5, LiftPolicy(stride=5))
+    sizes = [len(sl5.push(i, i / 30, [(0, pose(i / 30))], W, H)) for i in range(10)]
+    assert sizes == [0, 0, 0, 0, 5, 0, 0, 0, 0, 5] and len(lift5.calls) == 2
+
+
+def test_delayed_holds_frames_by_the_delay() -> None:
+    sl = StreamLifter(F, EchoLift(), LiftPolicy(stride=4, delay=8))
+    emitted = []
+    for i in range(40):
+        emitted.append([k for k, _ in sl.push(i, i / 30, [(0, pose(i / 30))], W, H)])
+        assert all(k <= i - 8 for k in emitted[-1])
+    flat = [k for e in emitted for k in e]
+    assert flat == list(range(len(flat))) and flat[-1] >= 40 - 1 - 8 - 4
+
+
+def test_lower_frame_rate_and_jittered_timestamps_are_resampled() -> None:
+    rng = np.random.default_rng(0)
+    times = list(np.cumsum(rng.uniform(0.04, 0.1, 60)))  # 10-25 fps, irregular
+    for policy in (LiftPolicy(stride=2), LiftPolicy.clip(F)):
+        out, _ = run(policy, times)
+        assert [k for k, _ in out] == list(range(60))
+        for (k, poses), t in zip(out, times, strict=True):
+            # the pose moves linearly, so resampling and reading back is exact up to the reading
+            # of the grid sample just before the frame (< 1/30 s) in causal mode and at the end
+            tol = 0.0 if policy.delay and k < 59 else 50.0 / 30 * 2 / W + 1e-4
+            np.testing.assert_allclose(poses[0][:, :2], expected(t), atol=tol + 1e-5)
+
+
+def test_a_person_who_leaves_does_not_hold_back_the_others() -> None:
+    lift = EchoLift()
+    sl = StreamLifter(F, lift, LiftPolicy(stride=4, delay=8, hold_s=0.0, max_gap_s=1.0))
+    out = []
+    for i in range(30):
+        people = [(0, pose(i / 30))] + ([(1, pose(i / 30, 1))] if i < 10 else [])
+        out += sl.push(i, i / 30, people, W, H)
+    assert [k for k, _ in out] == list(range(len(out))) and len(out) >= 30 - 8 - 4
+    assert all(1 in p for k, p in out if k < 10) and all(1 not in p for k, p in out if k >= 10)
+
+
+def test_a_long_gap_starts_a_new_buffer_and_memory_stays_bounded() -> None:
+    lift = EchoLift()
+    sl = StreamLifter(F, lift, LiftPolicy(stride=3, delay=6, hold_s=0.5, max_gap_s=0.5))
+    out = []
+    for i in range(3000):
+        t = i / 30
+        people = [] if 100 <= i < 160 else [(0, pose(t % 3))]
+        out += sl.push(i, t, people, W, H)
+        buf = sl.tracks.get(0)
+        if buf is not None:
+            assert len(buf.final) <= 4 and len(buf.acc) <= F + 6 and len(buf.samples) <= F
+    out += sl.flush()
+    assert [k for k, _ in out] == list(range(3000)) and len(sl.pending) == 0
+
+
+def test_policy_is_checked() -> None:
+    with pytest.raises(ValueError):
+        LiftPolicy(stride=0)
+    with pytest.raises(ValueError):
+        LiftPolicy(hold_s=2.0, max_gap_s=1.0)
