@@ -1,64 +1,121 @@
-"""The FastAPI application.
+"""The FastAPI application: clip jobs over HTTP, live streams over WebSocket, metrics.
 
-Models load in the lifespan (never at import) and a warm-up inference runs
-before `/healthz` reports ready. Clip jobs and live streams arrive with the
-service issue; this app serves readiness, liveness and model information.
+Models load in the lifespan (never at import) and a warm-up inference runs through both
+batching schedulers before `/healthz` reports ready. Every route but `/livez`, `/healthz` and
+`/metrics` needs an API key when `HOTPOSE_API_KEYS` is set.
 """
 
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
+import json
 import logging
-from collections.abc import AsyncIterator
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Annotated, Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-import torch
-from fastapi import Depends, FastAPI, HTTPException, Request
+import numpy as np
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, UploadFile
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
-from models import Lifter, create_lifter, default_weights
 from models.keypoints import H36M_EDGES, H36M_JOINTS
-from service import __version__
+from service import __version__, metrics
+from service.engine import Engine, EngineConfig
+from service.jobs import ClipLimits, JobRunner, JobStore, frames_file
+from service.scheduler import BatchConfig
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
+
+UPLOAD_CHUNK = 1 << 20
 
 
 @dataclass
 class AppState:
     settings: Settings
-    lifter: Lifter | None = None
-    device: str = "cpu"
-    weights: str | None = None
+    engine: Engine | None = None
+    store: JobStore | None = None
+    runner: JobRunner | None = None
+    executor: ThreadPoolExecutor | None = None  # live sessions' blocking steps
     ready: bool = False
+    streams: set[str] = field(default_factory=set)
+
+
+class JobResponse(BaseModel):
+    job_id: str
+    status: Literal["queued", "running", "done", "failed"]
+    progress: float
+    frames_done: int
+    frames_total: int
+    error: str | None
+    filename: str
+    created: float
 
 
 class InfoResponse(BaseModel):
     version: str
     device: str
+    detector: dict[str, Any]
     lifter: dict[str, Any]
+    window: int
+    live: dict[str, Any]
     joint_names: list[str]
     skeleton_edges: list[tuple[int, int]]
+    coordinates: dict[str, str]
+    limits: dict[str, Any]
 
 
-def _load_and_warm(state: AppState) -> None:
+COORDINATES = {
+    "keypoints_2d": "image pixels, x right, y down, origin at the top-left corner; third value: score 0..1",
+    "joints_3d": "metres, camera frame (x right, y down, z away from the camera), root-relative: pelvis = 0",
+    "time": "seconds from the first frame (container timestamps, or the client's t on streams)",
+}
+
+
+def _start(state: AppState) -> None:
     s = state.settings
-    weights = s.lifter_weights or default_weights(s.lifter)
-    if weights is None:
-        # No 3D is served yet (clip jobs and streams arrive with the service issue); /v1/info says
-        # plainly that this lifter is untrained.
-        log.warning("no trained weights for lifter %r: set HOTPOSE_LIFTER_WEIGHTS to a checkpoint", s.lifter)
-    lifter = create_lifter(s.lifter, weights=weights, device=s.device)
-    cfg = lifter.config
-    with torch.inference_mode():
-        lifter(torch.zeros(1, cfg.frames, cfg.joints, 2, device=next(lifter.parameters()).device))
-    state.lifter = lifter
-    state.device = str(next(lifter.parameters()).device)
-    state.weights = str(weights) if weights else None
+    s.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = Engine(EngineConfig(
+        lifter=s.lifter, lifter_weights=s.lifter_weights, device=s.device, home=s.home, flip=s.flip,
+        threads=s.threads,
+        detector_batch=BatchConfig(s.detector_max_batch, s.detector_max_wait_ms),
+        lifter_batch=BatchConfig(s.lifter_max_batch, s.lifter_max_wait_ms),
+    ))  # fmt: skip
+    engine.warm_up()
+    state.engine = engine
+    state.store = JobStore(s.data_dir)
+    expired = state.store.expire(s.retention_hours * 3600)
+    if expired:
+        log.info("deleted %d jobs older than the retention", expired)
+    limits = ClipLimits(s.max_clip_frames, s.max_clip_seconds, s.max_frame_pixels)
+    state.runner = JobRunner(state.store, engine.pipeline, limits, workers=s.job_workers)
+    resumed = state.runner.recover()
+    if resumed:
+        log.info("queued again after a restart: %s", resumed)
+    state.executor = ThreadPoolExecutor(max_workers=s.max_streams, thread_name_prefix="stream")
     state.ready = True
-    log.info("lifter %s (%s) ready on %s", s.lifter, weights, state.device)
+    log.info("ready: lifter %s (%s) on %s", s.lifter, engine.weights, engine.device)
+
+
+def _stop(state: AppState) -> None:
+    state.ready = False
+    if state.executor is not None:
+        state.executor.shutdown(wait=False, cancel_futures=True)
+    if state.runner is not None:
+        state.runner.close()
+    if state.engine is not None:
+        state.engine.close()
+    if state.store is not None:
+        state.store.close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -66,13 +123,50 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await asyncio.to_thread(_load_and_warm, state)
-        yield
+        await asyncio.to_thread(_start, state)
+        cleaner = asyncio.create_task(_expire_periodically(state))
+        try:
+            yield
+        finally:
+            cleaner.cancel()
+            await asyncio.to_thread(_stop, state)
 
     app = FastAPI(title="hotpose", version=__version__, lifespan=lifespan)
     app.state.hotpose = state
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next):  # type: ignore[no-untyped-def]
+        rid = request.headers.get("x-request-id") or uuid.uuid4().hex[:12]
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.REQUESTS.labels(request.method, path, str(response.status_code)).inc()
+        response.headers["x-request-id"] = rid
+        log.info(
+            "request %s %s %s -> %d (%.1f ms)",
+            rid,
+            request.method,
+            request.url.path,
+            response.status_code,
+            1000 * (time.perf_counter() - t0),
+        )
+        return response
+
     _add_routes(app)
+    from service.streams import add_stream_route
+
+    add_stream_route(app)
     return app
+
+
+async def _expire_periodically(state: AppState) -> None:
+    while True:
+        await asyncio.sleep(3600)
+        if state.store is not None:
+            n = await asyncio.to_thread(state.store.expire, state.settings.retention_hours * 3600)
+            if n:
+                log.info("deleted %d expired jobs", n)
 
 
 def get_state(request: Request) -> AppState:
@@ -80,7 +174,39 @@ def get_state(request: Request) -> AppState:
     return state
 
 
-State = Annotated[AppState, Depends(get_state)]
+def check_key(settings: Settings, authorization: str | None, api_key: str | None) -> bool:
+    keys = settings.keys
+    if not keys:
+        return True
+    token = api_key
+    if authorization and authorization.lower().startswith("bearer "):
+        token = authorization[7:].strip()
+    return token in keys
+
+
+def require_key(request: Request, api_key: Annotated[str | None, Query()] = None) -> None:
+    state = get_state(request)
+    if not check_key(state.settings, request.headers.get("authorization"), api_key):
+        raise HTTPException(status_code=401, detail="missing or wrong API key", headers={"WWW-Authenticate": "Bearer"})
+
+
+def ready_state(request: Request) -> AppState:
+    state = get_state(request)
+    if not state.ready or state.engine is None or state.store is None or state.runner is None:
+        raise HTTPException(status_code=503, detail="models are loading")
+    return state
+
+
+State = Annotated[AppState, Depends(ready_state)]
+Auth = Depends(require_key)
+
+
+def _job_or_404(state: AppState, job_id: str) -> Any:
+    assert state.store is not None
+    job = state.store.get(job_id)
+    if job is None:
+        raise HTTPException(status_code=404, detail=f"no job {job_id}")
+    return job
 
 
 def _add_routes(app: FastAPI) -> None:
@@ -89,22 +215,226 @@ def _add_routes(app: FastAPI) -> None:
         return {"status": "alive"}
 
     @app.get("/healthz")
-    async def healthz(state: State) -> dict[str, str]:
-        if not state.ready:
+    async def healthz(request: Request) -> dict[str, str]:
+        if not get_state(request).ready:
             raise HTTPException(status_code=503, detail="models are loading")
         return {"status": "ready"}
 
-    @app.get("/v1/info", response_model=InfoResponse)
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/info", response_model=InfoResponse, dependencies=[Auth])
     async def info(state: State) -> InfoResponse:
-        if state.lifter is None:
-            raise HTTPException(status_code=503, detail="models are loading")
+        engine = state.engine
+        assert engine is not None
+        s = state.settings
+        lifter: dict[str, Any] = {
+            "name": s.lifter,
+            "weights": str(engine.weights) if engine.weights else None,
+            "trained": engine.lifter is not None,
+            "flip": s.flip,
+        }
+        if engine.lifter is not None:
+            lifter.update(engine.lifter.config.to_dict())
         return InfoResponse(
-            version=__version__,
-            device=state.device,
-            lifter={
-                "name": state.settings.lifter, "weights": state.weights, "trained": state.weights is not None,
-                **state.lifter.config.to_dict(),
-            },
-            joint_names=list(H36M_JOINTS),
-            skeleton_edges=list(H36M_EDGES),
+            version=__version__, device=engine.device,
+            detector={"name": "blazepose", **engine.detector.config.__dict__},
+            lifter=lifter, window=engine.window,
+            live={"stride": s.live_stride, "delay_frames": s.live_delay_frames, "queue": s.live_queue,
+                  "smoothing": s.live_smoothing, "emit": ["causal", "delayed"]},
+            joint_names=list(H36M_JOINTS), skeleton_edges=list(H36M_EDGES), coordinates=COORDINATES,
+            limits={"max_upload_mb": s.max_upload_mb, "max_clip_frames": s.max_clip_frames,
+                    "max_clip_seconds": s.max_clip_seconds, "max_frame_pixels": s.max_frame_pixels,
+                    "max_streams": s.max_streams, "max_message_mb": s.max_message_mb},
+        )  # fmt: skip
+
+    @app.post("/v1/clips", status_code=202, dependencies=[Auth])
+    async def create_clip(request: Request, state: State) -> JSONResponse:
+        s = state.settings
+        limit = int(s.max_upload_mb * (1 << 20))
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limit + (1 << 16):
+            raise HTTPException(status_code=413, detail=f"upload larger than {s.max_upload_mb:g} MB")
+        try:
+            form = await request.form(max_files=1, max_fields=4)
+        except Exception as e:  # noqa: BLE001 - malformed multipart
+            raise HTTPException(status_code=400, detail=f"not a multipart form: {e}") from e
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile) and not hasattr(upload, "read"):
+            await form.close()
+            raise HTTPException(status_code=422, detail="send the video as the multipart field 'file'")
+        assert state.store is not None and state.runner is not None
+        name = Path(getattr(upload, "filename", None) or "upload").name
+        job = state.store.create(name)
+        suffix = Path(name).suffix.lower()
+        dest = state.store.dir(job.job_id) / f"input{suffix if len(suffix) <= 6 else ''}"
+        try:
+            size = await asyncio.to_thread(_copy_upload, upload, dest, limit)  # type: ignore[arg-type]
+        except _UploadTooLargeError:
+            state.store.delete(job.job_id)
+            raise HTTPException(status_code=413, detail=f"upload larger than {s.max_upload_mb:g} MB") from None
+        finally:
+            await form.close()
+        if size == 0:
+            state.store.delete(job.job_id)
+            raise HTTPException(status_code=422, detail="the uploaded file is empty")
+        state.runner.submit(job.job_id)
+        log.info("job %s: %s (%d bytes) queued", job.job_id, name, size)
+        return JSONResponse({"job_id": job.job_id, "status": "queued"}, status_code=202)
+
+    @app.get("/v1/jobs/{job_id}", response_model=JobResponse, dependencies=[Auth])
+    async def get_job(job_id: str, state: State) -> JobResponse:
+        return JobResponse(**_job_or_404(state, job_id).public())
+
+    @app.delete("/v1/jobs/{job_id}", dependencies=[Auth])
+    async def delete_job(job_id: str, state: State) -> dict[str, str]:
+        _job_or_404(state, job_id)
+        assert state.store is not None and state.runner is not None
+        state.runner.cancel(job_id)
+        await asyncio.to_thread(state.store.delete, job_id)
+        return {"job_id": job_id, "status": "deleted"}
+
+    @app.get("/v1/jobs/{job_id}/result", dependencies=[Auth])
+    async def job_result(job_id: str, state: State, format: Literal["json", "npz", "csv"] = "json") -> Response:
+        job = _job_or_404(state, job_id)
+        if job.status != "done":
+            detail = f"job is {job.status}" + (f": {job.error}" if job.error else "")
+            raise HTTPException(status_code=409 if job.status != "failed" else 422, detail=detail)
+        assert state.store is not None
+        d = state.store.dir(job_id)
+        meta = json.loads((d / "meta.json").read_text())
+        lines = d / "frames.ndjson"
+        if format == "json":
+            return StreamingResponse(_json_result(meta, lines), media_type="application/json")
+        if format == "csv":
+            return StreamingResponse(
+                _csv_result(lines),
+                media_type="text/csv",
+                headers={"content-disposition": f'attachment; filename="{job_id}.csv"'},
+            )
+        data = await asyncio.to_thread(_npz_result, meta, lines)
+        return Response(
+            data,
+            media_type="application/octet-stream",
+            headers={"content-disposition": f'attachment; filename="{job_id}.npz"'},
         )
+
+    @app.get("/v1/jobs/{job_id}/stream", dependencies=[Auth])
+    async def job_stream(job_id: str, state: State) -> StreamingResponse:
+        _job_or_404(state, job_id)
+        return StreamingResponse(_tail(state, job_id), media_type="application/x-ndjson")
+
+
+class _UploadTooLargeError(Exception):
+    pass
+
+
+def _copy_upload(upload: UploadFile, dest: Path, limit: int) -> int:
+    size = 0
+    with open(dest, "wb") as out:
+        while chunk := upload.file.read(UPLOAD_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise _UploadTooLargeError
+            out.write(chunk)
+    return size
+
+
+def _json_result(meta: dict[str, Any], lines: Path) -> Iterator[bytes]:
+    head = {k: meta[k] for k in ("fps", "width", "height", "joint_names", "skeleton_edges")}
+    yield (json.dumps(head)[:-1] + ', "coordinates": ' + json.dumps(COORDINATES) + ', "frames": [').encode()
+    with open(lines, "rb") as f:
+        for i, line in enumerate(f):
+            yield (b"," if i else b"") + line.rstrip(b"\n")
+    yield b"]}"
+
+
+CSV_COLUMNS = ["frame", "time", "track_id", "joint", "x_px", "y_px", "score", "x_m", "y_m", "z_m"]
+
+
+def _csv_result(lines: Path) -> Iterator[bytes]:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(CSV_COLUMNS)
+    with open(lines) as f:
+        for line in f:
+            fr = json.loads(line)
+            for p in fr["people"]:
+                j3 = p["joints_3d"] or [[None] * 3] * 17
+                for j, (k2, k3) in enumerate(zip(p["keypoints_2d"], j3, strict=True)):
+                    w.writerow([fr["index"], fr["time"], p["track_id"], H36M_JOINTS[j], *k2, *k3])
+            yield buf.getvalue().encode()
+            buf.seek(0)
+            buf.truncate()
+    if buf.getvalue():
+        yield buf.getvalue().encode()
+
+
+def _npz_result(meta: dict[str, Any], lines: Path) -> bytes:
+    """One row per person-frame: frame, time, track_id, bbox, score, keypoints_2d, joints_3d (NaN if none)."""
+    rows: dict[str, list[Any]] = {k: [] for k in ("frame", "time", "track_id", "bbox", "score", "kp", "j3")}
+    frame_index, frame_time = [], []
+    with open(lines) as f:
+        for line in f:
+            fr = json.loads(line)
+            frame_index.append(fr["index"])
+            frame_time.append(fr["time"])
+            for p in fr["people"]:
+                rows["frame"].append(fr["index"])
+                rows["time"].append(fr["time"])
+                rows["track_id"].append(p["track_id"])
+                rows["bbox"].append(p["bbox"])
+                rows["score"].append(p["score"])
+                rows["kp"].append(p["keypoints_2d"])
+                rows["j3"].append(p["joints_3d"] if p["joints_3d"] is not None else [[np.nan] * 3] * 17)
+    buf = io.BytesIO()
+    np.savez_compressed(
+        buf,
+        frame_index=np.asarray(frame_index, np.int64), frame_time=np.asarray(frame_time, np.float64),
+        frame=np.asarray(rows["frame"], np.int64), time=np.asarray(rows["time"], np.float64),
+        track_id=np.asarray(rows["track_id"], np.int64),
+        bbox=np.asarray(rows["bbox"], np.float32).reshape(-1, 4), score=np.asarray(rows["score"], np.float32),
+        keypoints_2d=np.asarray(rows["kp"], np.float32).reshape(-1, 17, 3),
+        joints_3d=np.asarray(rows["j3"], np.float32).reshape(-1, 17, 3),
+        joint_names=np.asarray(H36M_JOINTS), skeleton_edges=np.asarray(H36M_EDGES, np.int64),
+        fps=np.float64(meta["fps"]), width=np.int64(meta["width"]), height=np.int64(meta["height"]),
+    )  # fmt: skip
+    return buf.getvalue()
+
+
+async def _tail(state: AppState, job_id: str) -> AsyncIterator[bytes]:
+    """The job's frames as NDJSON, as they are written; ends when the job ends."""
+    assert state.store is not None
+    f = None
+    pending = b""
+    try:
+        while True:
+            job = state.store.get(job_id)
+            if f is None:
+                path = frames_file(state.store, job_id)
+                if path.exists():
+                    f = open(path, "rb")  # noqa: SIM115 - kept open across renames while the job writes
+            if f is not None:
+                chunk = f.read(1 << 16)
+                if chunk:
+                    pending += chunk
+                    cut = pending.rfind(b"\n") + 1
+                    if cut:
+                        yield pending[:cut]
+                        pending = pending[cut:]
+                    continue
+            if job is None:
+                return
+            if job.status in ("done", "failed") and (f is not None or job.status == "failed"):
+                if f is not None:
+                    rest = f.read()
+                    if rest or pending:
+                        yield pending + rest
+                if job.status == "failed":
+                    yield (json.dumps({"error": job.error}) + "\n").encode()
+                return
+            await asyncio.sleep(0.1)
+    finally:
+        if f is not None:
+            f.close()

@@ -1,13 +1,13 @@
 """The `hotpose` command line.
 
-    hotpose serve                  start the HTTP server (HOTPOSE_* settings)
-    hotpose fetch-weights          put the BlazePose files from the mediapipe wheel in HOTPOSE_HOME
-    hotpose detect2d PATH          2D people per frame of an image or video, as JSON
-    hotpose run VIDEO -o out.json  the whole pipeline in process: 2D and 3D poses of every person
-    hotpose train-lifter [...]     train a lifter on motion capture
-    hotpose eval-lifter --data NPZ evaluate a lifter under the fixed protocol (one JSON line)
-    hotpose bench lifter [...]     params, FLOPs and latency of mixste vs hot_mixste
-    hotpose bench detector [...]   BlazePose latency per frame and per crop batch
+hotpose serve                  start the HTTP server (HOTPOSE_* settings)
+hotpose fetch-weights          put the BlazePose files from the mediapipe wheel in HOTPOSE_HOME
+hotpose detect2d PATH          2D people per frame of an image or video, as JSON
+hotpose run VIDEO -o out.json  the whole pipeline in process: 2D and 3D poses of every person
+hotpose train-lifter [...]     train a lifter on motion capture
+hotpose eval-lifter --data NPZ evaluate a lifter under the fixed protocol (one JSON line)
+hotpose bench lifter [...]     params, FLOPs and latency of mixste vs hot_mixste
+hotpose bench detector [...]   BlazePose latency per frame and per crop batch
 """
 
 from __future__ import annotations
@@ -105,8 +105,9 @@ def _run(args: argparse.Namespace) -> int:
 def _bench_detector(args: argparse.Namespace) -> int:
     from models.bench import bench_detector, format_detector_report
 
-    report = bench_detector(video=args.video, frames=args.frames, rounds=args.rounds, threads=args.threads,
-                            device=args.device)
+    report = bench_detector(
+        video=args.video, frames=args.frames, rounds=args.rounds, threads=args.threads, device=args.device
+    )
     print(json.dumps(report) if args.json else format_detector_report(report))
     return 0
 
@@ -123,9 +124,20 @@ def _train_lifter(args: argparse.Namespace) -> int:
     from models.train import TrainConfig, train
 
     cfg = TrainConfig(
-        data=args.data, out=args.out, model=args.model, overrides=_overrides(args.set), steps=args.steps,
-        batch=args.batch, lr=args.lr, seed=args.seed, val_every=args.val_every,
-        time_limit_min=args.time_limit, threads=args.threads, init=args.init,
+        data=args.data,
+        out=args.out,
+        model=args.model,
+        overrides=_overrides(args.set),
+        steps=args.steps,
+        batch=args.batch,
+        lr=args.lr,
+        seed=args.seed,
+        val_every=args.val_every,
+        time_limit_min=args.time_limit,
+        threads=args.threads,
+        init=args.init,
+        embed_lr_mult=args.embed_lr_mult,
+        warmup=args.warmup,
     )
     metrics = train(cfg)
     print(json.dumps({"out": str(args.out), **metrics}))
@@ -154,8 +166,12 @@ def _eval_lifter(args: argparse.Namespace) -> int:
     x = torch.zeros(1, cfg.frames, cfg.joints, 2, device=next(model.parameters()).device)
     flops = count_flops(model, x)
     report = {
-        "model": args.model, "weights": str(weights) if weights else None, "data": str(args.data),
-        "split": args.split, "clips": len(clips), **metrics,
+        "model": args.model,
+        "weights": str(weights) if weights else None,
+        "data": str(args.data),
+        "split": args.split,
+        "clips": len(clips),
+        **metrics,
         "gflops_per_window": round(flops["gflops_total"], 3),
         "gflops_linear_per_window": round(flops["gflops_linear"], 3),
         "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3),
@@ -222,6 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch", type=int, default=8)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--warmup", type=int, default=100, help="linear warm-up steps")
+    t.add_argument(
+        "--embed-lr-mult",
+        type=float,
+        default=20.0,
+        help="learning-rate multiplier of the zero-initialised tokens and position embeddings",
+    )
     t.add_argument("--val-every", type=int, default=250)
     t.add_argument("--time-limit", type=float, default=0.0, help="minutes; stop and save when reached")
     t.add_argument("--threads", type=int, default=None)
@@ -232,8 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", type=Path, required=True, help="mocap npz (format of shared/mocap)")
     e.add_argument("--weights", type=Path, default=None, help="default: the weights shipped for --model")
     e.add_argument("--model", default="hot_mixste")
-    e.add_argument("--split", choices=["all", "val", "train"], default="all",
-                   help="all clips (held-out files), or the training file's validation / training subjects")
+    e.add_argument(
+        "--split",
+        choices=["all", "val", "train"],
+        default="all",
+        help="all clips (held-out files), or the training file's validation / training subjects",
+    )
     e.add_argument("--device", default=None)
     e.add_argument("--threads", type=int, default=None)
     e.set_defaults(func=_eval_lifter)
@@ -249,7 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     bl.add_argument("--rounds", type=int, default=7, help="interleaved rounds per batch size")
     bl.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     bl.add_argument(
-        "--official", type=Path, default=None,
+        "--official",
+        type=Path,
+        default=None,
         help="root of a checkout of the official HoT repository, to time its code in the same run",
     )
     bl.add_argument("--json", action="store_true", help="print the raw report as one JSON line")

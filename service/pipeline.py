@@ -95,8 +95,14 @@ class PosePipeline:
     with `joints_3d = None`.
     """
 
-    def __init__(self, detect: DetectFn, lift: LiftFn | None, window: int, policy: LiftPolicy,
-                 smoothing: OneEuroConfig | None = None) -> None:
+    def __init__(
+        self,
+        detect: DetectFn,
+        lift: LiftFn | None,
+        window: int,
+        policy: LiftPolicy,
+        smoothing: OneEuroConfig | None = None,
+    ) -> None:
         self.detect = detect
         self.streamer = StreamLifter(window, lift, policy) if lift is not None else None
         self.smoothing = smoothing

@@ -39,8 +39,16 @@ def draw_people(frame_rgb: np.ndarray, people: list[Person], min_visibility: flo
                 cv2.circle(out, _pt(kp[j]), thick + 1, (255, 255, 255), -1, cv2.LINE_AA)
         x0, y0, x1, y1 = (int(v) for v in p.bbox)
         cv2.rectangle(out, (x0, y0), (x1, y1), col, 1)
-        cv2.putText(out, f"#{p.track_id} {p.score:.2f}", (x0, max(y0 - 4, 12)), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.5 * scale, col, thick, cv2.LINE_AA)
+        cv2.putText(
+            out,
+            f"#{p.track_id} {p.score:.2f}",
+            (x0, max(y0 - 4, 12)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.5 * scale,
+            col,
+            thick,
+            cv2.LINE_AA,
+        )
     return out
 
 

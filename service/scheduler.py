@@ -25,7 +25,7 @@ I = TypeVar("I")  # noqa: E741
 O = TypeVar("O")  # noqa: E741
 
 
-class SchedulerClosed(RuntimeError):
+class SchedulerClosedError(RuntimeError):
     """The scheduler was shut down before the request ran."""
 
 
@@ -48,7 +48,7 @@ class BatchScheduler(Generic[I, O]):
     def submit(self, item: I) -> Future[O]:
         fut: Future[O] = Future()
         if self._closed:
-            fut.set_exception(SchedulerClosed(f"{self.name} scheduler is closed"))
+            fut.set_exception(SchedulerClosedError(f"{self.name} scheduler is closed"))
             return fut
         self._queue.put((item, fut, time.perf_counter()))
         metrics.QUEUE_DEPTH.labels(self.name).set(self._queue.qsize())
@@ -92,7 +92,7 @@ class BatchScheduler(Generic[I, O]):
             except queue.Empty:
                 break
             if rest is not None:
-                rest[1].set_exception(SchedulerClosed(f"{self.name} scheduler is closed"))
+                rest[1].set_exception(SchedulerClosedError(f"{self.name} scheduler is closed"))
 
     def _execute(self, batch: list[tuple[I, Future[O], float]]) -> None:
         live = [b for b in batch if b[1].set_running_or_notify_cancel()]
@@ -120,4 +120,3 @@ class BatchScheduler(Generic[I, O]):
         for (_, fut, t_in), res in zip(live, results, strict=True):
             fut.set_result(res)
             metrics.STAGE_SECONDS.labels(self.name).observe(done - t_in)
-

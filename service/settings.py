@@ -1,9 +1,10 @@
-"""Service configuration, read once from `HOTPOSE_*` environment variables."""
+"""Service configuration, read once from `HOTPOSE_*` environment variables (embedded defaults)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -13,7 +14,38 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     device: str | None = None  # "cpu", "cuda", "cuda:1"; None picks CUDA when present
+    threads: int | None = None  # torch CPU threads; None: torch's default
     lifter: str = "hot_mixste"
     lifter_weights: Path | None = None  # None: the weights shipped in models/weights
+    flip: bool = True  # test-time flip averaging in the lifter
     home: Path = Path("~/.cache/hotpose").expanduser()  # weights cache
-    data_dir: Path = Path("~/.local/share/hotpose").expanduser()  # jobs and results
+    data_dir: Path = Path("~/.local/share/hotpose").expanduser()  # jobs (SQLite) and results
+
+    # clip jobs
+    max_upload_mb: float = 500.0
+    max_clip_frames: int = 54_000  # 30 min at 30 fps
+    max_clip_seconds: float = 1800.0
+    max_frame_pixels: int = 3840 * 2160
+    job_workers: int = 1  # clips processed at once (they share the models' batches)
+    retention_hours: float = 24.0 * 7  # finished jobs and their files are deleted after this
+
+    # live streams
+    max_streams: int = 8
+    live_stride: int = 2  # lifter runs every this many 30 fps frames per person
+    live_delay_frames: int = 30  # default delay of "delayed" emission (30 fps frames)
+    live_queue: int = 2  # unprocessed frames kept per stream; older ones are dropped
+    live_smoothing: bool = True  # one-euro filter on the 2D of live streams
+    max_message_mb: float = 8.0
+
+    # batching
+    detector_max_batch: int = 8
+    detector_max_wait_ms: float = 2.0
+    lifter_max_batch: int = 16
+    lifter_max_wait_ms: float = 5.0
+
+    # access: comma-separated keys; empty = open (bind to localhost then)
+    api_keys: str = Field(default="")
+
+    @property
+    def keys(self) -> set[str]:
+        return {k.strip() for k in self.api_keys.split(",") if k.strip()}

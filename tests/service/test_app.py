@@ -1,29 +1,140 @@
 from __future__ import annotations
 
+import io
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
 from fastapi.testclient import TestClient
 
 from service.app import create_app
+from service.jobs import JobStore
 from service.settings import Settings
 
 
-def test_health_and_info() -> None:
-    app = create_app(Settings(device="cpu"))
-    with TestClient(app) as client:
+def wait_job(client: TestClient, job_id: str, timeout: float = 120) -> dict:
+    end = time.time() + timeout
+    while time.time() < end:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in ("done", "failed"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+def submit(client: TestClient, content: bytes, name: str = "clip.mp4") -> str:
+    r = client.post("/v1/clips", files={"file": (name, content, "video/mp4")})
+    assert r.status_code == 202, r.text
+    assert r.json()["status"] == "queued"
+    return r.json()["job_id"]
+
+
+def test_health_info_metrics(make_settings: Callable[..., Settings]) -> None:
+    with TestClient(create_app(make_settings())) as client:
         assert client.get("/livez").json() == {"status": "alive"}
         assert client.get("/healthz").status_code == 200
         info = client.get("/v1/info").json()
-        assert info["device"] == "cpu"
-        assert info["lifter"]["name"] == "hot_mixste" and info["lifter"]["frames"] == 243
+        assert info["device"] == "cpu" and info["window"] == 27
+        assert info["lifter"]["name"] == "hot_mixste" and info["lifter"]["trained"] is True
         assert info["joint_names"][0] == "pelvis" and len(info["skeleton_edges"]) == 16
+        assert "camera frame" in info["coordinates"]["joints_3d"] and info["limits"]["max_streams"] == 8
+        text = client.get("/metrics").text
+        assert "hotpose_batch_size" in text and "hotpose_active_streams" in text
 
 
-def test_not_ready_before_lifespan() -> None:
-    client = TestClient(create_app(Settings(device="cpu")))  # no context manager: lifespan not run
+def test_not_ready_before_lifespan(make_settings: Callable[..., Settings]) -> None:
+    client = TestClient(create_app(make_settings()))  # no context manager: lifespan not run
     assert client.get("/healthz").status_code == 503
     assert client.get("/livez").status_code == 200
+    assert client.get("/v1/info").status_code == 503
 
 
-def test_info_says_when_the_lifter_is_untrained() -> None:
-    with TestClient(create_app(Settings(device="cpu", lifter="mixste"))) as client:  # no weights ship for it
-        info = client.get("/v1/info").json()
-    assert info["lifter"]["weights"] is None and info["lifter"]["trained"] is False
+def test_clip_job_result_in_every_format(make_settings: Callable[..., Settings], astronaut_clip: Path) -> None:
+    with TestClient(create_app(make_settings())) as client:
+        job_id = submit(client, astronaut_clip.read_bytes())
+        job = wait_job(client, job_id)
+        assert job["status"] == "done" and job["progress"] == 1.0 and job["frames_done"] == 30, job
+        res = client.get(f"/v1/jobs/{job_id}/result").json()
+        assert res["width"] == 512 and res["fps"] == 10.0 and res["joint_names"][0] == "pelvis"
+        frames = res["frames"]
+        assert [f["index"] for f in frames] == list(range(30))
+        assert np.allclose([f["time"] for f in frames], np.arange(30) / 10.0, atol=1e-3)
+        people = [p for f in frames for p in f["people"]]
+        assert len(people) >= 28 and len({p["track_id"] for p in people}) == 1
+        assert all(np.asarray(p["joints_3d"]).shape == (17, 3) and np.asarray(p["keypoints_2d"]).shape == (17, 3)
+                   for p in people)
+        lines = client.get(f"/v1/jobs/{job_id}/stream").text.strip().split("\n")
+        assert [json.loads(line)["index"] for line in lines] == list(range(30))
+        npz = np.load(io.BytesIO(client.get(f"/v1/jobs/{job_id}/result?format=npz").content))
+        assert npz["joints_3d"].shape == (len(people), 17, 3) and len(npz["frame_index"]) == 30
+        csv = client.get(f"/v1/jobs/{job_id}/result?format=csv").text.splitlines()
+        assert csv[0].startswith("frame,time,track_id,joint") and len(csv) == 1 + 17 * len(people)
+        assert client.delete(f"/v1/jobs/{job_id}").status_code == 200
+        assert client.get(f"/v1/jobs/{job_id}").status_code == 404
+        assert client.get("/v1/jobs/nope/result").status_code == 404
+
+
+def test_bad_uploads_fail_clearly(make_settings: Callable[..., Settings], astronaut_clip: Path) -> None:
+    content = astronaut_clip.read_bytes()
+    limit_mb = 0.6 * len(content) / (1 << 20)  # the whole clip is over this server's limit, a third is not
+    with TestClient(create_app(make_settings(max_upload_mb=limit_mb, max_clip_frames=10))) as client:
+        bad = wait_job(client, submit(client, b"this is not a video at all" * 100, "notes.mp4"))
+        assert bad["status"] == "failed" and "decode" in bad["error"]
+        assert client.get(f"/v1/jobs/{bad['job_id']}/result").status_code == 422
+        r = client.post("/v1/clips", files={"file": ("clip.mp4", content, "video/mp4")})
+        assert r.status_code == 413
+        truncated = wait_job(client, submit(client, content[: len(content) // 3]))
+        assert truncated["status"] in ("failed", "done") and (truncated["error"] or truncated["frames_done"] <= 10)
+        assert client.post("/v1/clips", files={"file": ("e.mp4", b"", "video/mp4")}).status_code == 422
+        assert client.post("/v1/clips", files={"video": ("x.mp4", b"abc", "video/mp4")}).status_code == 422
+        assert client.post("/v1/clips", content=b"raw", headers={"content-type": "text/plain"}).status_code in (400, 422)
+
+
+def test_clip_limits(make_settings: Callable[..., Settings], astronaut_clip: Path) -> None:
+    with TestClient(create_app(make_settings(max_clip_frames=10))) as client:
+        job = wait_job(client, submit(client, astronaut_clip.read_bytes()))
+        assert job["status"] == "failed" and "10" in job["error"] and "frames" in job["error"]
+
+
+def test_jobs_survive_a_restart(make_settings: Callable[..., Settings], astronaut_clip: Path) -> None:
+    settings = make_settings()
+    with TestClient(create_app(settings)) as client:
+        done_id = submit(client, astronaut_clip.read_bytes())
+        assert wait_job(client, done_id)["status"] == "done"
+    # a job the previous server accepted but never finished (killed while running)
+    store = JobStore(settings.data_dir)
+    job = store.create("interrupted.mp4")
+    (store.dir(job.job_id) / "input.mp4").write_bytes(astronaut_clip.read_bytes())
+    store.update(job.job_id, status="running", progress=0.3)
+    lost = store.create("lost.mp4")
+    store.update(lost.job_id, status="running")
+    store.close()
+    with TestClient(create_app(settings)) as client:
+        assert len(client.get(f"/v1/jobs/{done_id}/result").json()["frames"]) == 30
+        assert wait_job(client, job.job_id)["status"] == "done"
+        failed = client.get(f"/v1/jobs/{lost.job_id}").json()
+        assert failed["status"] == "failed" and "restart" in failed["error"]
+
+
+def test_retention_deletes_old_jobs(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(retention_hours=1.0)
+    settings.data_dir.mkdir(parents=True)
+    store = JobStore(settings.data_dir)
+    old = store.create("old.mp4")
+    store.update(old.job_id, status="done")
+    store._db.execute("UPDATE jobs SET updated = ? WHERE job_id = ?", (time.time() - 7200, old.job_id))
+    store.close()
+    with TestClient(create_app(settings)) as client:
+        assert client.get(f"/v1/jobs/{old.job_id}").status_code == 404
+    assert not (settings.data_dir / "jobs" / old.job_id).exists()
+
+
+def test_api_keys(make_settings: Callable[..., Settings]) -> None:
+    with TestClient(create_app(make_settings(api_keys="k1, k2"))) as client:
+        assert client.get("/healthz").status_code == 200  # probes stay open
+        assert client.get("/v1/info").status_code == 401
+        assert client.get("/v1/info", headers={"Authorization": "Bearer k2"}).status_code == 200
+        assert client.get("/v1/info?api_key=k1").status_code == 200
+        assert client.get("/v1/info?api_key=wrong").status_code == 401

@@ -1,0 +1,106 @@
+"""The models of a running service and their batching schedulers (no web import).
+
+One detector scheduler batches the next frame of every clip job and live stream (each with its
+own tracking state); one lifter scheduler batches the windows of every person of every stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models import Lifter, create_lifter, default_weights
+from models.detector import Person
+from models.detector.blazepose import BlazePose, BlazePoseConfig, StreamState
+from service import metrics
+from service.lifting import LiftPolicy
+from service.pipeline import DetectFn, PosePipeline, lift_windows
+from service.scheduler import BatchConfig, BatchScheduler
+from service.smoothing import OneEuroConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    lifter: str = "hot_mixste"
+    lifter_weights: Path | None = None  # None: the weights shipped with the package
+    device: str | None = None  # None: CUDA when present
+    home: Path | None = None  # BlazePose weights cache
+    detector_batch: BatchConfig = BatchConfig(max_batch=8, max_wait_ms=2.0)
+    lifter_batch: BatchConfig = BatchConfig(max_batch=16, max_wait_ms=5.0)
+    flip: bool = True  # test-time flip averaging in the lifter (2x lifter cost)
+    threads: int | None = None  # torch CPU threads (None: torch's default)
+
+
+class Engine:
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = device
+        self.detector = BlazePose(BlazePoseConfig(), device=device, home=config.home)
+        weights = config.lifter_weights or default_weights(config.lifter)
+        self.weights = weights
+        self.lifter: Lifter | None = None
+        if weights is None:
+            log.warning("no trained weights for lifter %r: 2D only (set HOTPOSE_LIFTER_WEIGHTS)", config.lifter)
+        else:
+            self.lifter = create_lifter(config.lifter, weights=weights, device=device)
+        self.window = self.lifter.config.frames if self.lifter is not None else 0
+        self.det_scheduler: BatchScheduler[tuple[np.ndarray, StreamState], list[Person]] = BatchScheduler(
+            "detector", self._detect_batch, config.detector_batch
+        )
+        self.lift_scheduler: BatchScheduler[np.ndarray, np.ndarray] = BatchScheduler(
+            "lifter", self._lift_batch, config.lifter_batch
+        )
+
+    def warm_up(self) -> None:
+        """One inference through each model (and its scheduler) before the service reports ready."""
+        st = self.detector.new_stream()
+        self.det_scheduler.submit((np.zeros((256, 256, 3), np.uint8), st)).result()
+        if self.lifter is not None:
+            self.lift_scheduler.submit(np.zeros((self.window, 17, 2), np.float32)).result()
+
+    def close(self) -> None:
+        self.det_scheduler.close()
+        self.lift_scheduler.close()
+
+    # --- model calls (run on the scheduler threads) -----------------------------------
+
+    def _detect_batch(self, items: list[tuple[np.ndarray, StreamState]]) -> list[list[Person]]:
+        return self.detector.process_batch(items)
+
+    def _lift_batch(self, windows: list[np.ndarray]) -> list[np.ndarray]:
+        assert self.lifter is not None
+        out = lift_windows(self.lifter, np.stack(windows), flip=self.config.flip)
+        return list(out)
+
+    # --- per-stream functions (blocking: call from worker threads) --------------------
+
+    def detect_fn(self) -> DetectFn:
+        """A detect function bound to a new stream's tracking state."""
+        st = self.detector.new_stream()
+
+        def detect(frame: np.ndarray) -> list[Person]:
+            return self.det_scheduler.submit((frame, st)).result()
+
+        return detect
+
+    def lift(self, windows: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        out = np.stack(self.lift_scheduler.run(list(windows)))
+        metrics.STAGE_SECONDS.labels("lift_wait").observe(time.perf_counter() - t0)
+        return out
+
+    def pipeline(self, policy: LiftPolicy | None = None, smoothing: OneEuroConfig | None = None) -> PosePipeline:
+        """A pipeline for one clip or stream (default policy: offline clip quality)."""
+        lift = self.lift if self.lifter is not None else None
+        window = self.window or 1
+        return PosePipeline(self.detect_fn(), lift, window, policy or LiftPolicy.clip(window), smoothing)

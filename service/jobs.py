@@ -1,0 +1,267 @@
+"""Clip jobs: state in SQLite, files under the data directory, processed by worker threads.
+
+Layout of `data_dir`: `jobs.sqlite3` and `jobs/<id>/` holding the upload (`input<suffix>`), the
+frames as NDJSON while they are lifted (`frames.ndjson`, one `FramePoses` per line, in order)
+and `meta.json` (fps, width, height, joint names). A job that was queued or running when the
+server stopped is queued again at start-up (its upload is on disk; results are recomputed from
+the start); if its upload is gone it is marked failed with the reason. Finished jobs older than
+the retention are deleted with their files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import shutil
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from models.keypoints import H36M_EDGES, H36M_JOINTS
+from service import metrics
+from service.pipeline import PosePipeline, iter_poses
+from service.video import VideoError, iter_frames, probe
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("queued", "running", "done", "failed")
+
+
+@dataclass
+class Job:
+    job_id: str
+    status: str
+    filename: str
+    created: float
+    updated: float
+    progress: float = 0.0
+    frames_done: int = 0
+    frames_total: int = 0
+    error: str | None = None
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id, "status": self.status, "progress": round(self.progress, 4),
+            "frames_done": self.frames_done, "frames_total": self.frames_total, "error": self.error,
+            "filename": self.filename, "created": self.created,
+        }  # fmt: skip
+
+
+class JobStore:
+    """Thread-safe job table in SQLite."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.root = data_dir / "jobs"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(data_dir / "jobs.sqlite3", check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS jobs (job_id TEXT PRIMARY KEY, status TEXT NOT NULL, filename TEXT,"
+            " created REAL, updated REAL, progress REAL, frames_done INTEGER, frames_total INTEGER, error TEXT)"
+        )
+
+    def dir(self, job_id: str) -> Path:
+        return self.root / job_id
+
+    def create(self, filename: str) -> Job:
+        now = time.time()
+        job = Job(uuid.uuid4().hex, "queued", filename, now, now)
+        self.dir(job.job_id).mkdir(parents=True)
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, 0, 0, 0, NULL)",
+                (job.job_id, job.status, filename, now, now),
+            )
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT job_id, status, filename, created, updated, progress, frames_done, frames_total, error"
+                " FROM jobs WHERE job_id = ?", (job_id,),
+            ).fetchone()  # fmt: skip
+        return Job(*row) if row else None
+
+    def update(self, job_id: str, **fields: Any) -> None:
+        fields["updated"] = time.time()
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        with self._lock:
+            self._db.execute(f"UPDATE jobs SET {cols} WHERE job_id = ?", (*fields.values(), job_id))  # noqa: S608
+
+    def delete(self, job_id: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM jobs WHERE job_id = ?", (job_id,))
+        shutil.rmtree(self.dir(job_id), ignore_errors=True)
+
+    def with_status(self, *statuses: str) -> list[str]:
+        marks = ",".join("?" * len(statuses))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT job_id FROM jobs WHERE status IN ({marks}) ORDER BY created",
+                statuses,  # noqa: S608
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def expire(self, retention_s: float) -> int:
+        """Delete finished jobs last updated more than retention_s ago; returns how many."""
+        cutoff = time.time() - retention_s
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT job_id FROM jobs WHERE status IN ('done', 'failed') AND updated < ?", (cutoff,)
+            ).fetchall()
+        for (job_id,) in rows:
+            self.delete(job_id)
+        return len(rows)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def input_path(store: JobStore, job_id: str) -> Path | None:
+    found = sorted(store.dir(job_id).glob("input*"))
+    return found[0] if found else None
+
+
+@dataclass(frozen=True)
+class ClipLimits:
+    max_frames: int
+    max_seconds: float
+    max_pixels: int
+
+
+class JobRunner:
+    """Worker threads that take queued jobs and run them through a fresh pipeline each."""
+
+    def __init__(
+        self, store: JobStore, make_pipeline: Callable[[], PosePipeline], limits: ClipLimits, workers: int = 1
+    ) -> None:
+        self.store = store
+        self.make_pipeline = make_pipeline
+        self.limits = limits
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._cancelled: set[str] = set()
+        self._threads = [threading.Thread(target=self._work, name=f"job-{i}", daemon=True) for i in range(workers)]
+        for t in self._threads:
+            t.start()
+
+    def recover(self) -> list[str]:
+        """Queue the jobs a previous server left queued or running; fail those whose upload is gone."""
+        resumed = []
+        for job_id in self.store.with_status("queued", "running"):
+            if input_path(self.store, job_id) is None:
+                self.store.update(job_id, status="failed", error="the upload was lost when the server restarted")
+                continue
+            self.store.update(job_id, status="queued", progress=0.0, frames_done=0)
+            log.info("job %s: queued again after a restart", job_id)
+            self.submit(job_id)
+            resumed.append(job_id)
+        return resumed
+
+    def submit(self, job_id: str) -> None:
+        self._queue.put(job_id)
+
+    def cancel(self, job_id: str) -> None:
+        self._cancelled.add(job_id)
+
+    def close(self) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join(timeout=30)
+
+    def _work(self) -> None:
+        while True:
+            job_id = self._queue.get()
+            if job_id is None:
+                return
+            if job_id in self._cancelled or self.store.get(job_id) is None:
+                continue
+            try:
+                self._run(job_id)
+                metrics.JOBS.labels("done").inc()
+            except _CancelledError:
+                log.info("job %s: cancelled", job_id)
+            except (VideoError, ClipLimitError) as e:
+                log.info("job %s: failed: %s", job_id, e)
+                self.store.update(job_id, status="failed", error=str(e))
+                metrics.JOBS.labels("failed").inc()
+            except Exception as e:  # noqa: BLE001 - a job never takes the worker down
+                log.exception("job %s: failed", job_id)
+                self.store.update(job_id, status="failed", error=f"internal error: {type(e).__name__}: {e}")
+                metrics.JOBS.labels("failed").inc()
+            finally:
+                self._cancelled.discard(job_id)
+
+    def _run(self, job_id: str) -> None:
+        path = input_path(self.store, job_id)
+        if path is None:
+            raise VideoError("the upload is missing")
+        info = probe(path)
+        lim = self.limits
+        if info.width * info.height > lim.max_pixels:
+            raise ClipLimitError(f"frames of {info.width}x{info.height} exceed the limit of {lim.max_pixels} pixels")
+        if info.frames > lim.max_frames:
+            raise ClipLimitError(f"the clip has {info.frames} frames; the limit is {lim.max_frames}")
+        if info.fps > 0 and info.frames / info.fps > lim.max_seconds:
+            raise ClipLimitError(f"the clip lasts {info.frames / info.fps:.0f} s; the limit is {lim.max_seconds:.0f} s")
+        d = self.store.dir(job_id)
+        meta = {
+            "fps": info.fps, "width": info.width, "height": info.height, "joint_names": list(H36M_JOINTS),
+            "skeleton_edges": [list(e) for e in H36M_EDGES],
+        }  # fmt: skip
+        (d / "meta.json").write_text(json.dumps(meta))
+        total = max(info.frames, 1)
+        self.store.update(job_id, status="running", frames_total=info.frames, progress=0.0, frames_done=0, error=None)
+        pipeline = self.make_pipeline()
+        decoded = 0
+
+        def frames():  # type: ignore[no-untyped-def]
+            nonlocal decoded
+            for index, t, frame in iter_frames(path):
+                if job_id in self._cancelled:
+                    raise _CancelledError
+                if index >= lim.max_frames:
+                    raise ClipLimitError(f"the clip has more than {lim.max_frames} frames")
+                if t > lim.max_seconds:
+                    raise ClipLimitError(f"the clip lasts more than {lim.max_seconds:.0f} s")
+                decoded += 1
+                yield index, t, frame
+
+        done = 0
+        last_update = 0.0
+        with open(d / "frames.ndjson.part", "w") as out:
+            for fp in iter_poses(frames(), pipeline):
+                out.write(json.dumps(fp.to_dict(), separators=(",", ":")) + "\n")
+                out.flush()
+                done += 1
+                metrics.FRAMES.labels("clip").inc()
+                now = time.monotonic()
+                if now - last_update > 0.5:
+                    last_update = now
+                    self.store.update(job_id, frames_done=done, progress=min(done / total, 0.99))
+        (d / "frames.ndjson.part").rename(d / "frames.ndjson")
+        self.store.update(job_id, status="done", frames_done=done, frames_total=done, progress=1.0)
+        log.info("job %s: done, %d frames", job_id, done)
+
+
+class ClipLimitError(ValueError):
+    """The clip exceeds a configured limit."""
+
+
+class _CancelledError(Exception):
+    pass
+
+
+def frames_file(store: JobStore, job_id: str) -> Path:
+    """The NDJSON of a job: final once the job is done, growing (`.part`) while it runs."""
+    d = store.dir(job_id)
+    final = d / "frames.ndjson"
+    return final if final.exists() else d / "frames.ndjson.part"

@@ -1,0 +1,287 @@
+"""Live streams: `WS /v1/stream`.
+
+Protocol (client -> server):
+- optional first text message `{"type": "config", "fps": 30, "emit": "causal" | "delayed",
+  "delay_frames": N, "stride": N, "smoothing": true}`;
+- per frame, optionally a text message `{"type": "frame", "t": seconds}` (capture time), then one
+  binary message: an encoded image (JPEG, PNG or WebP);
+- `{"type": "end"}`: the server flushes what it holds, answers, and closes with 1000.
+
+Server -> client: `{"type": "ready", ...}` once, then per processed frame `{"type": "pose", "index",
+"t", "people", "latency_ms", "dropped"}` in index order; `{"type": "error", "index", "message"}` for a
+binary that is not an image (the stream goes on); `{"type": "dropped", "indexes": [...]}` when the
+server had to drop unprocessed frames.
+
+Frame times: the client's `t`; else `index / fps` when the config gives `fps`; else the arrival
+time. Backpressure: at most `live_queue` unprocessed frames wait per stream; when a new frame arrives
+on a full queue the oldest waiting one is dropped and reported (never silently), so a client that
+sends faster than the server processes gets the newest frames at bounded memory and latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketState
+
+from service import metrics
+from service.lifting import LiftPolicy
+from service.pipeline import FramePoses, PosePipeline
+from service.smoothing import OneEuroConfig
+
+log = logging.getLogger(__name__)
+
+CLOSE_OVERLOADED = 1013  # "try again later"
+CLOSE_POLICY = 1008
+
+
+@dataclass
+class _Frame:
+    index: int
+    t: float
+    data: bytes
+    received: float  # perf_counter at arrival
+
+
+@dataclass
+class StreamConfig:
+    fps: float | None = None
+    emit: str = "causal"
+    delay_frames: int = 30
+    stride: int = 2
+    smoothing: bool = True
+
+    @classmethod
+    def parse(cls, msg: dict[str, Any], default: StreamConfig) -> StreamConfig:
+        cfg = StreamConfig(default.fps, default.emit, default.delay_frames, default.stride, default.smoothing)
+        if "fps" in msg and msg["fps"] is not None:
+            cfg.fps = float(msg["fps"])
+            if not 0 < cfg.fps <= 240:
+                raise ValueError("fps must be in (0, 240]")
+        if "emit" in msg:
+            if msg["emit"] not in ("causal", "delayed"):
+                raise ValueError("emit must be 'causal' or 'delayed'")
+            cfg.emit = msg["emit"]
+        if "delay_frames" in msg:
+            cfg.delay_frames = int(msg["delay_frames"])
+            if not 1 <= cfg.delay_frames <= 242:
+                raise ValueError("delay_frames must be in [1, 242]")
+        if "stride" in msg:
+            cfg.stride = int(msg["stride"])
+            if not 1 <= cfg.stride <= 243:
+                raise ValueError("stride must be in [1, 243]")
+        if "smoothing" in msg:
+            cfg.smoothing = bool(msg["smoothing"])
+        return cfg
+
+    def policy(self) -> LiftPolicy:
+        delay = self.delay_frames if self.emit == "delayed" else 0
+        return LiftPolicy(stride=self.stride, delay=delay, max_gap_s=1.0, hold_s=0.0)
+
+
+@dataclass
+class _Session:
+    sid: str
+    config: StreamConfig
+    pipeline: PosePipeline
+    queue: deque[_Frame] = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    received: dict[int, float] = field(default_factory=dict)  # index -> arrival, until answered
+    dropped: int = 0
+    ended: bool = False
+    next_index: int = 0
+    t_first: float | None = None
+
+
+def add_stream_route(app: FastAPI) -> None:
+    from service.app import AppState, check_key
+
+    @app.websocket("/v1/stream")
+    async def stream(ws: WebSocket) -> None:
+        state: AppState = ws.app.state.hotpose
+        s = state.settings
+        await ws.accept()
+        if not check_key(s, ws.headers.get("authorization"), ws.query_params.get("api_key")):
+            await ws.close(code=CLOSE_POLICY, reason="missing or wrong API key")
+            return
+        if not state.ready or state.engine is None:
+            await ws.close(code=CLOSE_OVERLOADED, reason="models are loading")
+            return
+        if len(state.streams) >= s.max_streams:
+            await ws.close(code=CLOSE_OVERLOADED, reason=f"too many streams (limit {s.max_streams})")
+            return
+        assert state.executor is not None
+        sid = uuid.uuid4().hex[:12]
+        state.streams.add(sid)
+        metrics.ACTIVE_STREAMS.inc()
+        try:
+            await _serve(ws, state, sid, state.executor)
+        finally:
+            state.streams.discard(sid)
+            metrics.ACTIVE_STREAMS.dec()
+
+
+async def _serve(ws: WebSocket, state: Any, sid: str, executor: ThreadPoolExecutor) -> None:
+    s = state.settings
+    engine = state.engine
+    default = StreamConfig(None, "causal", s.live_delay_frames, s.live_stride, s.live_smoothing)
+    cfg = default
+    first: Any = None
+    try:
+        first = await ws.receive()
+    except WebSocketDisconnect:
+        return
+    if first.get("type") == "websocket.disconnect":
+        return
+    if first.get("text") is not None:
+        try:
+            msg = json.loads(first["text"])
+            if msg.get("type") == "config":
+                cfg = StreamConfig.parse(msg, default)
+                first = None
+        except (ValueError, TypeError, AttributeError) as e:
+            await ws.close(code=CLOSE_POLICY, reason=f"bad config: {e}"[:120])
+            return
+    smoothing = OneEuroConfig() if cfg.smoothing else None
+    session = _Session(sid, cfg, engine.pipeline(cfg.policy(), smoothing))
+    log.info("stream %s: open (%s)", sid, cfg)
+    await ws.send_json({
+        "type": "ready", "stream_id": sid, "emit": cfg.emit, "stride": cfg.stride,
+        "delay_frames": cfg.policy().delay, "window": engine.window, "smoothing": cfg.smoothing,
+        "queue": s.live_queue, "lifter": engine.lifter is not None,
+    })  # fmt: skip
+    worker = asyncio.create_task(_process(ws, session, executor))
+    max_bytes = int(s.max_message_mb * (1 << 20))
+    pending_t: float | None = None
+    try:
+        msg = first
+        while True:
+            if msg is None:
+                msg = await ws.receive()
+            kind = msg.get("type")
+            if kind == "websocket.disconnect":
+                break
+            if msg.get("bytes") is not None:
+                data: bytes = msg["bytes"]
+                index = session.next_index
+                session.next_index += 1
+                if len(data) > max_bytes:
+                    await ws.send_json(
+                        {"type": "error", "index": index, "message": f"frame larger than {s.max_message_mb:g} MB"}
+                    )
+                    msg = None
+                    continue
+                now = time.perf_counter()
+                t = _frame_time(session, index, pending_t, now)
+                pending_t = None
+                if len(session.queue) >= s.live_queue:
+                    old = session.queue.popleft()
+                    session.dropped += 1
+                    metrics.FRAMES_DROPPED.inc()
+                    await ws.send_json({"type": "dropped", "indexes": [old.index], "dropped": session.dropped})
+                session.queue.append(_Frame(index, t, data, now))
+                session.wake.set()
+            elif msg.get("text") is not None:
+                try:
+                    m = json.loads(msg["text"])
+                    if m.get("type") == "frame":
+                        pending_t = float(m["t"])
+                    elif m.get("type") == "end":
+                        session.ended = True
+                        session.wake.set()
+                        break
+                    else:
+                        raise ValueError(f"unknown message type {m.get('type')!r}")
+                except (ValueError, TypeError, KeyError, AttributeError) as e:
+                    await ws.send_json({"type": "error", "index": None, "message": f"bad message: {e}"})
+            msg = None
+        if session.ended:
+            await worker
+            if ws.application_state == WebSocketState.CONNECTED:
+                await ws.close(code=1000)
+            log.info("stream %s: ended by the client; %d frames, %d dropped", sid, session.next_index, session.dropped)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        if not worker.done():
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+                await worker
+        log.info("stream %s: closed", sid)
+
+
+def _frame_time(session: _Session, index: int, given: float | None, now: float) -> float:
+    if given is not None:
+        return given
+    if session.config.fps:
+        return index / session.config.fps
+    if session.t_first is None:
+        session.t_first = now
+    return now - session.t_first
+
+
+async def _process(ws: WebSocket, session: _Session, executor: ThreadPoolExecutor) -> None:
+    loop = asyncio.get_running_loop()
+    last_t = -float("inf")
+    while True:
+        if not session.queue:
+            if session.ended:
+                break
+            session.wake.clear()
+            await session.wake.wait()
+            continue
+        fr = session.queue.popleft()
+        t = max(fr.t, last_t)  # times must not go backwards within a stream
+        last_t = t
+        session.received[fr.index] = fr.received
+        try:
+            out = await loop.run_in_executor(executor, _step, session.pipeline, fr.index, t, fr.data)
+        except _NotAnImageError as e:
+            session.received.pop(fr.index, None)
+            await ws.send_json({"type": "error", "index": fr.index, "message": str(e)})
+            continue
+        await _send(ws, session, out)
+    out = await loop.run_in_executor(executor, session.pipeline.flush)
+    await _send(ws, session, out)
+
+
+class _NotAnImageError(ValueError):
+    pass
+
+
+def _step(pipeline: PosePipeline, index: int, t: float, data: bytes) -> list[FramePoses]:
+    t0 = time.perf_counter()
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise _NotAnImageError(f"frame {index}: not an image (send JPEG, PNG or WebP bytes)")
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    metrics.STAGE_SECONDS.labels("decode").observe(time.perf_counter() - t0)
+    metrics.FRAMES.labels("live").inc()
+    return pipeline.push(index, t, rgb)
+
+
+async def _send(ws: WebSocket, session: _Session, frames: list[FramePoses]) -> None:
+    now = time.perf_counter()
+    for fp in frames:
+        arrived = session.received.pop(fp.index, now)
+        msg = {
+            "type": "pose",
+            **fp.to_dict(),
+            "t": round(fp.time, 4),
+            "latency_ms": round(1000 * (now - arrived), 1),
+            "dropped": session.dropped,
+        }
+        msg.pop("time")
+        await ws.send_text(json.dumps(msg, separators=(",", ":")))
