@@ -57,6 +57,9 @@ class TrainConfig:
     # window gets the same output (measured: a plateau near the mean pose for 500+ steps at 1x).
     embed_lr_mult: float = 20.0
     init: Path | None = None  # continue from this checkpoint (its config; `overrides` must be empty)
+    # Start a HoT-MixSTE from a trained MixSTE of the same size: every shared tensor is copied and
+    # only HoT's own (pos_embed_token, x_token, cross_attention.*) start fresh (zero queries).
+    warm_start: Path | None = None
 
 
 def lifter_loss(pred: Tensor, gt: Tensor) -> tuple[Tensor, dict[str, float]]:
@@ -110,6 +113,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     model = create_lifter(cfg.model, weights=cfg.init, device="cpu", **cfg.overrides).train()
     if cfg.init is not None:
         log.info("continuing from %s", cfg.init)
+    if cfg.warm_start is not None:
+        fresh = warm_start(model, cfg.warm_start)
+        log.info("warm start from %s; fresh tensors: %s", cfg.warm_start, fresh)
     frames = model.config.frames
     sampler = WindowSampler(train_clips, frames, cfg.seed)
     embed: list[torch.nn.Parameter] = []
@@ -174,6 +180,28 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     log.info("final validation %s", metrics)
     _save(cfg, model, meta, half=cfg.half)
     return metrics
+
+
+HOT_ONLY = ("pos_embed_token", "x_token", "cross_attention.")
+
+
+def warm_start(model: Lifter, path: Path) -> list[str]:
+    """Copy a MixSTE checkpoint into a HoT-MixSTE of the same size; returns the keys left fresh.
+
+    Strict otherwise: a shared key that is missing or differs in shape is an error.
+    """
+    from models.checkpoint import CheckpointError, read_weights
+
+    sd, _ = read_weights(path)
+    own = model.state_dict()
+    fresh = [k for k in own if k not in sd]
+    bad = [k for k in fresh if not k.startswith(HOT_ONLY)]
+    extra = [k for k in sd if k not in own]
+    shapes = [k for k in sd if k in own and sd[k].shape != own[k].shape]
+    if bad or extra or shapes:
+        raise CheckpointError(f"{path}: cannot warm-start: missing {bad}, unexpected {extra}, shape mismatch {shapes}")
+    model.load_state_dict({**own, **{k: v.float() for k, v in sd.items()}})
+    return fresh
 
 
 def _save(cfg: TrainConfig, model: Lifter, meta: dict[str, Any], half: bool) -> None:

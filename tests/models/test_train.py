@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from models import create_lifter
@@ -44,3 +45,21 @@ def test_train_writes_a_checkpoint_that_rebuilds_itself(tmp_path: Path) -> None:
     assert model.config.dim == 16 and model.config.frames == 27
     header = torch.load(out, weights_only=True)
     assert header["meta"]["val_subjects"] == ["cmu005"] and len(header["meta"]["data_sha256"]) == 64
+
+
+def test_warm_start_copies_a_mixste_into_a_hot_mixste(tmp_path: Path) -> None:
+    from models import create_lifter, save_checkpoint
+    from models.checkpoint import CheckpointError
+    from models.train import warm_start
+
+    size = {"dim": 16, "depth": 2, "num_heads": 2, "frames": 27}
+    mix = create_lifter("mixste", **size)
+    save_checkpoint(tmp_path / "mix.pt", "mixste", mix.config.to_dict(), mix.state_dict())
+    hot = create_lifter("hot_mixste", token_num=9, layer_index=1, **size)
+    fresh = warm_start(hot, tmp_path / "mix.pt")
+    assert fresh and all(k.startswith(("pos_embed_token", "x_token", "cross_attention.")) for k in fresh)
+    for k, v in mix.state_dict().items():
+        assert torch.equal(hot.state_dict()[k], v)
+    other = create_lifter("hot_mixste", token_num=9, layer_index=1, **{**size, "dim": 32})
+    with pytest.raises(CheckpointError, match="shape mismatch"):
+        warm_start(other, tmp_path / "mix.pt")

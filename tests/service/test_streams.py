@@ -1,0 +1,196 @@
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from service.app import create_app
+from service.settings import Settings
+from tests.service.conftest import astronaut_frames
+
+
+def jpeg(rgb: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    return buf.tobytes()
+
+
+def collect(ws, until_close: bool = True) -> list[dict]:  # type: ignore[no-untyped-def]
+    msgs = []
+    while True:
+        try:
+            msgs.append(ws.receive_json())
+        except WebSocketDisconnect as e:
+            assert e.code == 1000
+            return msgs
+
+
+@pytest.mark.parametrize("emit", ["causal", "delayed"])
+def test_stream_answers_every_frame_in_order(make_settings: Callable[..., Settings], emit: str) -> None:
+    frames = astronaut_frames(30)
+    # the test client sends without pacing: a queue longer than the clip keeps every frame
+    with TestClient(create_app(make_settings(live_queue=64))) as client, client.websocket_connect("/v1/stream") as ws:
+        ws.send_text(json.dumps({"type": "config", "emit": emit, "delay_frames": 6, "stride": 2}))
+        ready = ws.receive_json()
+        assert ready["type"] == "ready" and ready["emit"] == emit
+        poses = []
+        for i, f in enumerate(frames):
+            ws.send_text(json.dumps({"type": "frame", "t": i / 15}))
+            ws.send_bytes(jpeg(f))
+        ws.send_text(json.dumps({"type": "end"}))
+        poses += collect(ws)
+    assert [m["type"] for m in poses] == ["pose"] * 30
+    assert [m["index"] for m in poses] == list(range(30))
+    assert np.allclose([m["t"] for m in poses], np.arange(30) / 15, atol=1e-3)
+    people = [p for m in poses for p in m["people"]]
+    assert len(people) >= 28 and len({p["track_id"] for p in people}) == 1
+    assert all(np.asarray(p["joints_3d"]).shape == (17, 3) for p in people)
+    assert all(m["latency_ms"] >= 0 and m["dropped"] == 0 for m in poses)
+
+
+def test_a_binary_that_is_not_an_image_gets_an_error_and_the_stream_goes_on(
+    make_settings: Callable[..., Settings],
+) -> None:
+    frames = astronaut_frames(3)
+    with TestClient(create_app(make_settings(live_queue=64))) as client, client.websocket_connect("/v1/stream") as ws:
+        ws.send_text(json.dumps({"type": "config", "fps": 10, "stride": 1}))
+        assert ws.receive_json()["type"] == "ready"
+        ws.send_bytes(jpeg(frames[0]))
+        ws.send_bytes(b"definitely not an image")
+        ws.send_text("{not json")
+        ws.send_bytes(jpeg(frames[1]))
+        ws.send_text(json.dumps({"type": "end"}))
+        msgs = collect(ws)
+    errors = [m for m in msgs if m["type"] == "error"]
+    assert {m["index"] for m in errors} == {1, None}
+    assert "not an image" in next(m["message"] for m in errors if m["index"] == 1)
+    assert [m["index"] for m in msgs if m["type"] == "pose"] == [0, 2]
+    assert [m["t"] for m in msgs if m["type"] == "pose"] == [0.0, 0.2]
+
+
+def test_bad_config_and_too_many_streams_close_with_a_reason(make_settings: Callable[..., Settings]) -> None:
+    with TestClient(create_app(make_settings(max_streams=1))) as client:
+        with client.websocket_connect("/v1/stream") as ws:
+            ws.send_text(json.dumps({"type": "config", "emit": "sometimes"}))
+            with pytest.raises(WebSocketDisconnect) as e:
+                ws.receive_json()
+            assert e.value.code == 1008 and "emit" in e.value.reason
+        with client.websocket_connect("/v1/stream") as first:
+            first.send_text(json.dumps({"type": "config"}))
+            assert first.receive_json()["type"] == "ready"
+            with client.websocket_connect("/v1/stream") as second:
+                with pytest.raises(WebSocketDisconnect) as e:
+                    second.receive_json()
+                assert e.value.code == 1013 and "too many streams" in e.value.reason
+            first.send_text(json.dumps({"type": "end"}))
+            assert collect(first) == []
+
+
+def test_api_key_on_the_websocket(make_settings: Callable[..., Settings]) -> None:
+    with TestClient(create_app(make_settings(api_keys="secret"))) as client:
+        with client.websocket_connect("/v1/stream") as ws, pytest.raises(WebSocketDisconnect) as e:
+            ws.receive_json()
+        assert e.value.code == 1008
+        with client.websocket_connect("/v1/stream?api_key=secret") as ws:
+            ws.send_text(json.dumps({"type": "config"}))
+            assert ws.receive_json()["type"] == "ready"
+
+
+def test_a_fast_client_gets_drops_reported_not_lost(make_settings: Callable[..., Settings]) -> None:
+    frames = [jpeg(f) for f in astronaut_frames(40)]
+    with TestClient(create_app(make_settings(live_queue=1))) as client, client.websocket_connect("/v1/stream") as ws:
+        ws.send_text(json.dumps({"type": "config", "fps": 30, "stride": 1}))
+        assert ws.receive_json()["type"] == "ready"
+        for f in frames:  # as fast as possible, without reading
+            ws.send_bytes(f)
+        ws.send_text(json.dumps({"type": "end"}))
+        msgs = collect(ws)
+    answered = [m["index"] for m in msgs if m["type"] == "pose"]
+    dropped = [i for m in msgs if m["type"] == "dropped" for i in m["indexes"]]
+    assert dropped, "the server kept up with an unthrottled client: the test does not exercise backpressure"
+    assert sorted(answered + dropped) == list(range(40)) and answered == sorted(answered)
+    assert msgs[-1]["type"] == "pose" and msgs[-1]["dropped"] == len(dropped)
+
+
+def test_shared_video_streams_with_stable_ids(make_settings: Callable[..., Settings], shared_dir: Path) -> None:
+    cap = cv2.VideoCapture(str(shared_dir / "videos" / "people_one_by_one_768x432_10fps.mp4"))
+    frames = []
+    while len(frames) < 120:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        frames.append(cv2.imencode(".jpg", bgr)[1].tobytes())
+    with TestClient(create_app(make_settings(live_queue=200))) as client, client.websocket_connect("/v1/stream") as ws:
+        ws.send_text(json.dumps({"type": "config", "fps": 10, "stride": 4}))
+        assert ws.receive_json()["type"] == "ready"
+        msgs: list[dict] = []
+        for f in frames:
+            ws.send_bytes(f)
+        ws.send_text(json.dumps({"type": "end"}))
+        msgs += collect(ws)
+    assert [m["index"] for m in msgs] == list(range(len(frames)))
+    ids = [p["track_id"] for m in msgs for p in m["people"]]
+    assert ids and len(set(ids)) <= 3  # people walk in one by one; an id is never re-issued per frame
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_load_eight_concurrent_streams(make_settings: Callable[..., Settings]) -> None:
+    """8 streams at once over real loopback sockets for a bounded time: nothing lost or leaked."""
+    import websockets
+
+    port = _free_port()
+    app = create_app(make_settings(max_streams=8, live_queue=4))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    frames = [jpeg(f) for f in astronaut_frames(8)]
+    per_stream = 24
+
+    async def one(k: int) -> tuple[list[int], list[int]]:
+        async with websockets.connect(f"ws://127.0.0.1:{port}/v1/stream", max_size=None) as ws:
+            await ws.send(json.dumps({"type": "config", "fps": 15, "stride": 4}))
+            assert json.loads(await ws.recv())["type"] == "ready"
+            for i in range(per_stream):
+                await ws.send(frames[(i + k) % len(frames)])
+                await asyncio.sleep(1 / 15)
+            await ws.send(json.dumps({"type": "end"}))
+            answered, dropped = [], []
+            async for raw in ws:
+                m = json.loads(raw)
+                if m["type"] == "pose":
+                    answered.append(m["index"])
+                elif m["type"] == "dropped":
+                    dropped += m["indexes"]
+            assert ws.close_code == 1000
+            return answered, dropped
+
+    async def main() -> list[tuple[list[int], list[int]]]:
+        return await asyncio.wait_for(asyncio.gather(*(one(k) for k in range(8))), timeout=180)
+
+    try:
+        deadline = time.time() + 60
+        while not server.started and time.time() < deadline:
+            time.sleep(0.05)
+        results = asyncio.run(main())
+        for answered, dropped in results:
+            assert sorted(answered + dropped) == list(range(per_stream)) and answered == sorted(answered)
+        assert app.state.hotpose.streams == set()  # every session was released
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
