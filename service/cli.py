@@ -137,7 +137,8 @@ def _train_lifter(args: argparse.Namespace) -> int:
         threads=args.threads,
         init=args.init,
         embed_lr_mult=args.embed_lr_mult,
-        warmup=args.warmup, warm_start=args.warm_start,
+        warmup=args.warmup,
+        warm_start=args.warm_start,
     )
     metrics = train(cfg)
     print(json.dumps({"out": str(args.out), **metrics}))
@@ -238,8 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch", type=int, default=8)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--warm-start", type=Path, default=None,
-                   help="a trained mixste checkpoint of the same size to start a hot_mixste from")
+    t.add_argument(
+        "--warm-start",
+        type=Path,
+        default=None,
+        help="a trained mixste checkpoint of the same size to start a hot_mixste from",
+    )
     t.add_argument("--warmup", type=int, default=100, help="linear warm-up steps")
     t.add_argument(
         "--embed-lr-mult",

@@ -42,13 +42,14 @@ def expected(t: float, track: int = 0) -> np.ndarray:
     return np.asarray(normalize_screen(pose(t, track), W, H))
 
 
-@pytest.mark.parametrize("policy", [LiftPolicy(stride=1), LiftPolicy(stride=5), LiftPolicy(stride=4, delay=8),
-                                    LiftPolicy.clip(F)])
+@pytest.mark.parametrize(
+    "policy", [LiftPolicy(stride=1), LiftPolicy(stride=5), LiftPolicy(stride=4, delay=8), LiftPolicy.clip(F)]
+)
 def test_every_frame_comes_out_once_in_order_with_its_own_pose(policy: LiftPolicy) -> None:
     times = [i / 30 for i in range(100)]
     out, _ = run(policy, times, tracks=(1, 2))
     assert [k for k, _ in out] == list(range(100))
-    for (k, poses), t in zip(out, times, strict=True):
+    for (_, poses), t in zip(out, times, strict=True):
         assert set(poses) == {1, 2}
         for tid in (1, 2):
             np.testing.assert_allclose(poses[tid][:, :2], expected(t, tid), atol=1e-5)
