@@ -8,6 +8,7 @@ hotpose train-lifter [...]     train a lifter on motion capture
 hotpose eval-lifter --data NPZ evaluate a lifter under the fixed protocol (one JSON line)
 hotpose bench lifter [...]     params, FLOPs and latency of mixste vs hot_mixste
 hotpose bench detector [...]   BlazePose latency per frame and per crop batch
+hotpose bench service [...]    clip throughput vs decode, live-stream latency
 """
 
 from __future__ import annotations
@@ -99,6 +100,16 @@ def _run(args: argparse.Namespace) -> int:
     args.output.write_text(json.dumps(seq.to_dict()))
     people = sum(len(f.people) for f in seq.frames)
     print(f"{len(seq.frames)} frames, {people} person-frames -> {args.output}", file=sys.stderr)
+    return 0
+
+
+def _bench_service(args: argparse.Namespace) -> int:
+    from service.bench import bench_service, format_service_report
+    from service.settings import Settings
+
+    settings = Settings(lifter_weights=args.weights, device=args.device, threads=args.threads)
+    report = bench_service(settings, rounds=args.rounds, seconds=args.seconds, fps=args.fps)
+    print(json.dumps(report) if args.json else format_service_report(report))
     return 0
 
 
@@ -298,6 +309,15 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("--device", default="cpu")
     bd.add_argument("--json", action="store_true")
     bd.set_defaults(func=_bench_detector)
+    bs = bsub.add_parser("service", help="720p clip throughput vs decode; live latency for 1 and 4 streams")
+    bs.add_argument("--weights", type=Path, default=None, help="lifter checkpoint (default: the shipped one)")
+    bs.add_argument("--rounds", type=int, default=3)
+    bs.add_argument("--seconds", type=float, default=20.0, help="length of each live run")
+    bs.add_argument("--fps", type=float, default=15.0, help="frame rate each live client sends at")
+    bs.add_argument("--threads", type=int, default=None)
+    bs.add_argument("--device", default=None)
+    bs.add_argument("--json", action="store_true")
+    bs.set_defaults(func=_bench_service)
     return p
 
 

@@ -1,0 +1,187 @@
+"""`hotpose bench service`: end-to-end clip throughput and live-stream latency.
+
+- Clip: a 720p clip (the shared office clip upscaled when present, else a panning astronaut)
+  decoded alone (the ceiling: nothing can go faster than decoding) and run end to end (decode,
+  detect, track, lift, JSON per frame) through the service's engine and batching schedulers;
+  medians of interleaved rounds.
+- Live: a real server on loopback; N clients send JPEG frames paced at `fps` over WebSockets
+  (causal emission unless told otherwise) and record each reply's server-side `latency_ms`
+  (frame received -> pose sent) and the frames the server dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from service.engine import Engine, EngineConfig
+from service.lifting import LiftPolicy
+from service.pipeline import iter_poses
+from service.video import iter_frames
+
+log = logging.getLogger(__name__)
+
+SHARED_CLIP = Path(__file__).resolve().parents[2] / "shared" / "videos" / "people_one_by_one_768x432_10fps.mp4"
+
+
+def make_clip(path: Path, frames: int = 120, size: tuple[int, int] = (1280, 720), fps: float = 30.0) -> str:
+    """Write a 720p test clip; returns where its content came from."""
+    w, h = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    source = "astronaut pan"
+    if SHARED_CLIP.exists():
+        cap = cv2.VideoCapture(str(SHARED_CLIP))
+        n = 0
+        cap.set(cv2.CAP_PROP_POS_FRAMES, 120)  # people are in view from here on
+        while n < frames:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            writer.write(cv2.resize(bgr, (w, h), interpolation=cv2.INTER_LINEAR))
+            n += 1
+        source = f"{SHARED_CLIP.name} (frames 120-{120 + n}) upscaled"
+    else:
+        from skimage import data
+
+        img = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+        canvas = np.zeros((h, w + 400, 3), np.uint8)
+        canvas[(h - 512) // 2 : (h - 512) // 2 + 512, 300:812] = img
+        for i in range(frames):
+            writer.write(np.ascontiguousarray(canvas[:, 2 * i : 2 * i + w]))
+    writer.release()
+    return source
+
+
+def bench_clip(engine: Engine, clip: Path, rounds: int = 3) -> dict[str, Any]:
+    decode, e2e = [], []
+    n = 0
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        n = sum(1 for _ in iter_frames(clip))
+        decode.append(n / (time.perf_counter() - t0))
+        t0 = time.perf_counter()
+        pipe = engine.pipeline(LiftPolicy.clip(engine.window or 1))
+        m = 0
+        for fp in iter_poses(iter_frames(clip), pipe):
+            json.dumps(fp.to_dict())
+            m += 1
+        e2e.append(m / (time.perf_counter() - t0))
+    return {"frames": n, "decode_fps": statistics.median(decode), "end_to_end_fps": statistics.median(e2e),
+            "ratio": statistics.median(e2e) / statistics.median(decode)}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def bench_live(settings: Any, clip: Path, streams: int, fps: float, seconds: float, emit: str = "causal",
+               stride: int | None = None) -> dict[str, Any]:
+    import uvicorn
+    import websockets
+
+    from service.app import create_app
+
+    jpegs = [cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
+             for _, _, f in iter_frames(clip)]
+    port = _free_port()
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    n = int(seconds * fps)
+
+    async def one(k: int) -> dict[str, Any]:
+        async with websockets.connect(f"ws://127.0.0.1:{port}/v1/stream", max_size=None) as ws:
+            cfg: dict[str, Any] = {"type": "config", "emit": emit}
+            if stride:
+                cfg["stride"] = stride
+            await ws.send(json.dumps(cfg))
+            json.loads(await ws.recv())
+            lat: list[float] = []
+            dropped: list[int] = []
+
+            async def reader() -> None:
+                async for raw in ws:
+                    m = json.loads(raw)
+                    if m["type"] == "pose":
+                        lat.append(m["latency_ms"])
+                    elif m["type"] == "dropped":
+                        dropped.extend(m["indexes"])
+
+            task = asyncio.create_task(reader())
+            t0 = time.perf_counter()
+            for i in range(n):
+                await ws.send(json.dumps({"type": "frame", "t": i / fps}))
+                await ws.send(jpegs[(i + 7 * k) % len(jpegs)])
+                await asyncio.sleep(max(t0 + (i + 1) / fps - time.perf_counter(), 0))
+            await ws.send(json.dumps({"type": "end"}))
+            await task
+            return {"latency_ms": lat, "dropped": len(dropped), "answered": len(lat),
+                    "seconds": time.perf_counter() - t0}
+
+    async def main() -> list[dict[str, Any]]:
+        return await asyncio.gather(*(one(k) for k in range(streams)))
+
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        results = asyncio.run(main())
+    finally:
+        server.should_exit = True
+        thread.join(timeout=60)
+    lat = sorted(x for r in results for x in r["latency_ms"])
+    answered = sum(r["answered"] for r in results)
+    wall = max(r["seconds"] for r in results)
+    return {
+        "streams": streams, "fps_sent": fps, "emit": emit, "frames_sent": n * streams, "answered": answered,
+        "dropped": sum(r["dropped"] for r in results), "p50_ms": float(np.percentile(lat, 50)) if lat else None,
+        "p95_ms": float(np.percentile(lat, 95)) if lat else None, "answered_fps": answered / wall,
+    }  # fmt: skip
+
+
+def bench_service(settings: Any, rounds: int = 3, seconds: float = 20.0, fps: float = 15.0) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = Path(tmp) / "clip720.mp4"
+        source = make_clip(clip)
+        engine = Engine(EngineConfig(lifter=settings.lifter, lifter_weights=settings.lifter_weights,
+                                     device=settings.device, home=settings.home, flip=settings.flip,
+                                     threads=settings.threads))
+        engine.warm_up()
+        try:
+            report: dict[str, Any] = {"device": engine.device, "clip_source": source,
+                                      "clip": bench_clip(engine, clip, rounds)}
+        finally:
+            engine.close()
+        settings = settings.model_copy(update={"data_dir": Path(tmp) / "data", "live_queue": 2})
+        report["live"] = [bench_live(settings, clip, s, fps, seconds) for s in (1, 4)]
+        report["live"].append(bench_live(settings, clip, 1, fps, seconds, emit="delayed"))
+    return report
+
+
+def format_service_report(r: dict[str, Any]) -> str:
+    c = r["clip"]
+    lines = [
+        f"device {r['device']}; clip: {r['clip_source']}, {c['frames']} frames 1280x720",
+        f"clip: decode alone {c['decode_fps']:.1f} frames/s; end to end {c['end_to_end_fps']:.1f} frames/s "
+        f"({100 * c['ratio']:.0f}% of decode)",
+    ]
+    for lv in r["live"]:
+        lines.append(
+            f"live {lv['streams']} stream(s) x {lv['fps_sent']:g} fps {lv['emit']}: p50 {lv['p50_ms']:.0f} ms, "
+            f"p95 {lv['p95_ms']:.0f} ms, answered {lv['answered']}/{lv['frames_sent']} "
+            f"({lv['answered_fps']:.1f} frames/s), dropped {lv['dropped']}"
+        )
+    return "\n".join(lines)
