@@ -40,7 +40,7 @@ class LifterSpec:
 # Named variants.
 LIFTERS: dict[str, LifterSpec] = {
     "hot_mixste": LifterSpec(LifterConfig, HoTMixSTE, {"hot": True}, "hot_mixste_cmu.pt"),
-    "mixste": LifterSpec(LifterConfig, HoTMixSTE, {"hot": False}),
+    "mixste": LifterSpec(LifterConfig, HoTMixSTE, {"hot": False}, "mixste_cmu.pt"),
     "mlp": LifterSpec(MLPConfig, MLPLifter, {}),
 }
 

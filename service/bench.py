@@ -38,7 +38,8 @@ SHARED_CLIP = Path(__file__).resolve().parents[2] / "shared" / "videos" / "peopl
 def make_clip(path: Path, frames: int = 120, size: tuple[int, int] = (1280, 720), fps: float = 30.0) -> str:
     """Write a 720p test clip; returns where its content came from."""
     w, h = size
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    fourcc = cv2.VideoWriter_fourcc(*"mp4v")  # type: ignore[attr-defined]
+    writer = cv2.VideoWriter(str(path), fourcc, fps, (w, h))
     source = "astronaut pan"
     if SHARED_CLIP.exists():
         cap = cv2.VideoCapture(str(SHARED_CLIP))
@@ -77,8 +78,12 @@ def bench_clip(engine: Engine, clip: Path, rounds: int = 3) -> dict[str, Any]:
             json.dumps(fp.to_dict())
             m += 1
         e2e.append(m / (time.perf_counter() - t0))
-    return {"frames": n, "decode_fps": statistics.median(decode), "end_to_end_fps": statistics.median(e2e),
-            "ratio": statistics.median(e2e) / statistics.median(decode)}
+    return {
+        "frames": n,
+        "decode_fps": statistics.median(decode),
+        "end_to_end_fps": statistics.median(e2e),
+        "ratio": statistics.median(e2e) / statistics.median(decode),
+    }
 
 
 def _free_port() -> int:
@@ -87,15 +92,18 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def bench_live(settings: Any, clip: Path, streams: int, fps: float, seconds: float, emit: str = "causal",
-               stride: int | None = None) -> dict[str, Any]:
+def bench_live(
+    settings: Any, clip: Path, streams: int, fps: float, seconds: float, emit: str = "causal", stride: int | None = None
+) -> dict[str, Any]:
     import uvicorn
     import websockets
 
     from service.app import create_app
 
-    jpegs = [cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
-             for _, _, f in iter_frames(clip)]
+    jpegs = [
+        cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
+        for _, _, f in iter_frames(clip)
+    ]
     port = _free_port()
     app = create_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -129,8 +137,12 @@ def bench_live(settings: Any, clip: Path, streams: int, fps: float, seconds: flo
                 await asyncio.sleep(max(t0 + (i + 1) / fps - time.perf_counter(), 0))
             await ws.send(json.dumps({"type": "end"}))
             await task
-            return {"latency_ms": lat, "dropped": len(dropped), "answered": len(lat),
-                    "seconds": time.perf_counter() - t0}
+            return {
+                "latency_ms": lat,
+                "dropped": len(dropped),
+                "answered": len(lat),
+                "seconds": time.perf_counter() - t0,
+            }
 
     async def main() -> list[dict[str, Any]]:
         return await asyncio.gather(*(one(k) for k in range(streams)))
@@ -156,13 +168,23 @@ def bench_service(settings: Any, rounds: int = 3, seconds: float = 20.0, fps: fl
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "clip720.mp4"
         source = make_clip(clip)
-        engine = Engine(EngineConfig(lifter=settings.lifter, lifter_weights=settings.lifter_weights,
-                                     device=settings.device, home=settings.home, flip=settings.flip,
-                                     threads=settings.threads))
+        engine = Engine(
+            EngineConfig(
+                lifter=settings.lifter,
+                lifter_weights=settings.lifter_weights,
+                device=settings.device,
+                home=settings.home,
+                flip=settings.flip,
+                threads=settings.threads,
+            )
+        )
         engine.warm_up()
         try:
-            report: dict[str, Any] = {"device": engine.device, "clip_source": source,
-                                      "clip": bench_clip(engine, clip, rounds)}
+            report: dict[str, Any] = {
+                "device": engine.device,
+                "clip_source": source,
+                "clip": bench_clip(engine, clip, rounds),
+            }
         finally:
             engine.close()
         settings = settings.model_copy(update={"data_dir": Path(tmp) / "data", "live_queue": 2})

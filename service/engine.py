@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EngineConfig:
-    lifter: str = "hot_mixste"
+    lifter: str = "mixste"
     lifter_weights: Path | None = None  # None: the weights shipped with the package
     device: str | None = None  # None: CUDA when present
     home: Path | None = None  # BlazePose weights cache
@@ -57,7 +57,7 @@ class Engine:
         self.det_scheduler: BatchScheduler[tuple[np.ndarray, StreamState], list[Person]] = BatchScheduler(
             "detector", self._detect_batch, config.detector_batch
         )
-        self.lift_scheduler: BatchScheduler[np.ndarray, np.ndarray] = BatchScheduler(
+        self.lift_scheduler: BatchScheduler[tuple[np.ndarray, bool], np.ndarray] = BatchScheduler(
             "lifter", self._lift_batch, config.lifter_batch
         )
 
@@ -66,7 +66,7 @@ class Engine:
         st = self.detector.new_stream()
         self.det_scheduler.submit((np.zeros((256, 256, 3), np.uint8), st)).result()
         if self.lifter is not None:
-            self.lift_scheduler.submit(np.zeros((self.window, 17, 2), np.float32)).result()
+            self.lift_scheduler.submit((np.zeros((self.window, 17, 2), np.float32), self.config.flip)).result()
 
     def close(self) -> None:
         self.det_scheduler.close()
@@ -77,10 +77,17 @@ class Engine:
     def _detect_batch(self, items: list[tuple[np.ndarray, StreamState]]) -> list[list[Person]]:
         return self.detector.process_batch(items)
 
-    def _lift_batch(self, windows: list[np.ndarray]) -> list[np.ndarray]:
+    def _lift_batch(self, items: list[tuple[np.ndarray, bool]]) -> list[np.ndarray]:
+        """Windows [F, 17, 2] with their flip flag -> 3D; one model call per flag present."""
         assert self.lifter is not None
-        out = lift_windows(self.lifter, np.stack(windows), flip=self.config.flip)
-        return list(out)
+        out: list[np.ndarray | None] = [None] * len(items)
+        for flip in (False, True):
+            idx = [i for i, (_, f) in enumerate(items) if f == flip]
+            if idx:
+                y = lift_windows(self.lifter, np.stack([items[i][0] for i in idx]), flip=flip)
+                for i, yi in zip(idx, y, strict=True):
+                    out[i] = yi
+        return [o for o in out if o is not None]
 
     # --- per-stream functions (blocking: call from worker threads) --------------------
 
@@ -93,14 +100,17 @@ class Engine:
 
         return detect
 
-    def lift(self, windows: np.ndarray) -> np.ndarray:
+    def lift(self, windows: np.ndarray, flip: bool | None = None) -> np.ndarray:
         t0 = time.perf_counter()
-        out = np.stack(self.lift_scheduler.run(list(windows)))
+        f = self.config.flip if flip is None else flip
+        out = np.stack(self.lift_scheduler.run([(w, f) for w in windows]))
         metrics.STAGE_SECONDS.labels("lift_wait").observe(time.perf_counter() - t0)
         return out
 
-    def pipeline(self, policy: LiftPolicy | None = None, smoothing: OneEuroConfig | None = None) -> PosePipeline:
-        """A pipeline for one clip or stream (default policy: offline clip quality)."""
-        lift = self.lift if self.lifter is not None else None
+    def pipeline(
+        self, policy: LiftPolicy | None = None, smoothing: OneEuroConfig | None = None, flip: bool | None = None
+    ) -> PosePipeline:
+        """A pipeline for one clip or stream (default policy: offline clip quality; flip: the config's)."""
+        lift = (lambda w: self.lift(w, flip)) if self.lifter is not None else None
         window = self.window or 1
         return PosePipeline(self.detect_fn(), lift, window, policy or LiftPolicy.clip(window), smoothing)

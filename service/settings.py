@@ -15,7 +15,10 @@ class Settings(BaseSettings):
     port: int = 8000
     device: str | None = None  # "cpu", "cuda", "cuda:1"; None picks CUDA when present
     threads: int | None = None  # torch CPU threads; None: torch's default
-    lifter: str = "hot_mixste"
+    # The default is the MixSTE we trained on CMU mocap: our HoT-MixSTE does not train to a useful
+    # accuracy yet on the CPU budget (models/weights/README.md); HOTPOSE_LIFTER=hot_mixste with
+    # HOTPOSE_LIFTER_WEIGHTS=<official or own checkpoint> serves a HoT model.
+    lifter: str = "mixste"
     lifter_weights: Path | None = None  # None: the weights shipped in models/weights
     flip: bool = True  # test-time flip averaging in the lifter
     home: Path = Path("~/.cache/hotpose").expanduser()  # weights cache
@@ -31,7 +34,8 @@ class Settings(BaseSettings):
 
     # live streams
     max_streams: int = 8
-    live_stride: int = 2  # lifter runs every this many 30 fps frames per person
+    live_stride: int = 8  # lifter runs every this many 30 fps grid frames per person
+    live_flip: bool = False  # test-time flip on live streams (2x lifter cost)
     live_delay_frames: int = 30  # default delay of "delayed" emission (30 fps frames)
     live_queue: int = 2  # unprocessed frames kept per stream; older ones are dropped
     live_smoothing: bool = True  # one-euro filter on the 2D of live streams

@@ -155,12 +155,12 @@ async def _serve(ws: WebSocket, state: Any, sid: str, executor: ThreadPoolExecut
             await ws.close(code=CLOSE_POLICY, reason=f"bad config: {e}"[:120])
             return
     smoothing = OneEuroConfig() if cfg.smoothing else None
-    session = _Session(sid, cfg, engine.pipeline(cfg.policy(), smoothing))
+    session = _Session(sid, cfg, engine.pipeline(cfg.policy(), smoothing, flip=s.live_flip))
     log.info("stream %s: open (%s)", sid, cfg)
     await ws.send_json({
         "type": "ready", "stream_id": sid, "emit": cfg.emit, "stride": cfg.stride,
         "delay_frames": cfg.policy().delay, "window": engine.window, "smoothing": cfg.smoothing,
-        "queue": s.live_queue, "lifter": engine.lifter is not None,
+        "queue": s.live_queue, "lifter": engine.lifter is not None, "flip": s.live_flip,
     })  # fmt: skip
     worker = asyncio.create_task(_process(ws, session, executor))
     max_bytes = int(s.max_message_mb * (1 << 20))

@@ -43,7 +43,12 @@ def astronaut_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def make_settings(tmp_path: Path, tiny_weights: Path) -> Callable[..., Settings]:
     def make(**kw: object) -> Settings:
-        base: dict[str, object] = {"device": "cpu", "lifter_weights": tiny_weights, "data_dir": tmp_path / "data"}
+        base: dict[str, object] = {
+            "device": "cpu",
+            "lifter": "hot_mixste",
+            "lifter_weights": tiny_weights,
+            "data_dir": tmp_path / "data",
+        }
         base.update(kw)
         return Settings(**base)  # type: ignore[arg-type]
 
