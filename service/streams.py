@@ -103,6 +103,7 @@ class _Session:
     ended: bool = False
     next_index: int = 0
     t_first: float | None = None
+    max_pixels: int = 3840 * 2160
 
 
 def add_stream_route(app: FastAPI) -> None:
@@ -155,7 +156,9 @@ async def _serve(ws: WebSocket, state: Any, sid: str, executor: ThreadPoolExecut
             await ws.close(code=CLOSE_POLICY, reason=f"bad config: {e}"[:120])
             return
     smoothing = OneEuroConfig() if cfg.smoothing else None
-    session = _Session(sid, cfg, engine.pipeline(cfg.policy(), smoothing, flip=s.live_flip))
+    session = _Session(
+        sid, cfg, engine.pipeline(cfg.policy(), smoothing, flip=s.live_flip), max_pixels=s.max_frame_pixels
+    )
     log.info("stream %s: open (%s)", sid, cfg)
     await ws.send_json({
         "type": "ready", "stream_id": sid, "emit": cfg.emit, "stride": cfg.stride,
@@ -247,7 +250,9 @@ async def _process(ws: WebSocket, session: _Session, executor: ThreadPoolExecuto
         last_t = t
         session.received[fr.index] = fr.received
         try:
-            out = await loop.run_in_executor(executor, _step, session.pipeline, fr.index, t, fr.data)
+            out = await loop.run_in_executor(
+                executor, _step, session.pipeline, fr.index, t, fr.data, session.max_pixels
+            )
         except _NotAnImageError as e:
             session.received.pop(fr.index, None)
             await ws.send_json({"type": "error", "index": fr.index, "message": str(e)})
@@ -261,11 +266,13 @@ class _NotAnImageError(ValueError):
     pass
 
 
-def _step(pipeline: PosePipeline, index: int, t: float, data: bytes) -> list[FramePoses]:
+def _step(pipeline: PosePipeline, index: int, t: float, data: bytes, max_pixels: int) -> list[FramePoses]:
     t0 = time.perf_counter()
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:
         raise _NotAnImageError(f"frame {index}: not an image (send JPEG, PNG or WebP bytes)")
+    if bgr.shape[0] * bgr.shape[1] > max_pixels:
+        raise _NotAnImageError(f"frame {index}: {bgr.shape[1]}x{bgr.shape[0]} exceeds the limit of {max_pixels} pixels")
     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     metrics.STAGE_SECONDS.labels("decode").observe(time.perf_counter() - t0)
     metrics.FRAMES.labels("live").inc()

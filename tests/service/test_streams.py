@@ -79,6 +79,19 @@ def test_a_binary_that_is_not_an_image_gets_an_error_and_the_stream_goes_on(
     assert [m["t"] for m in msgs if m["type"] == "pose"] == [0.0, 0.2]
 
 
+def test_a_frame_over_the_pixel_limit_gets_an_error(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(max_frame_pixels=256 * 256)
+    with TestClient(create_app(settings)) as client, client.websocket_connect("/v1/stream") as ws:
+        ws.send_text(json.dumps({"type": "config", "fps": 10}))
+        assert ws.receive_json()["type"] == "ready"
+        ws.send_bytes(jpeg(astronaut_frames(1)[0]))
+        ws.send_bytes(jpeg(np.zeros((200, 200, 3), np.uint8)))
+        ws.send_text(json.dumps({"type": "end"}))
+        msgs = collect(ws)
+    assert msgs[0] == {"type": "error", "index": 0, "message": "frame 0: 512x512 exceeds the limit of 65536 pixels"}
+    assert [m["index"] for m in msgs[1:]] == [1] and msgs[1]["type"] == "pose"
+
+
 def test_bad_config_and_too_many_streams_close_with_a_reason(make_settings: Callable[..., Settings]) -> None:
     with TestClient(create_app(make_settings(max_streams=1))) as client:
         with client.websocket_connect("/v1/stream") as ws:
