@@ -31,7 +31,6 @@ from models.keypoints import H36M_EDGES, H36M_JOINTS
 from service import __version__, metrics
 from service.engine import Engine, EngineConfig
 from service.jobs import ClipLimits, JobRunner, JobStore, frames_file
-from service.scheduler import BatchConfig
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -84,12 +83,7 @@ COORDINATES = {
 def _start(state: AppState) -> None:
     s = state.settings
     s.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = Engine(EngineConfig(
-        lifter=s.lifter, lifter_weights=s.lifter_weights, device=s.device, home=s.home, flip=s.flip,
-        threads=s.threads,
-        detector_batch=BatchConfig(s.detector_max_batch, s.detector_max_wait_ms),
-        lifter_batch=BatchConfig(s.lifter_max_batch, s.lifter_max_wait_ms),
-    ))  # fmt: skip
+    engine = Engine(EngineConfig.from_settings(s))
     engine.warm_up()
     state.engine = engine
     state.store = JobStore(s.data_dir)

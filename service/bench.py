@@ -86,7 +86,7 @@ def bench_clip(engine: Engine, clip: Path, rounds: int = 3) -> dict[str, Any]:
     }
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -104,7 +104,7 @@ def bench_live(
         cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
         for _, _, f in iter_frames(clip)
     ]
-    port = _free_port()
+    port = free_port()
     app = create_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -168,16 +168,7 @@ def bench_service(settings: Any, rounds: int = 3, seconds: float = 20.0, fps: fl
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "clip720.mp4"
         source = make_clip(clip)
-        engine = Engine(
-            EngineConfig(
-                lifter=settings.lifter,
-                lifter_weights=settings.lifter_weights,
-                device=settings.device,
-                home=settings.home,
-                flip=settings.flip,
-                threads=settings.threads,
-            )
-        )
+        engine = Engine(EngineConfig.from_settings(settings))
         engine.warm_up()
         try:
             report: dict[str, Any] = {

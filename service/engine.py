@@ -21,6 +21,7 @@ from service import metrics
 from service.lifting import LiftPolicy
 from service.pipeline import DetectFn, PosePipeline, lift_windows
 from service.scheduler import BatchConfig, BatchScheduler
+from service.settings import Settings
 from service.smoothing import OneEuroConfig
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,15 @@ class EngineConfig:
     lifter_batch: BatchConfig = BatchConfig(max_batch=16, max_wait_ms=5.0)
     flip: bool = True  # test-time flip averaging in the lifter (2x lifter cost)
     threads: int | None = None  # torch CPU threads (None: torch's default)
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> EngineConfig:
+        return cls(
+            lifter=s.lifter, lifter_weights=s.lifter_weights, device=s.device, home=s.home, flip=s.flip,
+            threads=s.threads,
+            detector_batch=BatchConfig(s.detector_max_batch, s.detector_max_wait_ms),
+            lifter_batch=BatchConfig(s.lifter_max_batch, s.lifter_max_wait_ms),
+        )  # fmt: skip
 
 
 class Engine:

@@ -11,8 +11,7 @@ from models.detector.blazepose import BlazePose, BlazePoseConfig
 from service.lifting import LiftPolicy
 from service.pipeline import PosePipeline, lift_windows, process_frames
 from service.smoothing import OneEuroConfig, OneEuroFilter
-
-TINY = {"dim": 16, "depth": 2, "num_heads": 2, "frames": 27, "token_num": 9, "layer_index": 1}
+from tests.service.conftest import TINY
 
 
 @pytest.fixture(scope="module")

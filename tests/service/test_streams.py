@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from service.app import create_app
+from service.bench import free_port
 from service.settings import Settings
 from tests.service.conftest import astronaut_frames
 
@@ -157,17 +157,11 @@ def test_shared_video_streams_with_stable_ids(make_settings: Callable[..., Setti
     assert ids and len(set(ids)) <= 3  # people walk in one by one; an id is never re-issued per frame
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_load_eight_concurrent_streams(make_settings: Callable[..., Settings]) -> None:
     """8 streams at once over real loopback sockets for a bounded time: nothing lost or leaked."""
     import websockets
 
-    port = _free_port()
+    port = free_port()
     app = create_app(make_settings(max_streams=8, live_queue=4))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
