@@ -214,7 +214,6 @@ class StreamLifter:
         self.tracks: dict[int, TrackBuffer] = {}
         self.retired: list[TrackBuffer] = []
         self.pending: deque[tuple[_Pending, dict[int, Request]]] = deque()
-        self.windows_lifted = 0
 
     def push(
         self, key: object, t: float, people: list[tuple[int, np.ndarray]], width: int, height: int
@@ -260,7 +259,6 @@ class StreamLifter:
                 jobs.append((b, w, True))
         if jobs:
             out = self.lift(np.stack([w for _, w, _ in jobs]))
-            self.windows_lifted += len(jobs)
             for (b, _, is_flush), y in zip(jobs, out, strict=True):
                 if is_flush:
                     b.flush_deliver(y)
