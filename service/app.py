@@ -8,8 +8,6 @@ batching schedulers before `/healthz` reports ready. Every route but `/livez`, `
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import json
 import logging
 import time
@@ -21,12 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
+from hotpose_client import formats
 from models.keypoints import H36M_EDGES, H36M_JOINTS
 from service import __version__, metrics
 from service.engine import Engine, EngineConfig
@@ -344,57 +342,20 @@ def _json_result(meta: dict[str, Any], lines: Path) -> Iterator[bytes]:
     yield b"]}"
 
 
-CSV_COLUMNS = ["frame", "time", "track_id", "joint", "x_px", "y_px", "score", "x_m", "y_m", "z_m"]
+def _frames(lines: Path) -> Iterator[dict[str, Any]]:
+    with open(lines) as f:
+        for line in f:
+            yield json.loads(line)
 
 
 def _csv_result(lines: Path) -> Iterator[bytes]:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(CSV_COLUMNS)
-    with open(lines) as f:
-        for line in f:
-            fr = json.loads(line)
-            for p in fr["people"]:
-                j3 = p["joints_3d"] or [[None] * 3] * 17
-                for j, (k2, k3) in enumerate(zip(p["keypoints_2d"], j3, strict=True)):
-                    w.writerow([fr["index"], fr["time"], p["track_id"], H36M_JOINTS[j], *k2, *k3])
-            yield buf.getvalue().encode()
-            buf.seek(0)
-            buf.truncate()
-    if buf.getvalue():
-        yield buf.getvalue().encode()
+    for chunk in formats.csv_chunks(_frames(lines), H36M_JOINTS):
+        yield chunk.encode()
 
 
 def _npz_result(meta: dict[str, Any], lines: Path) -> bytes:
-    """One row per person-frame: frame, time, track_id, bbox, score, keypoints_2d, joints_3d (NaN if none)."""
-    rows: dict[str, list[Any]] = {k: [] for k in ("frame", "time", "track_id", "bbox", "score", "kp", "j3")}
-    frame_index, frame_time = [], []
-    with open(lines) as f:
-        for line in f:
-            fr = json.loads(line)
-            frame_index.append(fr["index"])
-            frame_time.append(fr["time"])
-            for p in fr["people"]:
-                rows["frame"].append(fr["index"])
-                rows["time"].append(fr["time"])
-                rows["track_id"].append(p["track_id"])
-                rows["bbox"].append(p["bbox"])
-                rows["score"].append(p["score"])
-                rows["kp"].append(p["keypoints_2d"])
-                rows["j3"].append(p["joints_3d"] if p["joints_3d"] is not None else [[np.nan] * 3] * 17)
-    buf = io.BytesIO()
-    np.savez_compressed(
-        buf,
-        frame_index=np.asarray(frame_index, np.int64), frame_time=np.asarray(frame_time, np.float64),
-        frame=np.asarray(rows["frame"], np.int64), time=np.asarray(rows["time"], np.float64),
-        track_id=np.asarray(rows["track_id"], np.int64),
-        bbox=np.asarray(rows["bbox"], np.float32).reshape(-1, 4), score=np.asarray(rows["score"], np.float32),
-        keypoints_2d=np.asarray(rows["kp"], np.float32).reshape(-1, 17, 3),
-        joints_3d=np.asarray(rows["j3"], np.float32).reshape(-1, 17, 3),
-        joint_names=np.asarray(H36M_JOINTS), skeleton_edges=np.asarray(H36M_EDGES, np.int64),
-        fps=np.float64(meta["fps"]), width=np.int64(meta["width"]), height=np.int64(meta["height"]),
-    )  # fmt: skip
-    return buf.getvalue()
+    """One row per person-frame (`hotpose_client.formats.NPZ_ARRAYS`)."""
+    return formats.npz_bytes(formats.npz_arrays(meta, _frames(lines)))
 
 
 async def _tail(state: AppState, job_id: str) -> AsyncIterator[bytes]:

@@ -2,7 +2,7 @@
 
 Protocol (client -> server):
 - optional first text message `{"type": "config", "fps": 30, "emit": "causal" | "delayed",
-  "delay_frames": N, "stride": N, "smoothing": true}`;
+  "delay_frames": N, "stride": N, "smoothing": true, "ack": false}`;
 - per frame, optionally a text message `{"type": "frame", "t": seconds}` (capture time), then one
   binary message: an encoded image (JPEG, PNG or WebP);
 - `{"type": "end"}`: the server flushes what it holds, answers, and closes with 1000.
@@ -10,7 +10,10 @@ Protocol (client -> server):
 Server -> client: `{"type": "ready", ...}` once, then per processed frame `{"type": "pose", "index",
 "t", "people", "latency_ms", "dropped"}` in index order; `{"type": "error", "index", "message"}` for a
 binary that is not an image (the stream goes on); `{"type": "dropped", "indexes": [...]}` when the
-server had to drop unprocessed frames.
+server had to drop unprocessed frames; with `"ack": true`, `{"type": "ack", "index"}` as soon as a
+frame has been processed (before its pose may be final), which lets a client that must not lose
+frames (a file, not a camera) send the next one only when there is room, however long the lifter
+holds frames for context.
 
 Frame times: the client's `t`; else `index / fps` when the config gives `fps`; else the arrival
 time. Backpressure: at most `live_queue` unprocessed frames wait per stream; when a new frame arrives
@@ -62,10 +65,12 @@ class StreamConfig:
     delay_frames: int = 30
     stride: int = 2
     smoothing: bool = True
+    ack: bool = False
 
     @classmethod
     def parse(cls, msg: dict[str, Any], default: StreamConfig) -> StreamConfig:
         cfg = StreamConfig(default.fps, default.emit, default.delay_frames, default.stride, default.smoothing)
+        cfg.ack = bool(msg.get("ack", False))
         if "fps" in msg and msg["fps"] is not None:
             cfg.fps = float(msg["fps"])
             if not 0 < cfg.fps <= 240:
@@ -257,6 +262,8 @@ async def _process(ws: WebSocket, session: _Session, executor: ThreadPoolExecuto
             session.received.pop(fr.index, None)
             await ws.send_json({"type": "error", "index": fr.index, "message": str(e)})
             continue
+        if session.config.ack:
+            await ws.send_text(f'{{"type":"ack","index":{fr.index}}}')
         await _send(ws, session, out)
     out = await loop.run_in_executor(executor, session.pipeline.flush)
     await _send(ws, session, out)

@@ -1,9 +1,16 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
+from skimage import data
+
+from models import create_lifter, save_checkpoint
+from service.settings import Settings
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -18,3 +25,47 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip("../shared is absent")
     return SHARED
+
+
+TINY = {"dim": 16, "depth": 2, "num_heads": 2, "frames": 27, "token_num": 9, "layer_index": 1}
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small (untrained) HoT-MixSTE checkpoint: the service's plumbing does not need accuracy."""
+    model = create_lifter("hot_mixste", device="cpu", **TINY)
+    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
+    save_checkpoint(path, "hot_mixste", model.config.to_dict(), model.state_dict())
+    return path
+
+
+def astronaut_frames(n: int = 30) -> list[np.ndarray]:
+    """RGB frames of the astronaut photo panning sideways (one person)."""
+    img = data.astronaut()
+    canvas = np.pad(img, ((0, 0), (100, 100), (0, 0)), mode="edge")
+    return [np.ascontiguousarray(canvas[:, 5 * i : 5 * i + 512]) for i in range(n)]
+
+
+@pytest.fixture(scope="session")
+def astronaut_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("clips") / "astronaut.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (512, 512))
+    for f in astronaut_frames():
+        writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, tiny_weights: Path) -> Callable[..., Settings]:
+    def make(**kw: object) -> Settings:
+        base: dict[str, object] = {
+            "device": "cpu",
+            "lifter": "hot_mixste",
+            "lifter_weights": tiny_weights,
+            "data_dir": tmp_path / "data",
+        }
+        base.update(kw)
+        return Settings(**base)  # type: ignore[arg-type]
+
+    return make

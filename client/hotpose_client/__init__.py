@@ -1,10 +1,60 @@
-"""hotpose-client: the Python SDK for the hotpose service.
+"""hotpose-client: the Python SDK for the hotpose video 3D pose service.
 
-A light distribution (httpx, websockets, numpy) that never imports torch.
-The client classes arrive with the SDK issue; this package fixes the name,
-the version and the dependency boundary.
+A light distribution (httpx, websockets, numpy) that never imports torch. Three uses:
+
+    from hotpose_client import PoseClient, webcam
+
+    with PoseClient(base_url="http://localhost:8000") as client:
+        seq = client.process_clip("clip.mp4")            # POST a clip, get typed poses
+        seq.joints_3d()                                   # [T, 17, 3] metres, one person
+        seq.to_bvh("clip.bvh")
+
+        for frame in client.stream(webcam()):             # live: a laptop camera
+            print(frame.index, frame.latency_ms, [p.track_id for p in frame.people])
+
+        job_id = client.submit_clip("long.mp4")           # frames as they are produced
+        for frame in client.iter_frames(job_id):
+            ...
+
+`AsyncPoseClient` has the same calls for asyncio. Errors: `hotpose_client.errors`.
 """
+
+from hotpose_client.bvh import read_bvh, write_bvh
+from hotpose_client.client import AsyncLiveStream, AsyncPoseClient, JobStatus, LiveStream, PoseClient
+from hotpose_client.errors import (
+    AuthError,
+    ConnectionError,
+    HotposeError,
+    JobFailed,
+    ProtocolError,
+    RequestError,
+    ServerBusy,
+    ServerError,
+)
+from hotpose_client.results import Frame, Person, PoseSequence
+from hotpose_client.webcam import webcam
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = [
+    "AsyncLiveStream",
+    "AsyncPoseClient",
+    "AuthError",
+    "ConnectionError",
+    "Frame",
+    "HotposeError",
+    "JobFailed",
+    "JobStatus",
+    "LiveStream",
+    "Person",
+    "PoseClient",
+    "PoseSequence",
+    "ProtocolError",
+    "RequestError",
+    "ServerBusy",
+    "ServerError",
+    "__version__",
+    "read_bvh",
+    "webcam",
+    "write_bvh",
+]

@@ -72,7 +72,7 @@ def test_clip_job_result_in_every_format(make_settings: Callable[..., Settings],
         npz = np.load(io.BytesIO(client.get(f"/v1/jobs/{job_id}/result?format=npz").content))
         assert npz["joints_3d"].shape == (len(people), 17, 3) and len(npz["frame_index"]) == 30
         csv = client.get(f"/v1/jobs/{job_id}/result?format=csv").text.splitlines()
-        assert csv[0].startswith("frame,time,track_id,joint") and len(csv) == 1 + 17 * len(people)
+        assert csv[0].startswith("frame,time,track_id,person_score") and len(csv) == 1 + 17 * len(people)
         assert client.delete(f"/v1/jobs/{job_id}").status_code == 200
         assert client.get(f"/v1/jobs/{job_id}").status_code == 404
         assert client.get("/v1/jobs/nope/result").status_code == 404

@@ -11,7 +11,7 @@ from models.detector.blazepose import BlazePose, BlazePoseConfig
 from service.lifting import LiftPolicy
 from service.pipeline import PosePipeline, lift_windows, process_frames
 from service.smoothing import OneEuroConfig, OneEuroFilter
-from tests.service.conftest import TINY
+from tests.conftest import TINY
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from starlette.websockets import WebSocketDisconnect
 from service.app import create_app
 from service.bench import free_port
 from service.settings import Settings
-from tests.service.conftest import astronaut_frames
+from tests.conftest import astronaut_frames
 
 
 def jpeg(rgb: np.ndarray) -> bytes:

@@ -1,0 +1,118 @@
+"""`hotpose-client`: process a clip or stream a camera from the shell.
+
+hotpose-client clip dance.mp4 -o dance.bvh      # .json, .npz, .csv or .bvh
+hotpose-client webcam                            # one JSON line per processed frame
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from hotpose_client.client import DEFAULT_URL, PoseClient
+from hotpose_client.errors import HotposeError
+
+FORMATS = (".json", ".npz", ".csv", ".bvh")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="hotpose-client", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    p.add_argument("--url", default=os.environ.get("HOTPOSE_URL", DEFAULT_URL), help="server (env HOTPOSE_URL)")
+    p.add_argument("--api-key", default=os.environ.get("HOTPOSE_API_KEY"), help="env HOTPOSE_API_KEY")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("clip", help="upload a video and save its poses")
+    c.add_argument("video", type=Path)
+    c.add_argument("-o", "--out", type=Path, required=True, help="output: " + ", ".join(FORMATS))
+    c.add_argument("--track-id", type=int, default=None, help="BVH: the person to export (default: the only one)")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    w = sub.add_parser("webcam", help="stream a camera; print one JSON line per processed frame")
+    w.add_argument("--device", default="0", help="camera index or video path")
+    w.add_argument("--emit", choices=("causal", "delayed"), default="causal")
+    w.add_argument("--frames", type=int, default=None, help="stop after this many frames")
+    w.add_argument("--show", action="store_true", help="show the camera with the 2D skeleton (OpenCV window)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        with PoseClient(base_url=args.url, api_key=args.api_key) as client:
+            if args.command == "clip":
+                return _clip(client, args)
+            return _webcam(client, args)
+    except (HotposeError, OSError, ValueError) as e:
+        print(f"hotpose-client: {e}", file=sys.stderr)
+        return 1
+
+
+def _clip(client: PoseClient, args: argparse.Namespace) -> int:
+    suffix = args.out.suffix.lower()
+    if suffix not in FORMATS:
+        raise ValueError(f"unknown output format {suffix!r}: use one of {', '.join(FORMATS)}")
+    seq = client.process_clip(args.video, progress=not args.quiet)
+    if suffix == ".json":
+        seq.to_json(args.out)
+    elif suffix == ".npz":
+        seq.to_npz(args.out)
+    elif suffix == ".csv":
+        seq.to_csv(args.out)
+    else:
+        seq.to_bvh(args.out, args.track_id)
+    people = seq.track_ids()
+    print(json.dumps({"out": str(args.out), "frames": len(seq), "track_ids": people}))
+    return 0
+
+
+def _webcam(client: PoseClient, args: argparse.Namespace) -> int:
+    from hotpose_client.webcam import webcam
+
+    device: int | str = int(args.device) if args.device.isdigit() else args.device
+    shown: dict[int, object] = {}
+    frames = webcam(device, max_frames=args.frames)
+    if args.show:
+        frames = _keep_images(frames, shown)
+    live = client.stream(frames, emit=args.emit)
+    with live:
+        for frame in live:
+            print(json.dumps({**frame.to_dict(), "latency_ms": frame.latency_ms, "dropped": frame.dropped}), flush=True)
+            if args.show and _show(shown, frame):
+                break
+    s = live.state
+    print(f"sent {s.sent}, answered {s.answered}, dropped {len(s.dropped)}, errors {len(s.errors)}", file=sys.stderr)
+    return 0
+
+
+def _keep_images(frames, shown):  # type: ignore[no-untyped-def]
+    for i, (t, img) in enumerate(frames):
+        shown[i] = img
+        for old in [k for k in shown if k < i - 60]:
+            del shown[old]
+        yield t, img
+
+
+def _show(shown: dict[int, object], frame) -> bool:  # type: ignore[no-untyped-def]
+    """Draw the frame's 2D skeletons; True when the user pressed q or Esc."""
+    import cv2
+    import numpy as np
+
+    img = shown.get(frame.index)
+    if img is None:
+        return False
+    bgr = cv2.cvtColor(np.asarray(img), cv2.COLOR_RGB2BGR)
+    for person in frame.people:
+        for x, y, s in person.keypoints_2d:
+            if s > 0.3:
+                cv2.circle(bgr, (int(x), int(y)), 4, (0, 255, 0), -1)
+        x0, y0 = int(person.bbox[0]), int(person.bbox[1])
+        cv2.putText(bgr, f"id {person.track_id}", (x0, max(y0 - 6, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 0), 2)
+    cv2.imshow("hotpose", bgr)
+    return cv2.waitKey(1) & 0xFF in (ord("q"), 27)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""The result formats, defined once: the server writes them and the SDK reads and writes them.
+
+- JSON: `{"fps", "width", "height", "joint_names", "skeleton_edges", "coordinates", "frames": [frame]}`,
+  frame = `{"index", "time", "people": [{"track_id", "bbox", "score", "keypoints_2d", "joints_3d"}]}`.
+- NPZ: one row per person-frame (`npz_arrays`), plus every frame's index and time.
+- CSV: one row per person, frame and joint (`CSV_COLUMNS`); empty cells where there is no 3D.
+
+Frames here are plain dicts in the JSON layout, so the server can stream them from its NDJSON
+without building objects.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+CSV_COLUMNS = (
+    "frame", "time", "track_id", "person_score", "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1",
+    "joint", "x_px", "y_px", "score", "x_m", "y_m", "z_m",
+)  # fmt: skip
+
+NPZ_ARRAYS = {
+    "frame_index": "[F] int64: index of every frame, with or without people",
+    "frame_time": "[F] float64: seconds",
+    "frame": "[N] int64: frame index of each person-row",
+    "time": "[N] float64",
+    "track_id": "[N] int64",
+    "bbox": "[N, 4] float32: x0, y0, x1, y1 pixels",
+    "score": "[N] float32",
+    "keypoints_2d": "[N, J, 3] float32: x, y pixels, score",
+    "joints_3d": "[N, J, 3] float32: metres, NaN where not lifted",
+    "joint_names": "[J] str",
+    "skeleton_edges": "[E, 2] int64",
+    "fps": "float64", "width": "int64", "height": "int64",
+}  # fmt: skip
+
+
+# --- JSON ----------------------------------------------------------------------------
+
+
+def write_json(doc: dict[str, Any], path: str | Path | IO[str] | None) -> str | None:
+    if path is None:
+        return json.dumps(doc)
+    if isinstance(path, (str, Path)):
+        with open(path, "w") as f:
+            json.dump(doc, f)
+    else:
+        json.dump(doc, path)
+    return None
+
+
+def read_json(source: str | Path | IO[str]) -> dict[str, Any]:
+    if isinstance(source, Path) or (isinstance(source, str) and not source.lstrip().startswith("{")):
+        with open(source) as f:
+            return dict(json.load(f))
+    if isinstance(source, str):
+        return dict(json.loads(source))
+    return dict(json.load(source))
+
+
+# --- CSV -----------------------------------------------------------------------------
+
+
+def csv_rows(frame: dict[str, Any], joint_names: Sequence[str]) -> Iterator[list[Any]]:
+    """The CSV rows of one frame dict."""
+    for p in frame["people"]:
+        j3 = p["joints_3d"] or [[None] * 3] * len(joint_names)
+        head = [frame["index"], frame["time"], p["track_id"], p["score"], *p["bbox"]]
+        for name, k2, k3 in zip(joint_names, p["keypoints_2d"], j3, strict=True):
+            yield [*head, name, *k2, *k3]
+
+
+def csv_chunks(frames: Iterable[dict[str, Any]], joint_names: Sequence[str]) -> Iterator[str]:
+    """The CSV text, header first, one chunk per frame (for streaming)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for fr in frames:
+        w.writerows(csv_rows(fr, joint_names))
+        yield buf.getvalue()
+        buf.seek(0)
+        buf.truncate()
+    if buf.getvalue():
+        yield buf.getvalue()
+
+
+def write_csv(path: str | Path | IO[str], frames: Iterable[dict[str, Any]], joint_names: Sequence[str]) -> None:
+    if isinstance(path, (str, Path)):
+        with open(path, "w", newline="") as f:
+            f.writelines(csv_chunks(frames, joint_names))
+    else:
+        path.writelines(csv_chunks(frames, joint_names))
+
+
+def read_csv(path: str | Path | IO[str]) -> tuple[list[str], list[dict[str, Any]]]:
+    """-> (joint names in file order, frame dicts); frames without people are not in a CSV."""
+    if isinstance(path, (str, Path)):
+        with open(path, newline="") as f:
+            return _parse_csv(f)
+    return _parse_csv(path)
+
+
+def _parse_csv(f: IO[str]) -> tuple[list[str], list[dict[str, Any]]]:
+    reader = csv.reader(f)
+    header = next(reader, None)
+    if header is None or tuple(header) != CSV_COLUMNS:
+        raise ValueError(f"not a hotpose CSV: expected the columns {','.join(CSV_COLUMNS)}")
+    names: list[str] = []
+    frames: dict[int, dict[str, Any]] = {}
+    people: dict[tuple[int, int], dict[str, Any]] = {}
+    for row in reader:
+        index, t, tid = int(row[0]), float(row[1]), int(row[2])
+        fr = frames.setdefault(index, {"index": index, "time": t, "people": []})
+        p = people.get((index, tid))
+        if p is None:
+            p = {"track_id": tid, "score": float(row[3]), "bbox": [float(v) for v in row[4:8]],
+                 "keypoints_2d": [], "joints_3d": []}  # fmt: skip
+            people[index, tid] = p
+            fr["people"].append(p)
+        if len(frames) == 1 and len(fr["people"]) == 1:
+            names.append(row[8])
+        p["keypoints_2d"].append([float(v) for v in row[9:12]])
+        p["joints_3d"].append(None if row[12] == "" else [float(v) for v in row[12:15]])
+    for p in people.values():
+        if any(j is None for j in p["joints_3d"]):
+            p["joints_3d"] = None
+    return names, [frames[k] for k in sorted(frames)]
+
+
+# --- NPZ -----------------------------------------------------------------------------
+
+
+def npz_arrays(meta: dict[str, Any], frames: Iterable[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """The NPZ arrays (`NPZ_ARRAYS`) of frame dicts in the JSON layout."""
+    j = len(meta["joint_names"])
+    rows: dict[str, list[Any]] = {k: [] for k in ("frame", "time", "track_id", "bbox", "score", "kp", "j3")}
+    frame_index, frame_time = [], []
+    for fr in frames:
+        frame_index.append(fr["index"])
+        frame_time.append(fr["time"])
+        for p in fr["people"]:
+            rows["frame"].append(fr["index"])
+            rows["time"].append(fr["time"])
+            rows["track_id"].append(p["track_id"])
+            rows["bbox"].append(p["bbox"])
+            rows["score"].append(p["score"])
+            rows["kp"].append(p["keypoints_2d"])
+            rows["j3"].append(p["joints_3d"] if p["joints_3d"] is not None else [[np.nan] * 3] * j)
+    return {
+        "frame_index": np.asarray(frame_index, np.int64), "frame_time": np.asarray(frame_time, np.float64),
+        "frame": np.asarray(rows["frame"], np.int64), "time": np.asarray(rows["time"], np.float64),
+        "track_id": np.asarray(rows["track_id"], np.int64),
+        "bbox": np.asarray(rows["bbox"], np.float32).reshape(-1, 4),
+        "score": np.asarray(rows["score"], np.float32),
+        "keypoints_2d": np.asarray(rows["kp"], np.float32).reshape(-1, j, 3),
+        "joints_3d": np.asarray(rows["j3"], np.float32).reshape(-1, j, 3),
+        "joint_names": np.asarray(meta["joint_names"]),
+        "skeleton_edges": np.asarray(meta.get("skeleton_edges", []), np.int64).reshape(-1, 2),
+        "fps": np.float64(meta["fps"]), "width": np.int64(meta["width"]), "height": np.int64(meta["height"]),
+    }  # fmt: skip
+
+
+def write_npz(path: str | Path | IO[bytes], arrays: dict[str, np.ndarray]) -> None:
+    np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    write_npz(buf, arrays)
+    return buf.getvalue()
+
+
+def read_npz(path: str | Path | IO[bytes]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """-> (meta, frame dicts) from an NPZ written by `npz_arrays`; values come back as float32."""
+    with np.load(path, allow_pickle=False) as z:
+        missing = [k for k in NPZ_ARRAYS if k not in z]
+        if missing:
+            raise ValueError(f"not a hotpose NPZ: missing arrays {missing}")
+        a = {k: z[k] for k in NPZ_ARRAYS}
+    meta = {
+        "fps": float(a["fps"]), "width": int(a["width"]), "height": int(a["height"]),
+        "joint_names": [str(n) for n in a["joint_names"]], "skeleton_edges": a["skeleton_edges"].tolist(),
+    }  # fmt: skip
+    frames = {
+        int(i): {"index": int(i), "time": float(t), "people": []}
+        for i, t in zip(a["frame_index"], a["frame_time"], strict=True)
+    }
+    for r in range(len(a["frame"])):
+        j3 = a["joints_3d"][r]
+        frames[int(a["frame"][r])]["people"].append({
+            "track_id": int(a["track_id"][r]), "bbox": a["bbox"][r].tolist(), "score": float(a["score"][r]),
+            "keypoints_2d": a["keypoints_2d"][r].tolist(),
+            "joints_3d": None if np.isnan(j3).all() else j3.tolist(),
+        })  # fmt: skip
+    return meta, list(frames.values())

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hotpose_client.bvh import BVH_JOINTS, H36M_PARENTS, bvh_to_camera, read_bvh, write_bvh
+
+REST = np.array([  # a rigid body (metres, camera frame: y down), Human3.6M-17
+    [0, 0, 0], [-0.12, 0.02, 0.01], [-0.13, 0.45, 0.03], [-0.13, 0.88, 0.06], [0.12, 0.02, 0.01],
+    [0.13, 0.45, 0.03], [0.13, 0.88, 0.06], [0, -0.23, -0.02], [0, -0.48, -0.03], [0, -0.58, -0.08],
+    [0, -0.72, -0.05], [0.17, -0.46, -0.02], [0.45, -0.46, -0.01], [0.70, -0.46, 0.0],
+    [-0.17, -0.46, -0.02], [-0.45, -0.46, -0.01], [-0.70, -0.46, 0.0],
+])  # fmt: skip
+
+
+def random_rotation(rng: np.random.Generator, scale: float) -> np.ndarray:
+    v = rng.normal(size=3) * scale
+    angle = np.linalg.norm(v)
+    k = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]]) / max(angle, 1e-12)
+    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k
+
+
+def rigid_motion(t: int, seed: int = 0) -> np.ndarray:
+    """[T, 17, 3]: the rigid body above moved by random joint rotations (bone lengths fixed)."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros((t, 17, 3))
+    for i in range(t):
+        world = [random_rotation(rng, 3.0)]  # any body orientation
+        out[i, 0] = 0
+        for j in range(1, 17):
+            p = H36M_PARENTS[j]
+            # rotate each bone about its parent joint; the hip and shoulder triangles may bend too
+            r = world[p] @ random_rotation(rng, 0.8)
+            world.append(r)
+            out[i, j] = out[i, p] + r @ (REST[j] - REST[p])
+    return out
+
+
+def fk(path: Path) -> np.ndarray:
+    b = read_bvh(path)
+    pos = b.positions()  # [T, N, 3] cm
+    return bvh_to_camera(pos[:, [b.names.index(n) for n in BVH_JOINTS]])
+
+
+def test_bvh_round_trip_recovers_rigid_joints(tmp_path: Path) -> None:
+    joints = rigid_motion(50)
+    root = np.cumsum(np.full((50, 3), 0.01), axis=0)
+    write_bvh(tmp_path / "a.bvh", joints, 25.0, root_positions=root)
+    b = read_bvh(tmp_path / "a.bvh")
+    assert len(b.motion) == 50 and b.frame_time == pytest.approx(0.04)
+    assert {"Hips", "LeftForeArm", "RightFoot", "Head", "LowerBack", "LeftShoulder"} <= set(b.names)
+    err = np.linalg.norm(fk(tmp_path / "a.bvh") - (joints + root[:, None]), axis=-1)
+    assert err.max() < 1e-4  # metres: 0.1 mm, the file's 6-decimal rounding
+
+
+def test_bvh_round_trip_on_real_mocap_within_millimetres(tmp_path: Path, shared_dir: Path) -> None:
+    z = np.load(shared_dir / "mocap" / "cmu_h36m17_30fps.npz", allow_pickle=True)
+    world = z["acrnn_salsa_01"].astype(np.float64)  # y up -> our camera convention (y down, z forward)
+    cam = world * np.array([1.0, -1.0, -1.0])
+    root = cam[:, 0].copy()
+    write_bvh(tmp_path / "m.bvh", cam - root[:, None], 30.0, root_positions=root)
+    err = np.linalg.norm(fk(tmp_path / "m.bvh") - cam, axis=-1) * 1000  # mm
+    # mocap bone lengths vary by a few mm (derived spine/neck points); the rest is exact
+    assert err.mean() < 3.0 and np.percentile(err, 99) < 12.0
+
+
+def test_missing_frames_hold_the_last_pose(tmp_path: Path) -> None:
+    joints = rigid_motion(6, seed=3)
+    joints[[0, 3]] = np.nan
+    write_bvh(tmp_path / "h.bvh", joints, 30.0)
+    out = fk(tmp_path / "h.bvh")
+    np.testing.assert_allclose(out[0], joints[1], atol=1e-4)
+    np.testing.assert_allclose(out[3], joints[2], atol=1e-4)
+    np.testing.assert_allclose(out[4], joints[4], atol=1e-4)
+
+
+def test_bad_inputs_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"expected joints \[T, 17, 3\]"):
+        write_bvh(tmp_path / "x.bvh", np.zeros((4, 16, 3)), 30.0)
+    with pytest.raises(ValueError, match="no frame has 3D joints"):
+        write_bvh(tmp_path / "x.bvh", np.full((4, 17, 3), np.nan), 30.0)
+    (tmp_path / "bad.bvh").write_text("HIERARCHY\nROOT Hips\n{\n OFFSET 0 0 0\n")
+    with pytest.raises(ValueError, match="unexpected end of file"):
+        read_bvh(tmp_path / "bad.bvh")

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hotpose_client import PoseSequence, read_bvh
+from hotpose_client.cli import main
+from tests.client.conftest import LiveServer
+
+
+def test_clip_to_every_format(
+    live_server: LiveServer, astronaut_clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["--url", live_server.url, "--api-key", "k1", "clip", str(astronaut_clip), "--quiet", "-o"]
+    for suffix in (".json", ".npz", ".csv", ".bvh"):
+        assert main([*base, str(tmp_path / f"out{suffix}")]) == 0
+        summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert summary["frames"] == 30 and len(summary["track_ids"]) == 1
+    seq = PoseSequence.from_json(tmp_path / "out.json")
+    np.testing.assert_allclose(PoseSequence.from_npz(tmp_path / "out.npz").joints_3d(), seq.joints_3d(), atol=1e-6)
+    assert len(read_bvh(tmp_path / "out.bvh").motion) == 30
+
+
+def test_errors_are_one_line_and_exit_1(
+    live_server: LiveServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--url", live_server.url, "--api-key", "k1", "clip", str(tmp_path / "none.mp4"), "-o", "x.json"]) == 1
+    assert "no video file" in capsys.readouterr().err
+    (tmp_path / "a.mp4").write_bytes(b"x")
+    assert main(["--url", live_server.url, "--api-key", "bad", "clip", str(tmp_path / "a.mp4"), "-o", "x.json"]) == 1
+    assert "401" in capsys.readouterr().err
+    assert main(["--url", live_server.url, "clip", str(tmp_path / "a.mp4"), "-o", "x.gif"]) == 1
+    assert "unknown output format" in capsys.readouterr().err
