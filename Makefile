@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.hotpose-installed
 
-.PHONY: install serve test lint bench clean
+.PHONY: install serve test browser lint bench clean
 
 install: $(STAMP)
 
@@ -24,8 +24,17 @@ $(STAMP): pyproject.toml client/pyproject.toml
 serve: install
 	$(VENV)/bin/hotpose serve
 
-test: install
+test: install browser
 	$(PY) -m pytest -q
+
+# The web page's tests drive a real Chromium: install Debian's package when it is missing and we
+# can (root with apt); otherwise those tests skip with the reason.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
+	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	       && { DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 \
+	            || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; } \
+	       || echo "chromium is not installable here: the browser tests will skip"; }
 
 lint: install
 	$(VENV)/bin/ruff check models service client tests

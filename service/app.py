@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -20,11 +21,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, UploadFile
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
-from hotpose_client import formats
+from hotpose_client import PoseSequence, formats
 from models.keypoints import H36M_EDGES, H36M_JOINTS
 from service import __version__, metrics
 from service.engine import Engine, EngineConfig
@@ -32,6 +34,8 @@ from service.jobs import ClipLimits, JobRunner, JobStore, frames_file
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"  # the web page, served as is (no build step)
 
 UPLOAD_CHUNK = 1 << 20
 
@@ -149,6 +153,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from service.streams import add_stream_route
 
     add_stream_route(app)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
 
@@ -202,6 +207,11 @@ def _job_or_404(state: AppState, job_id: str) -> Any:
 
 
 def _add_routes(app: FastAPI) -> None:
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        """The web page: camera or clip in, 2D and 3D skeletons out (service/static)."""
+        return FileResponse(STATIC / "index.html")
+
     @app.get("/livez")
     async def livez() -> dict[str, str]:
         return {"status": "alive"}
@@ -288,7 +298,9 @@ def _add_routes(app: FastAPI) -> None:
         return {"job_id": job_id, "status": "deleted"}
 
     @app.get("/v1/jobs/{job_id}/result", dependencies=[Auth])
-    async def job_result(job_id: str, state: State, format: Literal["json", "npz", "csv"] = "json") -> Response:
+    async def job_result(
+        job_id: str, state: State, format: Literal["json", "npz", "csv", "bvh"] = "json", track_id: int | None = None
+    ) -> Response:
         job = _job_or_404(state, job_id)
         if job.status != "done":
             detail = f"job is {job.status}" + (f": {job.error}" if job.error else "")
@@ -304,6 +316,16 @@ def _add_routes(app: FastAPI) -> None:
                 _csv_result(lines),
                 media_type="text/csv",
                 headers={"content-disposition": f'attachment; filename="{job_id}.csv"'},
+            )
+        if format == "bvh":
+            try:
+                bvh = await asyncio.to_thread(_bvh_result, meta, lines, track_id)
+            except (ValueError, KeyError) as e:
+                raise HTTPException(status_code=422, detail=str(e).strip("'\"")) from None
+            return Response(
+                bvh,
+                media_type="application/octet-stream",
+                headers={"content-disposition": f'attachment; filename="{job_id}.bvh"'},
             )
         data = await asyncio.to_thread(_npz_result, meta, lines)
         return Response(
@@ -356,6 +378,15 @@ def _csv_result(lines: Path) -> Iterator[bytes]:
 def _npz_result(meta: dict[str, Any], lines: Path) -> bytes:
     """One row per person-frame (`hotpose_client.formats.NPZ_ARRAYS`)."""
     return formats.npz_bytes(formats.npz_arrays(meta, _frames(lines)))
+
+
+def _bvh_result(meta: dict[str, Any], lines: Path, track_id: int | None) -> bytes:
+    """One person's animation (`hotpose_client.bvh`); `track_id` may be omitted when there is one person."""
+    seq = PoseSequence.from_dict({**meta, "frames": list(_frames(lines))})
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "result.bvh"
+        seq.to_bvh(path, track_id)
+        return path.read_bytes()
 
 
 async def _tail(state: AppState, job_id: str) -> AsyncIterator[bytes]:

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -69,3 +72,26 @@ def make_settings(tmp_path: Path, tiny_weights: Path) -> Callable[..., Settings]
         return Settings(**base)  # type: ignore[arg-type]
 
     return make
+
+
+@contextmanager
+def serve(app: object) -> Iterator[str]:
+    """Run an app with uvicorn on a free loopback port (WebSockets and browsers need a real socket); yields its URL."""
+    import uvicorn
+
+    from service.bench import free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))  # type: ignore[arg-type]
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 120
+    state = getattr(getattr(app, "state", None), "hotpose", None)
+    while not (server.started and (state is None or state.ready)) and time.time() < deadline:
+        time.sleep(0.05)
+    assert server.started, "the test server did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

@@ -1,20 +1,17 @@
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from hotpose_client import PoseClient
 from service.app import create_app
-from service.bench import free_port
 from service.settings import Settings
+from tests.conftest import serve
 
 
 @pytest.fixture
@@ -47,14 +44,5 @@ def live_server(tiny_weights: Path, tmp_path_factory: pytest.TempPathFactory) ->
         api_keys="k1", max_streams=2, live_queue=2,
     )  # fmt: skip
     app = create_app(settings)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 120
-    while not (server.started and app.state.hotpose.ready) and time.time() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the test server did not start"
-    yield LiveServer(f"http://127.0.0.1:{port}", app)
-    server.should_exit = True
-    thread.join(timeout=30)
+    with serve(app) as url:
+        yield LiveServer(url, app)

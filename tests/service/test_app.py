@@ -73,6 +73,12 @@ def test_clip_job_result_in_every_format(make_settings: Callable[..., Settings],
         assert npz["joints_3d"].shape == (len(people), 17, 3) and len(npz["frame_index"]) == 30
         csv = client.get(f"/v1/jobs/{job_id}/result?format=csv").text.splitlines()
         assert csv[0].startswith("frame,time,track_id,person_score") and len(csv) == 1 + 17 * len(people)
+        bvh = client.get(f"/v1/jobs/{job_id}/result?format=bvh")
+        assert bvh.status_code == 200 and bvh.text.startswith("HIERARCHY") and "Frames: 30" in bvh.text
+        tid = people[0]["track_id"]
+        assert client.get(f"/v1/jobs/{job_id}/result?format=bvh&track_id={tid}").text == bvh.text
+        missing = client.get(f"/v1/jobs/{job_id}/result?format=bvh&track_id={tid + 1}")
+        assert missing.status_code == 422 and "no person with track_id" in missing.json()["detail"]
         assert client.delete(f"/v1/jobs/{job_id}").status_code == 200
         assert client.get(f"/v1/jobs/{job_id}").status_code == 404
         assert client.get("/v1/jobs/nope/result").status_code == 404
