@@ -164,6 +164,43 @@ def bench_live(
     }  # fmt: skip
 
 
+def bench_render(rounds: int = 3, frames: int = 120, threads: int | None = None) -> dict[str, Any]:
+    """`hotpose run --render` on a 720p clip: the two passes timed apart, medians over rounds."""
+    import torch
+
+    from models import create_lifter, default_weights
+    from models.detector import create_detector
+    from service.pipeline import process_frames
+    from service.render import render_video
+    from service.video import iter_frames
+
+    if threads:
+        torch.set_num_threads(threads)
+    detector = create_detector("blazepose", device="cpu")
+    lifter = create_lifter("mixste", weights=default_weights("mixste"), device="cpu")
+    lift_s, render_s = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = Path(tmp) / "clip720.mp4"
+        source = make_clip(clip, frames=frames)
+        out = Path(tmp) / "render.mp4"
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            seq = process_frames(iter_frames(clip), detector, lifter, fps=30.0)
+            lift_s.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            n = render_video(iter_frames(clip), {f.index: f.people for f in seq.frames}, out, 30.0)
+            render_s.append(time.perf_counter() - t0)
+        cap = cv2.VideoCapture(str(out))
+        size = f"{int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))}x{int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))}"
+        cap.release()
+    lift, render = float(np.median(lift_s)), float(np.median(render_s))
+    return {
+        "clip_source": source, "frames": n, "clip_fps": 30.0, "rounds": rounds, "output_size": size,
+        "lift_fps": n / lift, "render_fps": n / render, "total_fps": n / (lift + render),
+        "realtime_factor": n / (lift + render) / 30.0,
+    }  # fmt: skip
+
+
 def bench_service(settings: Any, rounds: int = 3, seconds: float = 20.0, fps: float = 15.0) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "clip720.mp4"

@@ -17,6 +17,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 
@@ -93,13 +94,41 @@ def _run(args: argparse.Namespace) -> int:
         info = probe(args.video)
         detector = create_detector(args.detector, device=args.device)
         lifter = create_lifter(args.lifter, weights=weights, device=args.device)
+        t0 = time.perf_counter()
         seq = process_frames(iter_frames(args.video), detector, lifter, fps=info.fps)
+        lifted = time.perf_counter() - t0
+        args.output.write_text(json.dumps(seq.to_dict()))
+        people = sum(len(f.people) for f in seq.frames)
+        n = len(seq.frames)
+        print(f"{n} frames, {people} person-frames -> {args.output} ({n / lifted:.1f} frames/s)", file=sys.stderr)
+        if args.render is not None:
+            from service.render import render_video
+
+            t0 = time.perf_counter()
+            written = render_video(
+                iter_frames(args.video), {f.index: f.people for f in seq.frames}, args.render, info.fps
+            )
+            took = time.perf_counter() - t0
+            print(f"rendered {written} frames -> {args.render} ({written / took:.1f} frames/s)", file=sys.stderr)
     except (VideoError, WeightsError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    args.output.write_text(json.dumps(seq.to_dict()))
-    people = sum(len(f.people) for f in seq.frames)
-    print(f"{len(seq.frames)} frames, {people} person-frames -> {args.output}", file=sys.stderr)
+    return 0
+
+
+def _bench_render(args: argparse.Namespace) -> int:
+    from service.bench import bench_render
+
+    report = bench_render(rounds=args.rounds, frames=args.frames, threads=args.threads)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(
+            f"{report['clip_source']}, {report['frames']} frames 1280x720 at {report['clip_fps']:g} fps; "
+            f"median of {report['rounds']}: decode+detect+lift {report['lift_fps']:.1f} frames/s, "
+            f"render {report['render_fps']:.1f} frames/s (output {report['output_size']}), "
+            f"both {report['total_fps']:.1f} frames/s = {report['realtime_factor']:.2f}x real time"
+        )
     return 0
 
 
@@ -239,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--weights", type=Path, default=None, help="default: the weights shipped for --lifter")
     r.add_argument("--detector", default="blazepose")
     r.add_argument("--device", default=None)
+    r.add_argument("--render", type=Path, default=None, help="also write the video with 2D skeletons and a 3D panel")
     r.set_defaults(func=_run)
 
     t = sub.add_parser("train-lifter", help="train a lifter on motion capture (see models/train.py)")
@@ -309,6 +339,13 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("--device", default="cpu")
     bd.add_argument("--json", action="store_true")
     bd.set_defaults(func=_bench_detector)
+    br = bsub.add_parser("render", help="hotpose run --render on a 720p clip: lifting and rendering frames/s")
+    br.add_argument("--rounds", type=int, default=3)
+    br.add_argument("--frames", type=int, default=120)
+    br.add_argument("--threads", type=int, default=None)
+    br.add_argument("--json", action="store_true")
+    br.set_defaults(func=_bench_render)
+
     bs = bsub.add_parser("service", help="720p clip throughput vs decode; live latency for 1 and 4 streams")
     bs.add_argument("--weights", type=Path, default=None, help="lifter checkpoint (default: the shipped one)")
     bs.add_argument("--rounds", type=int, default=3)
