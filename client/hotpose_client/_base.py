@@ -339,13 +339,15 @@ def encode_jpeg(image: np.ndarray, channels: str, quality: int) -> bytes:
     try:
         import cv2
     except ImportError:
-        cv2 = None
-    if cv2 is not None:
-        bgr = image if channels == "bgr" else image[..., ::-1]
-        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(bgr), [cv2.IMWRITE_JPEG_QUALITY, quality])
-        if not ok:
-            raise ValueError("OpenCV could not encode the frame as JPEG")
-        return bytes(buf.tobytes())
+        return _encode_with_pillow(image, channels, quality)
+    bgr = image if channels == "bgr" else image[..., ::-1]
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(bgr), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("OpenCV could not encode the frame as JPEG")
+    return bytes(buf.tobytes())
+
+
+def _encode_with_pillow(image: np.ndarray, channels: str, quality: int) -> bytes:
     try:
         import io
 

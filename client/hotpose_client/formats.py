@@ -162,7 +162,8 @@ def npz_arrays(meta: dict[str, Any], frames: Iterable[dict[str, Any]]) -> dict[s
         "joints_3d": np.asarray(rows["j3"], np.float32).reshape(-1, j, 3),
         "joint_names": np.asarray(meta["joint_names"]),
         "skeleton_edges": np.asarray(meta.get("skeleton_edges", []), np.int64).reshape(-1, 2),
-        "fps": np.float64(meta["fps"]), "width": np.int64(meta["width"]), "height": np.int64(meta["height"]),
+        "fps": np.asarray(meta["fps"], np.float64), "width": np.asarray(meta["width"], np.int64),
+        "height": np.asarray(meta["height"], np.int64),
     }  # fmt: skip
 
 
@@ -187,7 +188,7 @@ def read_npz(path: str | Path | IO[bytes]) -> tuple[dict[str, Any], list[dict[st
         "fps": float(a["fps"]), "width": int(a["width"]), "height": int(a["height"]),
         "joint_names": [str(n) for n in a["joint_names"]], "skeleton_edges": a["skeleton_edges"].tolist(),
     }  # fmt: skip
-    frames = {
+    frames: dict[int, dict[str, Any]] = {
         int(i): {"index": int(i), "time": float(t), "people": []}
         for i, t in zip(a["frame_index"], a["frame_time"], strict=True)
     }
