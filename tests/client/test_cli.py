@@ -34,3 +34,18 @@ def test_errors_are_one_line_and_exit_1(
     assert "401" in capsys.readouterr().err
     assert main(["--url", live_server.url, "clip", str(tmp_path / "a.mp4"), "-o", "x.gif"]) == 1
     assert "unknown output format" in capsys.readouterr().err
+
+
+def test_webcam_command_streams_a_camera_source(
+    live_server: LiveServer, astronaut_clip: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # OpenCV opens a video path like a camera: the same code path as a laptop camera
+    args = ["--url", live_server.url, "--api-key", "k1", "webcam", "--device", str(astronaut_clip), "--frames", "12"]
+    assert main(args) == 0
+    out = capsys.readouterr()
+    frames = [json.loads(line) for line in out.out.strip().splitlines()]
+    summary = out.err.strip().splitlines()[-1]
+    answered = int(summary.split("answered ")[1].split(",")[0])
+    assert summary.startswith("sent 12,") and len(frames) == answered
+    assert [f["index"] for f in frames] == sorted(f["index"] for f in frames)
+    assert all("latency_ms" in f for f in frames)

@@ -94,3 +94,14 @@ def test_readers_reject_foreign_files(tmp_path: Path) -> None:
         PoseSequence.from_npz(buf)
     with pytest.raises(ValueError, match="not a hotpose result"):
         PoseSequence.from_json('{"frames": []}')
+
+
+def test_webcam_yields_timed_rgb_frames(astronaut_clip: Path) -> None:
+    from hotpose_client import webcam
+
+    frames = list(webcam(str(astronaut_clip), max_frames=5))
+    assert len(frames) == 5
+    times = [t for t, _ in frames]
+    assert times == sorted(times) and all(img.shape == (512, 512, 3) and img.dtype == np.uint8 for _, img in frames)
+    with pytest.raises(OSError, match="cannot open camera"):
+        next(webcam("/nonexistent/camera.mp4"))
