@@ -29,34 +29,46 @@ def _colour(track_id: int) -> tuple[int, int, int]:
 
 
 def draw_people(frame_rgb: np.ndarray, people: list[Person], min_visibility: float = 0.3) -> np.ndarray:
-    """A copy of the frame with every person's skeleton, box and track id drawn."""
+    """A copy of the frame with every person's BlazePose skeleton, box, track id and score drawn."""
     out = frame_rgb.copy()
-    scale = max(out.shape[:2]) / 720
-    thick = max(int(round(2 * scale)), 1)
+    scale, thick = _size(out)
     for p in people:
-        kp = p.keypoints33
         col = _colour(p.track_id)
-        for a, b in BLAZEPOSE_EDGES:
-            if kp[a, 2] < min_visibility or kp[b, 2] < min_visibility:
-                continue
-            c = (255, 140, 0) if a in _LEFT and b in _LEFT else col
-            cv2.line(out, _pt(kp[a]), _pt(kp[b]), c, thick, cv2.LINE_AA)
-        for j in range(33):
-            if kp[j, 2] >= min_visibility:
-                cv2.circle(out, _pt(kp[j]), thick + 1, (255, 255, 255), -1, cv2.LINE_AA)
+        _skeleton(out, p.keypoints33, BLAZEPOSE_EDGES, col, thick, min_visibility, left=_LEFT)
         x0, y0, x1, y1 = (int(v) for v in p.bbox)
         cv2.rectangle(out, (x0, y0), (x1, y1), col, 1)
-        cv2.putText(
-            out,
-            f"#{p.track_id} {p.score:.2f}",
-            (x0, max(y0 - 4, 12)),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.5 * scale,
-            col,
-            thick,
-            cv2.LINE_AA,
-        )
+        _label(out, f"#{p.track_id} {p.score:.2f}", p.bbox, col, scale, thick)
     return out
+
+
+def _size(img: np.ndarray) -> tuple[float, int]:
+    """Text scale and line thickness for an image: 1 and 2 px at 720 lines."""
+    scale = max(img.shape[:2]) / 720
+    return scale, max(int(round(2 * scale)), 1)
+
+
+def _skeleton(
+    out: np.ndarray,
+    kp: np.ndarray,
+    edges: Iterable[tuple[int, int]],
+    col: tuple[int, int, int],
+    thick: int,
+    min_score: float,
+    left: set[int] | frozenset[int] = frozenset(),
+) -> None:
+    """Draw keypoints kp [J, 3] (x, y pixels, score) joined by edges; left-side edges in orange."""
+    for a, b in edges:
+        if kp[a, 2] >= min_score and kp[b, 2] >= min_score:
+            c = (255, 140, 0) if a in left and b in left else col
+            cv2.line(out, _pt(kp[a]), _pt(kp[b]), c, thick, cv2.LINE_AA)
+    for j in range(len(kp)):
+        if kp[j, 2] >= min_score:
+            cv2.circle(out, _pt(kp[j]), thick + 1, (255, 255, 255), -1, cv2.LINE_AA)
+
+
+def _label(out: np.ndarray, text: str, bbox: Any, col: tuple[int, int, int], scale: float, thick: int) -> None:
+    x0, y0 = int(bbox[0]), int(bbox[1])
+    cv2.putText(out, text, (x0, max(y0 - 4, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale, col, thick, cv2.LINE_AA)
 
 
 def _pt(k: np.ndarray) -> tuple[int, int]:
@@ -69,19 +81,11 @@ def _pt(k: np.ndarray) -> tuple[int, int]:
 def draw_h36m(frame_rgb: np.ndarray, people: list[Any], min_score: float = 0.2) -> np.ndarray:
     """A copy of the frame with each `PersonPose`'s H36M-17 2D skeleton and track id."""
     out = frame_rgb.copy()
-    scale = max(out.shape[:2]) / 720
-    thick = max(int(round(2 * scale)), 1)
+    scale, thick = _size(out)
     for p in people:
-        kp = p.keypoints_2d
         col = _colour(p.track_id)
-        for a, b in H36M_EDGES:
-            if kp[a, 2] >= min_score and kp[b, 2] >= min_score:
-                cv2.line(out, _pt(kp[a]), _pt(kp[b]), col, thick, cv2.LINE_AA)
-        for j in range(len(kp)):
-            if kp[j, 2] >= min_score:
-                cv2.circle(out, _pt(kp[j]), thick + 1, (255, 255, 255), -1, cv2.LINE_AA)
-        x0, y0 = int(p.bbox[0]), int(p.bbox[1])
-        cv2.putText(out, f"#{p.track_id}", (x0, max(y0 - 4, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale, col, thick)
+        _skeleton(out, p.keypoints_2d, H36M_EDGES, col, thick, min_score)
+        _label(out, f"#{p.track_id}", p.bbox, col, scale, thick)
     return out
 
 
@@ -131,12 +135,9 @@ class Renderer:
         thick = max(int(round(2 * self.size / 720)), 1)
         for n, p in enumerate(lifted):
             shift = np.array([(n - (len(lifted) - 1) / 2) * 1.0, 0.0, 0.0])  # side by side, 1 m apart
-            pts = _project(p.joints_3d + shift, self.view, self.size)
-            col = _colour(p.track_id)
-            for a, b in H36M_EDGES:
-                cv2.line(panel, pts[a], pts[b], col, thick, cv2.LINE_AA)
-            for q in pts:
-                cv2.circle(panel, q, thick + 1, (255, 255, 255), -1, cv2.LINE_AA)
+            pts = np.array(_project(p.joints_3d + shift, self.view, self.size), np.float64)  # [J, 2]
+            kp = np.concatenate([pts, np.ones((len(pts), 1))], axis=1)  # every joint drawn
+            _skeleton(panel, kp, H36M_EDGES, _colour(p.track_id), thick, 0.0)
         return np.concatenate([left, panel], axis=1)
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -31,6 +32,8 @@ Progress = bool | Callable[[str, float], None]  # True: a bar on stderr; a calla
 CONNECT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout)
 # Failures that may have happened after the server acted: retried for idempotent calls only.
 TRANSIENT_ERRORS = (*CONNECT_ERRORS, httpx.ReadError, httpx.ReadTimeout, httpx.RemoteProtocolError, httpx.WriteError)
+
+UPLOAD_TIMEOUT = 600.0  # seconds for one upload request at least (large files)
 
 CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008
@@ -189,6 +192,23 @@ class UploadFile:
         if whence == 0 and offset == 0:
             self.done = 0
         return self.f.seek(offset, whence)
+
+
+@contextmanager
+def upload_form(source: str | Path | IO[bytes], progress: Progress) -> Iterator[dict[str, Any]]:
+    """The multipart `files` of `POST /v1/clips` for a path or binary file; closes what it opened."""
+    f, owned = open_upload(source)
+    try:
+        up = UploadFile(f, ProgressReporter(progress), file_size(f))
+        yield {"file": (up.name, up, "application/octet-stream")}
+    finally:
+        if owned:
+            f.close()
+
+
+def result_format(path: Path, format: str | None) -> str:
+    """The `?format=` of a download: given, else the file's suffix (json, npz, csv, bvh)."""
+    return format or path.suffix.lstrip(".").lower() or "json"
 
 
 def open_upload(source: str | Path | IO[bytes]) -> tuple[IO[bytes], bool]:

@@ -26,21 +26,21 @@ import httpx
 from hotpose_client._base import (
     CONNECT_ERRORS,
     TRANSIENT_ERRORS,
+    UPLOAD_TIMEOUT,
     BaseClient,
     FrameEncoder,
     JobStatus,
     Progress,
     ProgressReporter,
     StreamState,
-    UploadFile,
     check,
     close_error,
-    file_size,
-    open_upload,
     parse_json,
     refused,
+    result_format,
     stream_config,
     stream_line,
+    upload_form,
 )
 from hotpose_client.errors import HotposeError, ProtocolError
 from hotpose_client.results import Frame, PoseSequence
@@ -110,14 +110,9 @@ class PoseClient(BaseClient):
 
     def submit_clip(self, source: str | Path | IO[bytes], *, progress: Progress = False) -> str:
         """Upload a video (path or binary file); returns the job id at once."""
-        f, owned = open_upload(source)
-        try:
-            up = UploadFile(f, ProgressReporter(progress), file_size(f))
-            files = {"file": (up.name, up, "application/octet-stream")}
-            r = self._request("POST", "/v1/clips", idempotent=False, files=files, timeout=max(self.timeout, 600))
-        finally:
-            if owned:
-                f.close()
+        with upload_form(source, progress) as files:
+            timeout = max(self.timeout, UPLOAD_TIMEOUT)
+            r = self._request("POST", "/v1/clips", idempotent=False, files=files, timeout=timeout)
         return str(parse_json(r)["job_id"])
 
     def job(self, job_id: str) -> JobStatus:
@@ -144,10 +139,9 @@ class PoseClient(BaseClient):
         return PoseSequence.from_dict(parse_json(self._request("GET", f"/v1/jobs/{job_id}/result")))
 
     def download(self, job_id: str, path: str | Path, *, format: str | None = None) -> Path:
-        """Save the result as the server writes it (json, npz or csv; default from the suffix)."""
+        """Save the result as the server writes it (json, npz, csv or bvh; default from the suffix)."""
         path = Path(path)
-        fmt = format or path.suffix.lstrip(".").lower() or "json"
-        r = self._request("GET", f"/v1/jobs/{job_id}/result", params={"format": fmt})
+        r = self._request("GET", f"/v1/jobs/{job_id}/result", params={"format": result_format(path, format)})
         path.write_bytes(r.content)
         return path
 
@@ -373,14 +367,9 @@ class AsyncPoseClient(BaseClient):
         return True
 
     async def submit_clip(self, source: str | Path | IO[bytes], *, progress: Progress = False) -> str:
-        f, owned = open_upload(source)
-        try:
-            up = UploadFile(f, ProgressReporter(progress), file_size(f))
-            files = {"file": (up.name, up, "application/octet-stream")}
-            r = await self._request("POST", "/v1/clips", idempotent=False, files=files, timeout=max(self.timeout, 600))
-        finally:
-            if owned:
-                f.close()
+        with upload_form(source, progress) as files:
+            timeout = max(self.timeout, UPLOAD_TIMEOUT)
+            r = await self._request("POST", "/v1/clips", idempotent=False, files=files, timeout=timeout)
         return str(parse_json(r)["job_id"])
 
     async def job(self, job_id: str) -> JobStatus:
@@ -406,8 +395,7 @@ class AsyncPoseClient(BaseClient):
 
     async def download(self, job_id: str, path: str | Path, *, format: str | None = None) -> Path:
         path = Path(path)
-        fmt = format or path.suffix.lstrip(".").lower() or "json"
-        r = await self._request("GET", f"/v1/jobs/{job_id}/result", params={"format": fmt})
+        r = await self._request("GET", f"/v1/jobs/{job_id}/result", params={"format": result_format(path, format)})
         path.write_bytes(r.content)
         return path
 
