@@ -44,6 +44,7 @@ class Clip:
     subject: str
     joints: np.ndarray  # [T, 17, 3] metres, world frame, Y up
     fps: float
+    rig: str = ""  # skeleton family (`clip_rig`): joint placement differs between families
 
 
 def _subject(name: str, desc: str, source: str) -> str:
@@ -69,12 +70,13 @@ def load_clips(path: str | Path) -> list[Clip]:
         descs = [str(s) for s in d["clip_desc"]] if "clip_desc" in d.files else [""] * len(names)
         fps = [float(f) for f in d["clip_fps"]] if "clip_fps" in d.files else [30.0] * len(names)
         sources = [str(s) for s in d["clip_source"]] if "clip_source" in d.files else [""] * len(names)
+        rigs = [str(r) for r in d["clip_rig"]] if "clip_rig" in d.files else [""] * len(names)
         clips = []
-        for name, desc, f, src in zip(names, descs, fps, sources, strict=True):
+        for name, desc, f, src, rig in zip(names, descs, fps, sources, rigs, strict=True):
             joints = np.asarray(d[name], dtype=np.float32)
             if joints.ndim != 3 or joints.shape[1:] != (17, 3):
                 raise ValueError(f"{path}: clip {name} has shape {joints.shape}, expected [T, 17, 3]")
-            clips.append(Clip(name, _subject(name, desc, src), joints, f))
+            clips.append(Clip(name, _subject(name, desc, src), joints, f, rig))
     return clips
 
 

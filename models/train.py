@@ -12,6 +12,7 @@ validation metrics, so a checkpoint rebuilds its own model.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -60,6 +61,10 @@ class TrainConfig:
     # Start a HoT-MixSTE from a trained MixSTE of the same size: every shared tensor is copied and
     # only HoT's own (pos_embed_token, x_token, cross_attention.*) start fresh (zero queries).
     warm_start: Path | None = None
+    rig_balance: float = 0.5  # see `clip_weights`
+    # Start HoT's zero-initialised time tensors (Temporal_pos_embed, pos_embed_token, x_token) from
+    # sinusoidal time codes instead of zeros; see `init_time_codes`.
+    time_init: bool = True
 
 
 def lifter_loss(pred: Tensor, gt: Tensor) -> tuple[Tensor, dict[str, float]]:
@@ -74,13 +79,33 @@ def lifter_loss(pred: Tensor, gt: Tensor) -> tuple[Tensor, dict[str, float]]:
     return loss, {"wmpjpe": wmpjpe.item(), "tc": tc.item(), "mpjve": mpjve.item()}
 
 
+def clip_weights(clips: list[Any], rig_balance: float = 1.0) -> np.ndarray:
+    """Sampling probability per clip: each skeleton family (`Clip.rig`) gets a share proportional
+    to its frame count to the power `rig_balance` (1: plain frame counts; 0.5: a family with a
+    quarter of the frames gets half the share of the big one), and within a family clips count by
+    length. The families place joints differently (the shared CMU file: shoulders 0.23 m apart on
+    one, 0.37 m on another), so one dominant family would make the model learn its definitions."""
+    lengths = np.array([len(c.joints) for c in clips], dtype=np.float64)
+    rigs = [getattr(c, "rig", "") for c in clips]
+    per_rig = {r: sum(n for n, q in zip(lengths, rigs, strict=True) if q == r) for r in set(rigs)}
+    share = {r: n**rig_balance for r, n in per_rig.items()}
+    total = sum(share.values())
+    p = np.array([n / per_rig[r] * share[r] / total for n, r in zip(lengths, rigs, strict=True)])
+    return p / p.sum()
+
+
 class WindowSampler:
     def __init__(
-        self, clips: list[Any], frames: int, seed: int, aug: Augment | None = None, noise: DetectorNoise | None = None
+        self,
+        clips: list[Any],
+        frames: int,
+        seed: int,
+        aug: Augment | None = None,
+        noise: DetectorNoise | None = None,
+        rig_balance: float = 1.0,
     ) -> None:
         self.clips = clips
-        lengths = np.array([len(c.joints) for c in clips], dtype=np.float64)
-        self.p = lengths / lengths.sum()
+        self.p = clip_weights(clips, rig_balance)
         self.frames = frames
         self.rng = np.random.default_rng(seed)
         self.aug = aug or Augment()
@@ -116,8 +141,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.warm_start is not None:
         fresh = warm_start(model, cfg.warm_start)
         log.info("warm start from %s; fresh tensors: %s", cfg.warm_start, fresh)
+    if cfg.time_init and cfg.init is None:
+        started = init_time_codes(model)
+        if started:
+            log.info("time codes: %s", started)
     frames = model.config.frames
-    sampler = WindowSampler(train_clips, frames, cfg.seed)
+    sampler = WindowSampler(train_clips, frames, cfg.seed, rig_balance=cfg.rig_balance)
     embed: list[torch.nn.Parameter] = []
     other: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():
@@ -180,6 +209,44 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     log.info("final validation %s", metrics)
     _save(cfg, model, meta, half=cfg.half)
     return metrics
+
+
+def time_code(positions: Tensor, dim: int) -> Tensor:
+    """Sinusoidal codes [N, dim] of (fractional) frame positions [N], periods 2 to ~2000 frames."""
+    freqs = torch.exp(-math.log(1000.0) * torch.arange(0, dim, 2, dtype=torch.float32) / dim)  # [dim/2]
+    angle = positions.float()[:, None] * freqs[None, :]
+    code = torch.zeros(len(positions), dim)
+    code[:, 0::2] = torch.sin(angle)
+    code[:, 1::2] = torch.cos(angle[:, : dim // 2])
+    return code
+
+
+@torch.no_grad()
+def init_time_codes(model: Lifter, amplitude: float = 0.5) -> list[str]:
+    """Fill the still-zero time tensors with sinusoidal codes of the frame each one stands for.
+
+    With everything zero, HoT's recovery is at a saddle: the queries (`x_token`) are equal, so
+    every recovered frame gets the same mix of kept tokens and the gradient that would tell them
+    apart is zero too (measured: a plateau at the mean pose for the whole CPU budget). Codes of
+    time break it from step 0: query t starts as the code of frame t, and kept token k (of
+    `token_num`, in time order) as the code of the middle of the k-th span. The architecture and
+    the checkpoint format are unchanged; only the starting point differs. Returns the names set."""
+    cfg: Any = model.config
+    if not hasattr(cfg, "dim"):
+        return []  # not a transformer (the per-frame MLP)
+    dim, frames = cfg.dim, cfg.frames
+    t = torch.arange(frames)
+    targets = {"Temporal_pos_embed": t, "x_token": t}
+    if getattr(cfg, "hot", False):
+        targets["pos_embed_token"] = (torch.arange(cfg.token_num) + 0.5) * frames / cfg.token_num
+    done = []
+    params = dict(model.named_parameters())
+    for name, pos in targets.items():
+        p = params.get(name)
+        if p is not None and not p.any():
+            p.copy_(amplitude * time_code(pos, dim)[None])
+            done.append(name)
+    return done
 
 
 HOT_ONLY = ("pos_embed_token", "x_token", "cross_attention.")

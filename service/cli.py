@@ -179,6 +179,8 @@ def _train_lifter(args: argparse.Namespace) -> int:
         embed_lr_mult=args.embed_lr_mult,
         warmup=args.warmup,
         warm_start=args.warm_start,
+        rig_balance=args.rig_balance,
+        time_init=not args.zero_init,
     )
     metrics = train(cfg)
     print(json.dumps({"out": str(args.out), **metrics}))
@@ -297,6 +299,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--time-limit", type=float, default=0.0, help="minutes; stop and save when reached")
     t.add_argument("--threads", type=int, default=None)
     t.add_argument("--init", type=Path, default=None, help="continue training from this checkpoint")
+    t.add_argument(
+        "--rig-balance",
+        type=float,
+        default=0.5,
+        help="skeleton families sampled by frames**this (1: by frames; 0: equally)",
+    )
+    t.add_argument(
+        "--zero-init",
+        action="store_true",
+        help="leave the time tensors at zero (the paper's start) instead of sinusoidal time codes",
+    )
     t.set_defaults(func=_train_lifter)
 
     e = sub.add_parser("eval-lifter", help="MPJPE / P-MPJPE / MPJVE under the fixed protocol, one JSON line")

@@ -63,3 +63,43 @@ def test_warm_start_copies_a_mixste_into_a_hot_mixste(tmp_path: Path) -> None:
     other = create_lifter("hot_mixste", token_num=9, layer_index=1, **{**size, "dim": 32})
     with pytest.raises(CheckpointError, match="shape mismatch"):
         warm_start(other, tmp_path / "mix.pt")
+
+
+def test_rig_balance_shares_skeleton_families_by_a_power_of_their_frames() -> None:
+    from models.train import clip_weights
+
+    clips = [
+        Clip("a1", "s1", _walker(300), 30.0, "big"),
+        Clip("a2", "s2", _walker(100), 30.0, "big"),
+        Clip("b1", "s3", _walker(100), 30.0, "small"),
+    ]
+    plain = clip_weights(clips, 1.0)
+    assert np.allclose(plain, [0.6, 0.2, 0.2])
+    half = clip_weights(clips, 0.5)
+    big, small = 400**0.5, 100**0.5
+    assert np.isclose(half[2], small / (big + small))
+    assert np.isclose(half[0] / half[1], 3.0)  # within a family, by length
+    assert np.allclose(clip_weights(clips, 0.0)[[0, 1]].sum(), 0.5)
+    sampler = WindowSampler(clips, 27, seed=0, rig_balance=0.0)
+    picks = sampler.rng.choice(3, size=4000, p=sampler.p)
+    assert abs((picks == 2).mean() - 0.5) < 0.03
+
+
+def test_time_codes_break_the_recovery_saddle() -> None:
+    from models.train import init_time_codes
+
+    torch.manual_seed(0)
+    model = create_lifter("hot_mixste", device="cpu", **TINY)
+    x = torch.randn(2, 27, 17, 2) * 0.3
+    with torch.no_grad():
+        flat = model(x)
+    # zero queries: every recovered frame of a window is the same
+    assert torch.allclose(flat[:, :1].expand_as(flat), flat, atol=1e-6)
+    assert set(init_time_codes(model)) == {"Temporal_pos_embed", "x_token", "pos_embed_token"}
+    with torch.no_grad():
+        coded = model(x)
+    assert (coded[:, 1:] - coded[:, :-1]).abs().mean() > 1e-3
+    # near frames get nearer codes than far ones; trained (non-zero) tensors are left alone
+    q = model.x_token[0]
+    assert torch.dist(q[10], q[11]) < torch.dist(q[10], q[20])
+    assert init_time_codes(model) == []
