@@ -65,6 +65,11 @@ class TrainConfig:
     # Start HoT's zero-initialised time tensors (Temporal_pos_embed, pos_embed_token, x_token) from
     # sinusoidal time codes instead of zeros; see `init_time_codes`.
     time_init: bool = True
+    # HoT only: weight of an auxiliary loss that guides the Token Recovering Attention to attend to
+    # kept tokens near each query's frame (cross-entropy to a Gaussian over time, sigma = frames /
+    # token_num), fading linearly to 0 at `recovery_guide_until` of the steps. See `RecoveryGuide`.
+    recovery_guide: float = 0.1
+    recovery_guide_until: float = 0.5
 
 
 def lifter_loss(pred: Tensor, gt: Tensor) -> tuple[Tensor, dict[str, float]]:
@@ -145,6 +150,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         started = init_time_codes(model)
         if started:
             log.info("time codes: %s", started)
+    guide = RecoveryGuide(model) if cfg.recovery_guide > 0 and hasattr(model, "cross_attention") else None
     frames = model.config.frames
     sampler = WindowSampler(train_clips, frames, cfg.seed, rig_balance=cfg.rig_balance)
     embed: list[torch.nn.Parameter] = []
@@ -177,17 +183,24 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             g["lr"] = lr_at(step) * g["mult"]
         x, y = sampler.batch(cfg.batch)
         loss, parts = lifter_loss(model(x), y)
+        if guide is not None:
+            weight = cfg.recovery_guide * max(0.0, 1.0 - step / max(cfg.recovery_guide_until * cfg.steps, 1.0))
+            if weight > 0:
+                aux = guide.loss()
+                parts["guide"] = aux.item()
+                loss = loss + weight * aux
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         if step % 25 == 0:
             log.info(
-                "step %d loss %.4f wmpjpe %.1f mm mpjve %.1f mm lr %.2e (%.0f s)",
+                "step %d loss %.4f wmpjpe %.1f mm mpjve %.1f mm guide %.3f lr %.2e (%.0f s)",
                 step,
                 loss.item(),
                 1000 * parts["wmpjpe"],
                 1000 * parts["mpjve"],
+                parts.get("guide", 0.0),
                 lr_at(step),
                 time.time() - t0,
             )
@@ -209,6 +222,49 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     log.info("final validation %s", metrics)
     _save(cfg, model, meta, half=cfg.half)
     return metrics
+
+
+class RecoveryGuide:
+    """Auxiliary loss that teaches HoT's Token Recovering Attention to recover frame t from the
+    kept tokens near t.
+
+    Why: the recovery queries are shared by every window, so they can only pick tokens by time,
+    and the trunk's features only carry time if something asks for it. Measured on our CPU
+    budget: with the plain losses the recovery attention stayed uniform (entropy = log 81, the
+    attended time 60 frames from the query's on average, i.e. chance) and the model sat at the
+    mean-pose plateau. This loss (cross-entropy of each query's attention, averaged over heads,
+    to a Gaussian over the kept frames' times) gives the attention and the trunk that reason from
+    step 0; it fades out so the final model is trained by the paper's losses alone. Training
+    only: the model, its forward pass and its checkpoint are unchanged.
+    """
+
+    def __init__(self, model: Lifter) -> None:
+        self.model = model
+        cfg: Any = model.config
+        self.sigma = cfg.frames / cfg.token_num
+        self.inputs: tuple[Tensor, Tensor] | None = None
+        attn: Any = model.cross_attention  # type: ignore[attr-defined]
+        attn.register_forward_hook(self._keep)
+
+    def _keep(self, module: torch.nn.Module, args: tuple[Tensor, ...], out: Tensor) -> None:
+        self.inputs = (args[0], args[1])
+
+    def loss(self) -> Tensor:
+        if self.inputs is None:
+            raise RuntimeError("RecoveryGuide.loss() before a forward pass")
+        query, key = self.inputs
+        attn: Any = self.model.cross_attention  # type: ignore[attr-defined]
+        n, lk, c = key.shape
+        h = attn.num_heads
+        q = attn.linear_q(query).view(-1, query.shape[1], h, c // h).transpose(1, 2)  # [1, H, T, D]
+        k = attn.linear_k(key).view(n, lk, h, c // h).transpose(1, 2)  # [N, H, t, D]
+        logp = torch.log_softmax(q @ k.transpose(-1, -2) / math.sqrt(c // h), dim=-1)  # [N, H, T, t]
+        kept = self.model.kept_index  # type: ignore[attr-defined]  # [B, t]
+        b = kept.shape[0]
+        times = kept.float().repeat_interleave(n // b, dim=0)  # [N, t], rows in (batch, joint) order
+        frames = torch.arange(q.shape[2], dtype=torch.float32, device=key.device)
+        target = torch.softmax(-((times[:, None, :] - frames[None, :, None]) ** 2) / (2 * self.sigma**2), -1)
+        return -(target[:, None] * logp).sum(-1).mean()  # [N, 1, T, t] x [N, H, T, t]
 
 
 def time_code(positions: Tensor, dim: int) -> Tensor:

@@ -181,6 +181,7 @@ def _train_lifter(args: argparse.Namespace) -> int:
         warm_start=args.warm_start,
         rig_balance=args.rig_balance,
         time_init=not args.zero_init,
+        recovery_guide=args.recovery_guide,
     )
     metrics = train(cfg)
     print(json.dumps({"out": str(args.out), **metrics}))
@@ -304,6 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.5,
         help="skeleton families sampled by frames**this (1: by frames; 0: equally)",
+    )
+    t.add_argument(
+        "--recovery-guide",
+        type=float,
+        default=0.1,
+        help="hot_mixste: weight of the recovery-attention guide loss (fades out by half the steps; 0: off)",
     )
     t.add_argument(
         "--zero-init",

@@ -103,3 +103,27 @@ def test_time_codes_break_the_recovery_saddle() -> None:
     q = model.x_token[0]
     assert torch.dist(q[10], q[11]) < torch.dist(q[10], q[20])
     assert init_time_codes(model) == []
+
+
+def test_recovery_guide_teaches_the_recovery_attention_to_look_near_its_frame() -> None:
+    from models.train import RecoveryGuide, init_time_codes
+
+    torch.manual_seed(0)
+    model = create_lifter("hot_mixste", device="cpu", **TINY).train()
+    init_time_codes(model)
+    guide = RecoveryGuide(model)
+    with pytest.raises(RuntimeError, match="before a forward"):
+        guide.loss()
+    sampler = WindowSampler([Clip("w", "s", _walker(200), 30.0)], 27, seed=0)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    x, _ = sampler.batch(2)
+    model(x)
+    first = guide.loss().item()
+    assert abs(first - np.log(TINY["token_num"])) < 0.2  # about uniform at the start
+    for _ in range(40):
+        model(x)
+        loss = guide.loss()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert guide.loss().item() < 0.8 * first
