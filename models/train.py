@@ -239,12 +239,11 @@ class RecoveryGuide:
     """
 
     def __init__(self, model: Lifter) -> None:
-        self.model = model
+        self.model: Any = model  # a HoTMixSTE with config.hot (reads cross_attention, kept_index)
         cfg: Any = model.config
         self.sigma = cfg.frames / cfg.token_num
         self.inputs: tuple[Tensor, Tensor] | None = None
-        attn: Any = model.cross_attention  # type: ignore[attr-defined]
-        attn.register_forward_hook(self._keep)
+        self.model.cross_attention.register_forward_hook(self._keep)
 
     def _keep(self, module: torch.nn.Module, args: tuple[Tensor, ...], out: Tensor) -> None:
         self.inputs = (args[0], args[1])
@@ -253,13 +252,13 @@ class RecoveryGuide:
         if self.inputs is None:
             raise RuntimeError("RecoveryGuide.loss() before a forward pass")
         query, key = self.inputs
-        attn: Any = self.model.cross_attention  # type: ignore[attr-defined]
+        attn = self.model.cross_attention
         n, lk, c = key.shape
         h = attn.num_heads
         q = attn.linear_q(query).view(-1, query.shape[1], h, c // h).transpose(1, 2)  # [1, H, T, D]
         k = attn.linear_k(key).view(n, lk, h, c // h).transpose(1, 2)  # [N, H, t, D]
         logp = torch.log_softmax(q @ k.transpose(-1, -2) / math.sqrt(c // h), dim=-1)  # [N, H, T, t]
-        kept = self.model.kept_index  # type: ignore[attr-defined]  # [B, t]
+        kept = self.model.kept_index  # [B, t]
         b = kept.shape[0]
         times = kept.float().repeat_interleave(n // b, dim=0)  # [N, t], rows in (batch, joint) order
         frames = torch.arange(q.shape[2], dtype=torch.float32, device=key.device)
