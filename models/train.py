@@ -239,11 +239,11 @@ class RecoveryGuide:
     """
 
     def __init__(self, model: Lifter) -> None:
-        self.model: Any = model  # a HoTMixSTE with config.hot (reads cross_attention, kept_index)
-        cfg: Any = model.config
-        self.sigma = cfg.frames / cfg.token_num
+        hot: Any = model  # a HoTMixSTE with config.hot (reads cross_attention, kept_index)
+        self.model = hot
+        self.sigma = hot.config.frames / hot.config.token_num
         self.inputs: tuple[Tensor, Tensor] | None = None
-        self.model.cross_attention.register_forward_hook(self._keep)
+        hot.cross_attention.register_forward_hook(self._keep)
 
     def _keep(self, module: torch.nn.Module, args: tuple[Tensor, ...], out: Tensor) -> None:
         self.inputs = (args[0], args[1])
