@@ -177,7 +177,7 @@ def bench_render(rounds: int = 3, frames: int = 120, threads: int | None = None)
     if threads:
         torch.set_num_threads(threads)
     detector = create_detector("blazepose", device="cpu")
-    lifter = create_lifter("mixste", weights=default_weights("mixste"), device="cpu")
+    lifter = create_lifter("hot_mixste", weights=default_weights("hot_mixste"), device="cpu")
     lift_s, render_s = [], []
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "clip720.mp4"

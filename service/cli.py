@@ -267,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="video -> 2D + 3D poses of every person, as JSON (in process)")
     r.add_argument("video", type=Path)
     r.add_argument("-o", "--output", type=Path, required=True)
-    r.add_argument("--lifter", default="mixste")
+    r.add_argument("--lifter", default="hot_mixste")
     r.add_argument("--weights", type=Path, default=None, help="default: the weights shipped for --lifter")
     r.add_argument("--detector", default="blazepose")
     r.add_argument("--device", default=None)

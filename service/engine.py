@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EngineConfig:
-    lifter: str = "mixste"
+    lifter: str = "hot_mixste"
     lifter_weights: Path | None = None  # None: the weights shipped with the package
     device: str | None = None  # None: CUDA when present
     home: Path | None = None  # BlazePose weights cache

@@ -15,10 +15,10 @@ class Settings(BaseSettings):
     port: int = 8000
     device: str | None = None  # "cpu", "cuda", "cuda:1"; None picks CUDA when present
     threads: int | None = None  # torch CPU threads; None: torch's default
-    # The default is the MixSTE we trained on CMU mocap: our HoT-MixSTE does not train to a useful
-    # accuracy yet on the CPU budget (models/weights/README.md); HOTPOSE_LIFTER=hot_mixste with
-    # HOTPOSE_LIFTER_WEIGHTS=<official or own checkpoint> serves a HoT model.
-    lifter: str = "mixste"
+    # The default is the HoT-MixSTE we trained on CMU mocap (models/weights/README.md);
+    # HOTPOSE_LIFTER=mixste serves the MixSTE trained the same way, HOTPOSE_LIFTER_WEIGHTS an
+    # official or your own checkpoint.
+    lifter: str = "hot_mixste"
     lifter_weights: Path | None = None  # None: the weights shipped in models/weights
     flip: bool = True  # test-time flip averaging in the lifter
     home: Path = Path("~/.cache/hotpose").expanduser()  # weights cache
