@@ -198,6 +198,7 @@ class EvalView:
     camera: int
     inputs: dict[str, np.ndarray]  # condition -> [T, 17, 2] normalised 2D
     target: np.ndarray  # [T, 17, 3] root-relative camera frame, metres
+    rig: str = ""  # the clip's skeleton family
 
 
 def _seed(*parts: object) -> int:
@@ -219,7 +220,7 @@ def eval_views(clips: list[Clip], noise: DetectorNoise | None = None) -> list[Ev
             out.append(EvalView(clip.name, k, {
                 "gt2d": np.asarray(normalize_screen(px, EVAL_IMAGE, EVAL_IMAGE), dtype=np.float32),
                 "noisy2d": np.asarray(normalize_screen(noisy, EVAL_IMAGE, EVAL_IMAGE), dtype=np.float32),
-            }, tgt))  # fmt: skip
+            }, tgt, clip.rig))  # fmt: skip
     return out
 
 
@@ -248,6 +249,10 @@ class Augment:
     focal: tuple[float, float] = (800.0, 1600.0)  # in a 1000 px image
     mirror_p: float = 0.5
     noise_p: float = 0.8  # fraction of samples with detector-like noise of random strength
+    # fraction of samples retargeted to another skeleton family's proportions (a random blend of
+    # two families' mean bone lengths, see `retarget`) instead of `widen_shoulders`: the families
+    # differ by far more than `bone_scale` (thighs 0.37 m on one, 0.48 m on another)
+    retarget_p: float = 0.0  # off by default: no gain on the validation split (README)
 
 
 def resample(joints: np.ndarray, start: float, speed: float, frames: int) -> np.ndarray:
@@ -266,11 +271,40 @@ _BONE_GROUP = {j: min(j, H36M_FLIP_PERM[j]) for j in range(17)}
 def scale_bones(joints: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
     """Rebuild the skeleton with each bone length scaled by a random factor in 1 +- amount."""
     factors = {g: 1.0 + rng.uniform(-amount, amount) for g in set(_BONE_GROUP.values())}
+    return rebuild(joints, np.array([factors[_BONE_GROUP[j]] for j in range(17)]))
+
+
+def rebuild(joints: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """[T, 17, 3] with bone parent(j) -> j scaled by factors[j] (factors[0] unused), each joint
+    moved with its parent so the motion's joint angles are kept."""
     out = joints.copy()
     for j in range(1, 17):  # parents come before children in H36M order
         p = H36M_PARENTS[j]
-        out[:, j] = out[:, p] + (joints[:, j] - joints[:, p]) * factors[_BONE_GROUP[j]]
+        out[:, j] = out[:, p] + (joints[:, j] - joints[:, p]) * factors[j]
     return out
+
+
+def bone_lengths(joints: np.ndarray) -> np.ndarray:
+    """[T, 17, 3] -> [17] mean length of bone parent(j) -> j (index 0: 0), left/right averaged."""
+    per = np.zeros(17)
+    for j in range(1, 17):
+        per[j] = np.linalg.norm(joints[:, j] - joints[:, H36M_PARENTS[j]], axis=-1).mean()
+    return np.array([(per[j] + per[H36M_FLIP_PERM[j]]) / 2 for j in range(17)])
+
+
+def rig_proportions(clips: list[Clip]) -> dict[str, np.ndarray]:
+    """Mean bone lengths [17] of each skeleton family (`Clip.rig`), frame-weighted over its clips."""
+    acc: dict[str, tuple[np.ndarray, int]] = {}
+    for c in clips:
+        total, n = acc.get(c.rig, (np.zeros(17), 0))
+        acc[c.rig] = (total + bone_lengths(c.joints) * len(c.joints), n + len(c.joints))
+    return {rig: total / n for rig, (total, n) in acc.items()}
+
+
+def retarget(joints: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Give the skeleton the bone lengths `lengths` [17] (index 0 unused), keeping its joint angles."""
+    own = bone_lengths(joints)
+    return rebuild(joints, np.divide(lengths, own, out=np.ones(17), where=own > 1e-6))
 
 
 def widen_shoulders(joints: np.ndarray, factor: float) -> np.ndarray:
@@ -290,15 +324,27 @@ def mirror_world(joints: np.ndarray) -> np.ndarray:
 
 
 def training_sample(
-    clip: Clip, frames: int, rng: np.random.Generator, aug: Augment, noise: DetectorNoise
+    clip: Clip,
+    frames: int,
+    rng: np.random.Generator,
+    aug: Augment,
+    noise: DetectorNoise,
+    proportions: list[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One augmented (2D input [frames, 17, 2], 3D target [frames, 17, 3]) window."""
+    """One augmented (2D input [frames, 17, 2], 3D target [frames, 17, 3]) window. `proportions`:
+    bone lengths [17] of the skeleton families to retarget to (`rig_proportions`), if any."""
     speed = math.exp(rng.uniform(math.log(aug.speed[0]), math.log(aug.speed[1])))
     span = speed * (frames - 1)
     start = rng.uniform(0, max(len(clip.joints) - 1 - span, 0))
     world = resample(clip.joints, start, speed, frames)
-    world = scale_bones(world, rng, aug.bone_scale)
-    world = widen_shoulders(world, rng.uniform(*aug.shoulder_width))
+    if proportions and rng.random() < aug.retarget_p:
+        a, b = rng.integers(len(proportions), size=2)
+        u = rng.random()
+        world = retarget(world, u * proportions[a] + (1 - u) * proportions[b])
+        world = scale_bones(world, rng, aug.bone_scale)
+    else:
+        world = scale_bones(world, rng, aug.bone_scale)
+        world = widen_shoulders(world, rng.uniform(*aug.shoulder_width))
     if rng.random() < aug.mirror_p:
         world = mirror_world(world)
     target = world[:, 0].mean(0) + rng.normal(0, 0.3, 3) * np.array([1.0, 0.3, 1.0])

@@ -33,19 +33,28 @@ def predict(model: Lifter, x: np.ndarray, batch: int = 8, flip: bool = True) -> 
 
 
 def evaluate(model: Lifter, views: list[EvalView], flip: bool = True) -> dict[str, Any]:
-    """MPJPE, P-MPJPE and MPJVE (mm) per input condition, averaged over all frames of all views."""
+    """MPJPE, P-MPJPE and MPJVE (mm) per input condition, averaged over all frames of all views;
+    with several skeleton families in the data, also MPJPE per family (`by_rig`)."""
     was_training = model.training
     model.eval()
     out: dict[str, Any] = {}
+    rigs = sorted({v.rig for v in views})
     try:
         for cond in ("gt2d", "noisy2d"):
             errs: dict[str, list[np.ndarray]] = {"mpjpe": [], "p_mpjpe": [], "mpjve": []}
+            per_rig: dict[str, list[np.ndarray]] = {r: [] for r in rigs}
             for v in views:
                 pred = predict(model, v.inputs[cond], flip=flip)
                 errs["mpjpe"].append(mpjpe(pred, v.target))
                 errs["p_mpjpe"].append(p_mpjpe(pred, v.target))
                 errs["mpjve"].append(mpjve(pred, v.target))
+                per_rig[v.rig].append(errs["mpjpe"][-1])
             out[cond] = {f"{k}_mm": round(1000 * float(np.concatenate(e).mean()), 2) for k, e in errs.items()}
+            if len(rigs) > 1:
+                out[cond]["by_rig"] = {
+                    r: {"mpjpe_mm": round(1000 * float(np.concatenate(e).mean()), 2), "frames": sum(map(len, e))}
+                    for r, e in per_rig.items()
+                }
         out["frames_evaluated"] = int(sum(len(v.target) for v in views))
     finally:
         model.train(was_training)

@@ -23,7 +23,16 @@ import torch
 from torch import Tensor
 
 from models import Lifter, create_lifter, save_checkpoint
-from models.data import Augment, DetectorNoise, data_hash, eval_views, load_clips, split_by_subject, training_sample
+from models.data import (
+    Augment,
+    DetectorNoise,
+    data_hash,
+    eval_views,
+    load_clips,
+    rig_proportions,
+    split_by_subject,
+    training_sample,
+)
 from models.evaluate import evaluate
 
 log = logging.getLogger(__name__)
@@ -62,6 +71,7 @@ class TrainConfig:
     # only HoT's own (pos_embed_token, x_token, cross_attention.*) start fresh (zero queries).
     warm_start: Path | None = None
     rig_balance: float = 0.5  # see `clip_weights`
+    retarget_p: float = 0.0  # fraction of windows retargeted to a blend of families (`Augment`)
     # Start HoT's zero-initialised time tensors (Temporal_pos_embed, pos_embed_token, x_token) from
     # sinusoidal time codes instead of zeros; see `init_time_codes`.
     time_init: bool = True
@@ -115,11 +125,12 @@ class WindowSampler:
         self.rng = np.random.default_rng(seed)
         self.aug = aug or Augment()
         self.noise = noise or DetectorNoise()
+        self.proportions = list(rig_proportions(clips).values()) if self.aug.retarget_p > 0 else None
 
     def batch(self, n: int) -> tuple[Tensor, Tensor]:
         xs, ys = [], []
         for i in self.rng.choice(len(self.clips), size=n, p=self.p):
-            x, y = training_sample(self.clips[i], self.frames, self.rng, self.aug, self.noise)
+            x, y = training_sample(self.clips[i], self.frames, self.rng, self.aug, self.noise, self.proportions)
             xs.append(x)
             ys.append(y)
         return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
@@ -152,7 +163,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             log.info("time codes: %s", started)
     guide = RecoveryGuide(model) if cfg.recovery_guide > 0 and hasattr(model, "cross_attention") else None
     frames = model.config.frames
-    sampler = WindowSampler(train_clips, frames, cfg.seed, rig_balance=cfg.rig_balance)
+    sampler = WindowSampler(
+        train_clips, frames, cfg.seed, aug=Augment(retarget_p=cfg.retarget_p), rig_balance=cfg.rig_balance
+    )
     embed: list[torch.nn.Parameter] = []
     other: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():

@@ -180,6 +180,7 @@ def _train_lifter(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         warm_start=args.warm_start,
         rig_balance=args.rig_balance,
+        retarget_p=args.retarget,
         time_init=not args.zero_init,
         recovery_guide=args.recovery_guide,
     )
@@ -305,6 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.5,
         help="skeleton families sampled by frames**this (1: by frames; 0: equally)",
+    )
+    t.add_argument(
+        "--retarget",
+        type=float,
+        default=0.0,
+        help="fraction of windows retargeted to a blend of the skeleton families' bone lengths (0: off)",
     )
     t.add_argument(
         "--recovery-guide",

@@ -10,11 +10,14 @@ from models.data import (
     Augment,
     Clip,
     DetectorNoise,
+    bone_lengths,
     eval_views,
     load_clips,
     look_at,
     mirror_world,
     resample,
+    retarget,
+    rig_proportions,
     scale_bones,
     split_by_subject,
     training_sample,
@@ -74,6 +77,29 @@ def test_bone_scaling_keeps_structure_and_mirroring_swaps_sides() -> None:
     assert np.allclose(wide[:, 13] - wide[:, 11], world[:, 13] - world[:, 11])  # the arm moves with it
     m = mirror_world(world)
     assert np.allclose(m[:, 1, 0], -world[:, 4, 0])  # r_hip <- mirrored l_hip
+
+
+def test_retarget_gives_the_requested_bone_lengths_and_keeps_directions() -> None:
+    world = _walker(5)
+    short = scale_bones(world, np.random.default_rng(1), 0.3)
+    clips = [Clip("a", "s1", world, 30.0, rig="tall"), Clip("b", "s2", short, 30.0, rig="short")]
+    props = rig_proportions(clips)
+    assert set(props) == {"tall", "short"}
+    assert np.allclose(props["tall"], bone_lengths(world))
+    moved = retarget(short, props["tall"])
+    assert np.allclose(bone_lengths(moved), bone_lengths(world), atol=1e-5)
+    assert np.allclose(moved[:, 0], short[:, 0])  # the pelvis stays
+    for j, p in enumerate(H36M_PARENTS):
+        if p < 0:
+            continue
+        a, b = moved[:, j] - moved[:, p], short[:, j] - short[:, p]
+        cos = (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
+        assert np.all(cos > 1 - 1e-6)  # joint angles kept
+    # a retargeted training window carries the other family's proportions (up to the bone jitter)
+    clip = Clip("c", "s", short, 30.0, rig="short")
+    aug = Augment(retarget_p=1.0, bone_scale=0.0, mirror_p=0.0)
+    _, y = training_sample(clip, 4, np.random.default_rng(0), aug, DetectorNoise(), [props["tall"]])
+    assert np.allclose(bone_lengths(y), bone_lengths(world), atol=1e-4)
 
 
 def test_resample_speed() -> None:
