@@ -137,6 +137,19 @@ def token_pruning_cluster(x: Tensor, token_num: int, k: int) -> Tensor:
     return index.sort(dim=-1).values
 
 
+class TokenPruningCluster(nn.Module):
+    """`token_pruning_cluster` as a module with no parameters (the checkpoint is unchanged), so
+    training can read the kept frames with a forward hook instead of the model storing them."""
+
+    def __init__(self, token_num: int, k: int) -> None:
+        super().__init__()
+        self.token_num = token_num
+        self.k = k
+
+    def forward(self, x: Tensor) -> Tensor:
+        return token_pruning_cluster(x, self.token_num, self.k)  # [B, token_num]
+
+
 # --- the model -----------------------------------------------------------------
 
 
@@ -167,6 +180,7 @@ class HoTMixSTE(nn.Module):
             self.pos_embed_token = nn.Parameter(torch.zeros(1, cfg.token_num, dim))
             self.x_token = nn.Parameter(torch.zeros(1, cfg.frames, dim))  # recovery queries
             self.cross_attention = CrossAttention(dim, cfg.num_heads)
+            self.token_pruning = TokenPruningCluster(cfg.token_num, cfg.knn_k)
 
         self.head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 3))
 
@@ -179,8 +193,7 @@ class HoTMixSTE(nn.Module):
         x = self.Spatial_patch_to_embedding(x) + self.Spatial_pos_embed  # [B, T, J, C]
         for i in range(cfg.depth):
             if cfg.hot and i == cfg.layer_index:
-                index = token_pruning_cluster(x, cfg.token_num, cfg.knn_k)  # [B, t]
-                self.kept_index = index  # the kept frames of the last call (training reads them)
+                index = self.token_pruning(x)  # [B, t]
                 x = x[torch.arange(b, device=x.device)[:, None], index]  # [B, t, J, C]
                 x = x + self.pos_embed_token[:, :, None, :]
             x = self.Spatial_norm(self.STEblocks[i](to_spatial(x)))  # [B*T, J, C]

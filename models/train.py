@@ -252,17 +252,22 @@ class RecoveryGuide:
     """
 
     def __init__(self, model: Lifter) -> None:
-        hot: Any = model  # a HoTMixSTE with config.hot (reads cross_attention, kept_index)
+        hot: Any = model  # a HoTMixSTE with config.hot (hooks cross_attention and token_pruning)
         self.model = hot
         self.sigma = hot.config.frames / hot.config.token_num
         self.inputs: tuple[Tensor, Tensor] | None = None
-        hot.cross_attention.register_forward_hook(self._keep)
+        self.kept: Tensor | None = None
+        hot.cross_attention.register_forward_hook(self._keep_inputs)
+        hot.token_pruning.register_forward_hook(self._keep_index)
 
-    def _keep(self, module: torch.nn.Module, args: tuple[Tensor, ...], out: Tensor) -> None:
+    def _keep_inputs(self, module: torch.nn.Module, args: tuple[Tensor, ...], out: Tensor) -> None:
         self.inputs = (args[0], args[1])
 
+    def _keep_index(self, module: torch.nn.Module, args: tuple[Tensor, ...], out: Tensor) -> None:
+        self.kept = out  # [B, t] kept frames of the last forward pass
+
     def loss(self) -> Tensor:
-        if self.inputs is None:
+        if self.inputs is None or self.kept is None:
             raise RuntimeError("RecoveryGuide.loss() before a forward pass")
         query, key = self.inputs
         attn = self.model.cross_attention
@@ -271,7 +276,7 @@ class RecoveryGuide:
         q = attn.linear_q(query).view(-1, query.shape[1], h, c // h).transpose(1, 2)  # [1, H, T, D]
         k = attn.linear_k(key).view(n, lk, h, c // h).transpose(1, 2)  # [N, H, t, D]
         logp = torch.log_softmax(q @ k.transpose(-1, -2) / math.sqrt(c // h), dim=-1)  # [N, H, T, t]
-        kept = self.model.kept_index  # [B, t]
+        kept = self.kept  # [B, t]
         b = kept.shape[0]
         times = kept.float().repeat_interleave(n // b, dim=0)  # [N, t], rows in (batch, joint) order
         frames = torch.arange(q.shape[2], dtype=torch.float32, device=key.device)
