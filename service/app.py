@@ -86,6 +86,8 @@ def _start(state: AppState) -> None:
     s = state.settings
     s.data_dir.mkdir(parents=True, exist_ok=True)
     engine = Engine(EngineConfig.from_settings(s))
+    if engine.window and s.live_stride > engine.window:
+        raise ValueError(f"HOTPOSE_LIVE_STRIDE={s.live_stride} exceeds the lifter's window of {engine.window} frames")
     engine.warm_up()
     state.engine = engine
     state.store = JobStore(s.data_dir)

@@ -27,7 +27,9 @@ Emission (`LiftPolicy.delay`, in grid frames):
 
 A person missing for longer than `hold_s` has its pending frames finalised
 with the context it has (so other people's frames are not held back); one
-missing for longer than `max_gap_s` starts a new buffer when seen again.
+missing for longer than `max_gap_s`, or for longer than one window can bridge
+(the samples interpolated over the gap must fit in the next window), starts a
+new buffer when seen again.
 Memory per person is bounded by the window and the delay, not the video.
 """
 
@@ -92,21 +94,32 @@ class TrackBuffer:
         self.next_final = 0  # grid indexes below this are final
         self.requests: deque[Request] = deque()
 
+    def grid_position(self, t: float) -> float:
+        """Where time t falls on the grid (snapped to a grid frame when within 1e-3 of one)."""
+        u = (max(t, self.last_t) - self.t0) * LIFTER_FPS
+        return float(round(u)) if abs(u - round(u)) < 1e-3 else u
+
+    def can_bridge(self, t: float) -> bool:
+        """Whether an observation at t keeps every new grid sample inside the next window.
+
+        A gap longer than the window would push interpolated samples out of the buffer before any
+        window covered them (their frames could then never be resolved)."""
+        return math.floor(self.grid_position(t)) - self.last_lift <= self.frames
+
     def observe(self, t: float, xy: np.ndarray) -> Request:
         """Add an observation (normalised 2D [17, 2]) at time t (>= the previous one)."""
         t = max(t, self.last_t)
+        u = self.grid_position(t)
         if self.last_xy is None:
             self._append(xy)
         else:
-            while self.t0 + self.n / LIFTER_FPS <= t + 1e-6:
+            # every grid frame up to the request's own (so that it can always be resolved)
+            span = t - self.last_t
+            while self.n <= math.floor(u):
                 tg = self.t0 + self.n / LIFTER_FPS
-                span = t - self.last_t
-                a = 1.0 if span <= 1e-9 else (tg - self.last_t) / span
+                a = 1.0 if span <= 1e-9 else min(max((tg - self.last_t) / span, 0.0), 1.0)
                 self._append((1 - a) * self.last_xy + a * xy)
         self.last_t, self.last_xy = t, xy
-        u = (t - self.t0) * LIFTER_FPS
-        if abs(u - round(u)) < 1e-3:
-            u = float(round(u))
         req = Request(u)
         self.requests.append(req)
         return req
@@ -208,6 +221,8 @@ class StreamLifter:
     """
 
     def __init__(self, frames: int, lift: LiftFn, policy: LiftPolicy) -> None:
+        if policy.stride > frames:
+            raise ValueError(f"stride {policy.stride} exceeds the lifter's window of {frames} frames")
         self.frames = frames
         self.lift = lift
         self.policy = policy
@@ -221,7 +236,7 @@ class StreamLifter:
         reqs: dict[int, Request] = {}
         for track_id, xy in people:
             buf = self.tracks.get(track_id)
-            if buf is not None and t - buf.last_t > self.policy.max_gap_s:
+            if buf is not None and (t - buf.last_t > self.policy.max_gap_s or not buf.can_bridge(t)):
                 self.retired.append(buf)
                 buf = None
             if buf is None:

@@ -68,7 +68,8 @@ class StreamConfig:
     ack: bool = False
 
     @classmethod
-    def parse(cls, msg: dict[str, Any], default: StreamConfig) -> StreamConfig:
+    def parse(cls, msg: dict[str, Any], default: StreamConfig, window: int = 243) -> StreamConfig:
+        """A client's config message over the defaults; `window`: the lifter's frames (limits stride and delay)."""
         cfg = StreamConfig(default.fps, default.emit, default.delay_frames, default.stride, default.smoothing)
         cfg.ack = bool(msg.get("ack", False))
         if "fps" in msg and msg["fps"] is not None:
@@ -81,12 +82,12 @@ class StreamConfig:
             cfg.emit = msg["emit"]
         if "delay_frames" in msg:
             cfg.delay_frames = int(msg["delay_frames"])
-            if not 1 <= cfg.delay_frames <= 242:
-                raise ValueError("delay_frames must be in [1, 242]")
+            if not 1 <= cfg.delay_frames <= window - 1:
+                raise ValueError(f"delay_frames must be in [1, {window - 1}]")
         if "stride" in msg:
             cfg.stride = int(msg["stride"])
-            if not 1 <= cfg.stride <= 243:
-                raise ValueError("stride must be in [1, 243]")
+            if not 1 <= cfg.stride <= window:
+                raise ValueError(f"stride must be in [1, {window}] (the lifter's window)")
         if "smoothing" in msg:
             cfg.smoothing = bool(msg["smoothing"])
         return cfg
@@ -155,7 +156,7 @@ async def _serve(ws: WebSocket, state: Any, sid: str, executor: ThreadPoolExecut
         try:
             msg = json.loads(first["text"])
             if msg.get("type") == "config":
-                cfg = StreamConfig.parse(msg, default)
+                cfg = StreamConfig.parse(msg, default, engine.window or 243)
                 first = None
         except (ValueError, TypeError, AttributeError) as e:
             await ws.close(code=CLOSE_POLICY, reason=f"bad config: {e}"[:120])

@@ -115,6 +115,54 @@ def test_a_long_gap_starts_a_new_buffer_and_memory_stays_bounded() -> None:
     assert [k for k, _ in out] == list(range(3000)) and len(sl.pending) == 0
 
 
+def test_a_gap_longer_than_the_window_but_within_max_gap_resolves_every_frame() -> None:
+    """Found under load: dropped frames left a 1.0 s gap (30 grid frames) in front of a 27-frame window;
+    the samples interpolated over it left the buffer before any window covered them."""
+    policy = LiftPolicy(stride=4, max_gap_s=1.0)
+    times = [1 / 15, 16 / 15, 20 / 15, 21 / 15, 22 / 15, 23 / 15]
+    out, _ = run(policy, times)
+    assert [k for k, _ in out] == list(range(len(times)))
+    for (_, poses), t in zip(out, times, strict=True):
+        np.testing.assert_allclose(poses[0][:, :2], expected(t), atol=1e-5)
+
+
+def test_a_time_just_below_a_grid_frame_resolves_at_the_end() -> None:
+    out, _ = run(LiftPolicy(stride=4), [0.0, (5 - 4e-4) / 30])
+    assert [k for k, _ in out] == [0, 1] and all(0 in p for _, p in out)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_streams_lose_no_frame(seed: int) -> None:
+    """Irregular times (drops, gaps up to and past max_gap, repeats), people coming and going."""
+    rng = np.random.default_rng(seed)
+    policy = LiftPolicy(
+        stride=int(rng.choice([1, 4, 8, F])),
+        delay=int(rng.choice([0, 0, 5, 40])),
+        max_gap_s=float(rng.choice([0.5, 1.0, 3.0])),
+        hold_s=float(rng.choice([0.0, 0.3])),
+    )
+    lift = EchoLift()
+    sl = StreamLifter(F, lift, policy)
+    out: list = []
+    t, n = 0.0, int(rng.integers(1, 150))
+    sent: list[tuple[int, float, set[int]]] = []
+    for i in range(n):
+        t += float(rng.choice([1 / 30, 1 / 15, 0.0, 0.37, 0.99, 1.6, 4.0], p=[0.3, 0.3, 0.05, 0.1, 0.1, 0.1, 0.05]))
+        t += float(rng.normal(0, 1e-3))
+        people = [k for k in range(3) if rng.random() < 0.6]
+        sent.append((i, t, set(people)))
+        out += sl.push(i, t, [(k, pose(t, k)) for k in people], W, H)
+    out += sl.flush()
+    assert [k for k, _ in out] == [i for i, _, _ in sent]
+    for (_, poses), (_, _, people) in zip(out, sent, strict=True):
+        assert set(poses) == people
+
+
+def test_stride_longer_than_the_window_is_refused() -> None:
+    with pytest.raises(ValueError, match="window"):
+        StreamLifter(F, EchoLift(), LiftPolicy(stride=F + 1))
+
+
 def test_policy_is_checked() -> None:
     with pytest.raises(ValueError):
         LiftPolicy(stride=0)

@@ -99,6 +99,11 @@ def test_bad_config_and_too_many_streams_close_with_a_reason(make_settings: Call
             with pytest.raises(WebSocketDisconnect) as e:
                 ws.receive_json()
             assert e.value.code == 1008 and "emit" in e.value.reason
+        with client.websocket_connect("/v1/stream") as ws:  # the test lifter's window is 27 frames
+            ws.send_text(json.dumps({"type": "config", "stride": 28}))
+            with pytest.raises(WebSocketDisconnect) as e:
+                ws.receive_json()
+            assert e.value.code == 1008 and "stride must be in [1, 27]" in e.value.reason
         with client.websocket_connect("/v1/stream") as first:
             first.send_text(json.dumps({"type": "config"}))
             assert first.receive_json()["type"] == "ready"
