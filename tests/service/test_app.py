@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
@@ -49,6 +50,12 @@ def test_not_ready_before_lifespan(make_settings: Callable[..., Settings]) -> No
     assert client.get("/healthz").status_code == 503
     assert client.get("/livez").status_code == 200
     assert client.get("/v1/info").status_code == 503
+
+
+def test_a_live_stride_longer_than_the_window_stops_the_start(make_settings: Callable[..., Settings]) -> None:
+    app = create_app(make_settings(live_stride=28))  # the test lifter's window is 27 frames
+    with pytest.raises(ValueError, match="HOTPOSE_LIVE_STRIDE=28 exceeds"), TestClient(app):
+        pass
 
 
 def test_clip_job_result_in_every_format(make_settings: Callable[..., Settings], astronaut_clip: Path) -> None:
