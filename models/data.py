@@ -253,6 +253,14 @@ class Augment:
     # two families' mean bone lengths, see `retarget`) instead of `widen_shoulders`: the families
     # differ by far more than `bone_scale` (thighs 0.37 m on one, 0.48 m on another)
     retarget_p: float = 0.0  # off by default: no gain on the validation split (README)
+    # fraction of windows given new poses by `swing_limbs`: each limb (with probability 1/2)
+    # and the upper body turned about their root joint by one fixed rotation for the window,
+    # of up to `limb_deg` / `torso_deg` degrees about a random axis. The training clips are
+    # mostly salsa, Indian dance and martial arts; poses they never show (a leg raised above the
+    # hip, a bend backwards) are otherwise out of reach of a model trained on them.
+    swing_p: float = 0.0
+    limb_deg: float = 75.0
+    torso_deg: float = 30.0
 
 
 def resample(joints: np.ndarray, start: float, speed: float, frames: int) -> np.ndarray:
@@ -316,6 +324,42 @@ def widen_shoulders(joints: np.ndarray, factor: float) -> np.ndarray:
     return out
 
 
+# (root joint, the joints that move with it): legs about the hips, arms about the shoulders.
+LIMBS: tuple[tuple[int, tuple[int, ...]], ...] = ((1, (2, 3)), (4, (5, 6)), (11, (12, 13)), (14, (15, 16)))
+UPPER_BODY: tuple[int, ...] = tuple(range(7, 17))  # spine and everything above, about the pelvis
+
+
+def rotation(axis: np.ndarray, angle: float) -> np.ndarray:
+    """[3, 3] rotation by `angle` radians about `axis` (Rodrigues)."""
+    x, y, z = axis / np.linalg.norm(axis)
+    k = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
+    return np.eye(3) + math.sin(angle) * k + (1 - math.cos(angle)) * (k @ k)
+
+
+def turn_about(joints: np.ndarray, root: int, moved: tuple[int, ...], rot: np.ndarray) -> np.ndarray:
+    """[T, 17, 3] with the joints `moved` rotated by `rot` [3, 3] about joint `root`, frame by frame
+    (bone lengths and the limb's own motion relative to its root are kept)."""
+    out = joints.copy()
+    r = joints[:, root : root + 1]  # [T, 1, 3]
+    out[:, list(moved)] = r + (joints[:, list(moved)] - r) @ rot.T
+    return out
+
+
+def swing_limbs(joints: np.ndarray, rng: np.random.Generator, limb_deg: float, torso_deg: float) -> np.ndarray:
+    """New poses for a training window [T, 17, 3]: the upper body, then each limb with probability
+    1/2, turned about its root joint by one random rotation held for the whole window (random axis,
+    angle uniform up to the limit). The spine stays the pelvis-thorax midpoint, as in the data."""
+
+    def random_rotation(max_deg: float) -> np.ndarray:
+        return rotation(rng.normal(size=3), math.radians(rng.uniform(0, max_deg)))
+
+    out = turn_about(joints, 0, UPPER_BODY, random_rotation(torso_deg))
+    for root, moved in LIMBS:
+        if rng.random() < 0.5:
+            out = turn_about(out, root, moved, random_rotation(limb_deg))
+    return out
+
+
 def mirror_world(joints: np.ndarray) -> np.ndarray:
     """Reflect world X and swap left/right joints: a valid, mirrored motion."""
     out = joints[:, list(H36M_FLIP_PERM)].copy()
@@ -345,6 +389,8 @@ def training_sample(
     else:
         world = scale_bones(world, rng, aug.bone_scale)
         world = widen_shoulders(world, rng.uniform(*aug.shoulder_width))
+    if rng.random() < aug.swing_p:
+        world = swing_limbs(world, rng, aug.limb_deg, aug.torso_deg)
     if rng.random() < aug.mirror_p:
         world = mirror_world(world)
     target = world[:, 0].mean(0) + rng.normal(0, 0.3, 3) * np.array([1.0, 0.3, 1.0])

@@ -72,6 +72,7 @@ class TrainConfig:
     warm_start: Path | None = None
     rig_balance: float = 0.5  # see `clip_weights`
     retarget_p: float = 0.0  # fraction of windows retargeted to a blend of families (`Augment`)
+    swing_p: float = 0.0  # fraction of windows given new poses by `swing_limbs` (`Augment`)
     # Start HoT's zero-initialised time tensors (Temporal_pos_embed, pos_embed_token, x_token) from
     # sinusoidal time codes instead of zeros; see `init_time_codes`.
     time_init: bool = True
@@ -163,9 +164,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             log.info("time codes: %s", started)
     guide = RecoveryGuide(model) if cfg.recovery_guide > 0 and hasattr(model, "cross_attention") else None
     frames = model.config.frames
-    sampler = WindowSampler(
-        train_clips, frames, cfg.seed, aug=Augment(retarget_p=cfg.retarget_p), rig_balance=cfg.rig_balance
-    )
+    aug = Augment(retarget_p=cfg.retarget_p, swing_p=cfg.swing_p)
+    sampler = WindowSampler(train_clips, frames, cfg.seed, aug=aug, rig_balance=cfg.rig_balance)
     embed: list[torch.nn.Parameter] = []
     other: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():

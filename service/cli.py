@@ -181,6 +181,7 @@ def _train_lifter(args: argparse.Namespace) -> int:
         warm_start=args.warm_start,
         rig_balance=args.rig_balance,
         retarget_p=args.retarget,
+        swing_p=args.swing,
         time_init=not args.zero_init,
         recovery_guide=args.recovery_guide,
     )
@@ -312,6 +313,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         help="fraction of windows retargeted to a blend of the skeleton families' bone lengths (0: off)",
+    )
+    t.add_argument(
+        "--swing",
+        type=float,
+        default=0.0,
+        help="fraction of windows given new poses: limbs and upper body turned about their root joints (0: off)",
     )
     t.add_argument(
         "--recovery-guide",

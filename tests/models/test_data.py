@@ -18,8 +18,10 @@ from models.data import (
     resample,
     retarget,
     rig_proportions,
+    rotation,
     scale_bones,
     split_by_subject,
+    swing_limbs,
     training_sample,
     view,
     widen_shoulders,
@@ -100,6 +102,40 @@ def test_retarget_gives_the_requested_bone_lengths_and_keeps_directions() -> Non
     aug = Augment(retarget_p=1.0, bone_scale=0.0, mirror_p=0.0)
     _, y = training_sample(clip, 4, np.random.default_rng(0), aug, DetectorNoise(), [props["tall"]])
     assert np.allclose(bone_lengths(y), bone_lengths(world), atol=1e-4)
+
+
+def test_rotation_turns_a_hanging_leg_forward() -> None:
+    # 90 degrees about world X takes a leg hanging along -Y to one pointing along -Z (or +Z)
+    leg = np.array([0.0, -1.0, 0.0]) @ rotation(np.array([1.0, 0.0, 0.0]), math.pi / 2).T
+    assert np.allclose(np.abs(leg), [0, 0, 1], atol=1e-9)
+
+
+def test_swing_limbs_keeps_bones_and_roots_and_makes_new_poses() -> None:
+    world = _walker(30)
+    moved = [swing_limbs(world, np.random.default_rng(seed), 75.0, 30.0) for seed in range(20)]
+    for m in moved:
+        assert np.allclose(bone_lengths(m), bone_lengths(world), atol=1e-5)
+        assert np.allclose(m[:, :2], world[:, :2]) and np.allclose(m[:, 4], world[:, 4])  # pelvis, hips
+        assert np.allclose(m[:, 7], (m[:, 0] + m[:, 8]) / 2, atol=1e-6)  # spine: pelvis-thorax midpoint
+        # one rotation for the whole window: the offsets of a limb from its root move rigidly
+        d = m[:, 3] - m[:, 1]
+        assert np.allclose(d, d[:1], atol=1e-6)
+    ankles = np.array([m[0, 3] - m[0, 1] for m in moved])
+    assert (np.linalg.norm(ankles - (world[0, 3] - world[0, 1]), axis=-1) > 0.1).sum() >= 5  # legs swung
+    assert (ankles[:, 1] > -0.8).any()  # some far from hanging straight down
+    # training windows get them when asked, and only then
+    clip = Clip("c", "s", world, 30.0)
+    off = Augment(bone_scale=0.0, shoulder_width=(1.0, 1.0), mirror_p=0.0, swing_p=0.0)
+    on = Augment(bone_scale=0.0, shoulder_width=(1.0, 1.0), mirror_p=0.0, swing_p=1.0, torso_deg=0.0)
+
+    def pairwise(x: np.ndarray) -> np.ndarray:  # joint-to-joint distances: the pose, not the camera
+        return np.linalg.norm(x[:, :, None] - x[:, None], axis=-1)
+
+    _, y0 = training_sample(clip, 8, np.random.default_rng(3), off, DetectorNoise())
+    _, y1 = training_sample(clip, 8, np.random.default_rng(3), on, DetectorNoise())
+    assert np.allclose(pairwise(y0), pairwise(world[:8]), atol=1e-5)
+    assert not np.allclose(pairwise(y1), pairwise(world[:8]), atol=1e-3)
+    assert np.allclose(bone_lengths(y1), bone_lengths(world), atol=1e-5)
 
 
 def test_resample_speed() -> None:
