@@ -256,8 +256,8 @@ class Augment:
     # fraction of windows given new poses by `swing_limbs`: each limb (with probability 1/2)
     # and the upper body turned about their root joint by one fixed rotation for the window,
     # of up to `limb_deg` / `torso_deg` degrees about a random axis. The training clips are
-    # mostly salsa, Indian dance and martial arts; poses they never show (a leg raised above the
-    # hip, a bend backwards) are otherwise out of reach of a model trained on them.
+    # mostly salsa, Indian dance and martial arts and hold no ballet; poses they rarely show (a leg
+    # raised above the hip, a bend backwards) are otherwise hard for a model trained on them.
     swing_p: float = 0.0
     limb_deg: float = 75.0
     torso_deg: float = 30.0
