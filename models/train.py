@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from models.data import (
     training_sample,
 )
 from models.evaluate import evaluate
+from models.hot import HoTMixSTE
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,9 @@ class TrainConfig:
     # Start a HoT-MixSTE from a trained MixSTE of the same size: every shared tensor is copied and
     # only HoT's own (pos_embed_token, x_token, cross_attention.*) start fresh (zero queries).
     warm_start: Path | None = None
+    # Double the width of the `init` model before training (`widen`: dim, heads and MLP doubled,
+    # the output unchanged), to give a trained model more capacity without starting over.
+    widen: bool = False
     rig_balance: float = 0.5  # see `clip_weights`
     retarget_p: float = 0.0  # fraction of windows retargeted to a blend of families (`Augment`)
     swing_p: float = 0.0  # fraction of windows given new poses by `swing_limbs` (`Augment`)
@@ -155,6 +159,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     model = create_lifter(cfg.model, weights=cfg.init, device="cpu", **cfg.overrides).train()
     if cfg.init is not None:
         log.info("continuing from %s", cfg.init)
+    if cfg.widen:
+        if cfg.init is None:
+            raise ValueError("widen needs a checkpoint to start from (init)")
+        model = widen(model).train()
+        log.info("widened to dim %d, %d heads", model.config.dim, model.config.num_heads)
     if cfg.warm_start is not None:
         fresh = warm_start(model, cfg.warm_start)
         log.info("warm start from %s; fresh tensors: %s", cfg.warm_start, fresh)
@@ -342,6 +351,50 @@ def warm_start(model: Lifter, path: Path) -> list[str]:
         raise CheckpointError(f"{path}: cannot warm-start: missing {bad}, unexpected {extra}, shape mismatch {shapes}")
     model.load_state_dict({**own, **{k: v.float() for k, v in sd.items()}})
     return fresh
+
+
+def widen(model: Lifter, noise: float = 0.1, seed: int = 0) -> Lifter:
+    """A lifter twice as wide that computes the same function (Net2Net-style growth).
+
+    Every channel of the residual stream and of the MLPs is duplicated, and the attention heads
+    with it (`num_heads` doubles, the head size stays, so the softmax scale is unchanged): copies
+    of the same input channel carry the same activation, LayerNorm sees the same mean and
+    variance, and a Linear that reads duplicated channels gets each column split into two halves
+    W/2 + E and W/2 - E, whose sum is W. E (`noise` x the weight's std, Gaussian, fixed `seed`)
+    makes the copies differ in what they learn from the first step; the output is unchanged up to
+    float rounding. Used to grow a trained small model instead of training a wide one from scratch.
+    """
+    if not isinstance(model, HoTMixSTE):
+        raise ValueError(f"widen grows a (HoT-)MixSTE, not a {type(model).__name__}")
+    cfg = model.config
+    wide_cfg = replace(cfg, dim=2 * cfg.dim, num_heads=2 * cfg.num_heads, mlp_hidden_dim=2 * cfg.mlp_hidden_dim)
+    gen = torch.Generator().manual_seed(seed)
+
+    def split_inputs(w: Tensor) -> Tensor:  # [out, in] -> [out, 2 * in]
+        e = noise * w.std() * torch.randn(w.shape, generator=gen)
+        return torch.cat([w / 2 + e, w / 2 - e], dim=1)
+
+    state: dict[str, Tensor] = {}
+    for key, w in model.state_dict().items():
+        w = w.float()
+        if key.endswith("attn.qkv.weight") or key.endswith("attn.qkv.bias"):
+            # rows are (q, k, v) x heads x head size: duplicate the heads within each of q, k, v
+            w = torch.cat([torch.cat([part, part]) for part in w.chunk(3)])
+            if w.ndim == 2:
+                w = split_inputs(w)
+        elif w.ndim == 3:  # position embeddings and tokens [1, N, C]
+            w = torch.cat([w, w], dim=-1)
+        elif w.ndim == 2:  # Linear [out, in]
+            if not key.startswith("head."):  # the 3D output stays 3 wide
+                w = torch.cat([w, w])
+            if key != "Spatial_patch_to_embedding.weight":  # the 2D input stays 2 wide
+                w = split_inputs(w)
+        elif not key.startswith("head.1."):  # biases and LayerNorm affine [C]
+            w = torch.cat([w, w])
+        state[key] = w
+    wide = HoTMixSTE(wide_cfg)
+    wide.load_state_dict(state, strict=True)
+    return wide.to(next(model.parameters()).device)
 
 
 def _save(cfg: TrainConfig, model: Lifter, meta: dict[str, Any], half: bool) -> None:

@@ -179,6 +179,7 @@ def _train_lifter(args: argparse.Namespace) -> int:
         embed_lr_mult=args.embed_lr_mult,
         warmup=args.warmup,
         warm_start=args.warm_start,
+        widen=args.widen,
         rig_balance=args.rig_balance,
         retarget_p=args.retarget,
         swing_p=args.swing,
@@ -302,6 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--time-limit", type=float, default=0.0, help="minutes; stop and save when reached")
     t.add_argument("--threads", type=int, default=None)
     t.add_argument("--init", type=Path, default=None, help="continue training from this checkpoint")
+    t.add_argument(
+        "--widen",
+        action="store_true",
+        help="double the --init model's width first (channels and heads duplicated, same output)",
+    )
     t.add_argument(
         "--rig-balance",
         type=float,

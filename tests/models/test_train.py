@@ -127,3 +127,47 @@ def test_recovery_guide_teaches_the_recovery_attention_to_look_near_its_frame() 
         loss.backward()
         opt.step()
     assert guide.loss().item() < 0.8 * first
+
+
+@pytest.mark.parametrize("name", ["hot_mixste", "mixste"])
+def test_widen_doubles_the_width_and_keeps_the_output(name: str) -> None:
+    from models.train import widen
+
+    torch.manual_seed(0)
+    size = {"dim": 16, "depth": 2, "num_heads": 2, "frames": 27, "drop_path_rate": 0.0}
+    small = create_lifter(name, **size, **({"token_num": 9, "layer_index": 1} if name == "hot_mixste" else {}))
+    with torch.no_grad():
+        for p in small.parameters():  # every tensor non-trivial, the zero-initialised tokens included
+            p.normal_(0.0, 0.3)
+    wide = widen(small).eval()
+    assert (wide.config.dim, wide.config.num_heads, wide.config.mlp_hidden_dim) == (32, 4, 64)
+    x = torch.randn(2, 27, 17, 2) * 0.5
+    with torch.no_grad():
+        expected, got = small(x), wide(x)
+    assert expected.abs().mean() > 0.1
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+    # the two halves of a split Linear differ, so the copies learn different things
+    fc1 = wide.STEblocks[0].mlp.fc1.weight  # [64, 32]
+    assert not torch.allclose(fc1[:, :16], fc1[:, 16:])
+    torch.testing.assert_close(fc1[:, :16] + fc1[:, 16:], small.STEblocks[0].mlp.fc1.weight.repeat(2, 1))
+
+
+def test_widen_refuses_a_per_frame_model() -> None:
+    from models.train import widen
+
+    with pytest.raises(ValueError, match="MLPLifter"):
+        widen(create_lifter("mlp"))
+
+
+def test_train_can_widen_the_model_it_starts_from(tmp_path: Path) -> None:
+    data = tmp_path / "m.npz"
+    arrays = {f"c{i}": _walker(60) for i in range(3)}
+    desc = ["walk (CMU subj. 5)", "walk (CMU subj. 8)", "walk (CMU subj. 9)"]
+    np.savez(data, **arrays, clip_names=np.array(list(arrays)), clip_desc=np.array(desc))
+    start = tmp_path / "small.pt"
+    train(TrainConfig(data=data, out=start, overrides=TINY, steps=1, batch=2, val_every=100, warmup=1))
+    wide = tmp_path / "wide.pt"
+    train(TrainConfig(data=data, out=wide, init=start, widen=True, steps=1, batch=2, val_every=100, warmup=1))
+    assert create_lifter("hot_mixste", weights=wide).config.dim == 32
+    with pytest.raises(ValueError, match="init"):
+        train(TrainConfig(data=data, out=wide, overrides=TINY, widen=True, steps=1, batch=2))
