@@ -126,15 +126,22 @@ def bench_lifter(
     rounds: int = 7,
     official_repo: Path | None = None,
     threads: int | None = None,
+    num_heads: int = 8,
 ) -> dict[str, Any]:
     """Params, FLOPs per window and interleaved median latency of mixste vs hot_mixste."""
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
     models: dict[str, nn.Module] = {
-        "mixste": create_lifter("mixste", device="cpu", dim=dim, frames=frames),
+        "mixste": create_lifter("mixste", device="cpu", dim=dim, frames=frames, num_heads=num_heads),
         "hot_mixste": create_lifter(
-            "hot_mixste", device="cpu", dim=dim, frames=frames, token_num=token_num, layer_index=layer_index
+            "hot_mixste",
+            device="cpu",
+            dim=dim,
+            frames=frames,
+            num_heads=num_heads,
+            token_num=token_num,
+            layer_index=layer_index,
         ),
     }
     if official_repo is not None:
@@ -142,7 +149,13 @@ def bench_lifter(
 
     x1 = torch.randn(1, frames, 17, 2)
     report: dict[str, Any] = {
-        "config": {"dim": dim, "frames": frames, "token_num": token_num, "layer_index": layer_index},
+        "config": {
+            "dim": dim,
+            "num_heads": num_heads,
+            "frames": frames,
+            "token_num": token_num,
+            "layer_index": layer_index,
+        },
         "threads": torch.get_num_threads(),
         "rounds": rounds,
         "models": {},

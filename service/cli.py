@@ -239,6 +239,7 @@ def _bench_lifter(args: argparse.Namespace) -> int:
         rounds=args.rounds,
         official_repo=args.official,
         threads=args.threads,
+        num_heads=args.heads,
     )
     print(json.dumps(report) if args.json else format_lifter_report(report))
     return 0
@@ -357,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     bsub = b.add_subparsers(dest="target", required=True)
     bl = bsub.add_parser("lifter", help="mixste vs hot_mixste: params, FLOPs, interleaved latency")
     bl.add_argument("--dim", type=int, default=512)
+    bl.add_argument("--heads", type=int, default=8, help="attention heads of our models (the official code's: 8)")
     bl.add_argument("--frames", type=int, default=243)
     bl.add_argument("--token-num", type=int, default=81)
     bl.add_argument("--layer-index", type=int, default=3)

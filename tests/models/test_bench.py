@@ -24,3 +24,14 @@ def test_time_interleaved_calls_round_robin() -> None:
     times = time_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=3, warmup=1)
     assert calls == ["a", "b"] * 4
     assert len(times["a"]) == 3 and all(t >= 0 for t in times["b"])
+
+
+def test_bench_lifter_builds_both_models_with_the_heads_asked_for() -> None:
+    from models.bench import bench_lifter
+
+    report = bench_lifter(dim=32, frames=27, token_num=9, layer_index=1, batches=(1,), rounds=1, num_heads=4)
+    assert report["config"]["num_heads"] == 4
+    assert set(report["models"]) == {"mixste", "hot_mixste"}
+    assert report["flop_ratio_total"] < 1.0 and report["models"]["hot_mixste"]["latency_ms_b1"] > 0
+    with pytest.raises(ValueError, match="num_heads 5"):  # the heads reach the models
+        bench_lifter(dim=32, frames=27, token_num=9, layer_index=1, batches=(1,), rounds=1, num_heads=5)
