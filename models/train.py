@@ -353,7 +353,7 @@ def warm_start(model: Lifter, path: Path) -> list[str]:
     return fresh
 
 
-def widen(model: Lifter, noise: float = 0.1, seed: int = 0) -> Lifter:
+def widen(model: Lifter, noise: float = 0.1, seed: int = 0) -> HoTMixSTE:
     """A lifter twice as wide that computes the same function (Net2Net-style growth).
 
     Every channel of the residual stream and of the MLPs is duplicated, and the attention heads
@@ -376,7 +376,7 @@ def widen(model: Lifter, noise: float = 0.1, seed: int = 0) -> Lifter:
 
     state: dict[str, Tensor] = {}
     for key, w in model.state_dict().items():
-        w = w.float()
+        w = w.detach().float().cpu()  # the split noise comes from a CPU generator
         if key.endswith("attn.qkv.weight") or key.endswith("attn.qkv.bias"):
             # rows are (q, k, v) x heads x head size: duplicate the heads within each of q, k, v
             w = torch.cat([torch.cat([part, part]) for part in w.chunk(3)])
