@@ -29,15 +29,20 @@ def test_a_few_steps_lower_the_loss() -> None:
     assert lifter_loss(model(x), y)[0].item() < 0.5 * first
 
 
-def test_train_writes_a_checkpoint_that_rebuilds_itself(tmp_path: Path) -> None:
-    data = tmp_path / "m.npz"
+def _mocap_file(path: Path) -> Path:
+    """Three walking clips of CMU subjects 5, 8 and 9 (60, 70, 80 frames) in the shared file's format."""
     arrays = {f"c{i}": _walker(60 + 10 * i) for i in range(3)}
     np.savez(
-        data,
+        path,
         **arrays,
         clip_names=np.array(list(arrays)),
         clip_desc=np.array(["walk (CMU subj. 5)", "walk (CMU subj. 8)", "walk (CMU subj. 9)"]),
     )
+    return path
+
+
+def test_train_writes_a_checkpoint_that_rebuilds_itself(tmp_path: Path) -> None:
+    data = _mocap_file(tmp_path / "m.npz")
     out = tmp_path / "ckpt.pt"
     metrics = train(TrainConfig(data=data, out=out, overrides=TINY, steps=3, batch=2, val_every=100, warmup=1))
     assert set(metrics) == {"gt2d", "noisy2d", "frames_evaluated"} and metrics["frames_evaluated"] == 4 * 60
@@ -160,10 +165,7 @@ def test_widen_refuses_a_per_frame_model() -> None:
 
 
 def test_train_can_widen_the_model_it_starts_from(tmp_path: Path) -> None:
-    data = tmp_path / "m.npz"
-    arrays = {f"c{i}": _walker(60) for i in range(3)}
-    desc = ["walk (CMU subj. 5)", "walk (CMU subj. 8)", "walk (CMU subj. 9)"]
-    np.savez(data, **arrays, clip_names=np.array(list(arrays)), clip_desc=np.array(desc))
+    data = _mocap_file(tmp_path / "m.npz")
     start = tmp_path / "small.pt"
     train(TrainConfig(data=data, out=start, overrides=TINY, steps=1, batch=2, val_every=100, warmup=1))
     wide = tmp_path / "wide.pt"
