@@ -11,6 +11,7 @@ validation metrics, so a checkpoint rebuilds its own model.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -77,6 +78,10 @@ class TrainConfig:
     rig_balance: float = 0.5  # see `clip_weights`
     retarget_p: float = 0.0  # fraction of windows retargeted to a blend of families (`Augment`)
     swing_p: float = 0.0  # fraction of windows given new poses by `swing_limbs` (`Augment`)
+    # Decay of an exponential moving average of the weights (`WeightAverage`); 0: off. When on,
+    # validation and the file at `out` use the average, and the last step's own weights are saved
+    # next to it (`raw_path`) and validated too, so the two are compared in the same run.
+    ema: float = 0.0
     # Start HoT's zero-initialised time tensors (Temporal_pos_embed, pos_embed_token, x_token) from
     # sinusoidal time codes instead of zeros; see `init_time_codes`.
     time_init: bool = True
@@ -198,6 +203,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "val_subjects": sorted({c.subject for c in val_clips}),
         "history": [],
     }
+    average = WeightAverage(model, cfg.ema) if cfg.ema > 0 else None
     t0 = time.time()
     step = 0
     for step in range(cfg.steps):
@@ -215,6 +221,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        if average is not None:
+            average.update(model)
         if step % 25 == 0:
             log.info(
                 "step %d loss %.4f wmpjpe %.1f mm mpjve %.1f mm guide %.3f lr %.2e (%.0f s)",
@@ -229,21 +237,68 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         last = step == cfg.steps - 1
         over_time = cfg.time_limit_min > 0 and time.time() - t0 > 60 * cfg.time_limit_min
         if (step + 1) % cfg.val_every == 0 and not last and not over_time:
-            metrics = evaluate(model, views_quick)
+            shown = average.model() if average is not None else model
+            metrics = evaluate(shown, views_quick)
             model.train()
             meta["history"].append({"step": step + 1, "seconds": round(time.time() - t0), **metrics})
             log.info("step %d quick validation %s", step + 1, metrics)
-            _save(cfg, model, meta, half=False)
+            _save(cfg, shown, meta, half=False)
         if over_time:
             log.info("time limit reached after %d steps", step + 1)
             break
     meta["steps_done"] = step + 1
     meta["train_seconds"] = round(time.time() - t0)
+    if average is not None:
+        raw = evaluate(model, views_all)
+        meta["val_metrics_raw"] = raw
+        log.info("final validation of the last step's own weights %s", raw)
+        config = model.config.to_dict()
+        save_checkpoint(raw_path(cfg.out), cfg.model, config, model.state_dict(), meta=meta, half=cfg.half)
+        model = average.model()
     metrics = evaluate(model, views_all)
     meta["val_metrics"] = metrics
     log.info("final validation %s", metrics)
     _save(cfg, model, meta, half=cfg.half)
     return metrics
+
+
+def raw_path(out: Path) -> Path:
+    """Where `train` keeps the last step's own weights when it ships their average (`ema`)."""
+    return out.with_name(f"{out.stem}_raw{out.suffix}")
+
+
+class WeightAverage:
+    """Exponential moving average of a model's weights, for a smoother result than the last step.
+
+    Why: a batch is 8 windows, so each step's gradient is noisy (the logged training loss swings
+    by 20% from step to step) and the last step's weights carry that noise. The average over the
+    last ~1 / (1 - decay) steps does not. The decay ramps up from 0.9 over the first steps
+    (`(1 + n) / (10 + n)`), so an average started from a checkpoint follows it at once.
+    """
+
+    def __init__(self, model: Lifter, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"average decay must be in (0, 1), got {decay}")
+        self.decay = decay
+        self.updates = 0
+        self.copy = copy.deepcopy(model).eval()
+        for p in self.copy.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: Lifter) -> None:
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        mine = self.copy.state_dict()
+        for key, value in model.state_dict().items():
+            if value.is_floating_point():
+                mine[key].lerp_(value, 1.0 - d)
+            else:
+                mine[key].copy_(value)
+        self.updates += 1
+
+    def model(self) -> Lifter:
+        """The averaged model (eval mode; shares nothing with the trained one)."""
+        return self.copy
 
 
 class RecoveryGuide:

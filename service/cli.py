@@ -183,6 +183,7 @@ def _train_lifter(args: argparse.Namespace) -> int:
         rig_balance=args.rig_balance,
         retarget_p=args.retarget,
         swing_p=args.swing,
+        ema=args.ema,
         time_init=not args.zero_init,
         recovery_guide=args.recovery_guide,
     )
@@ -326,6 +327,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         help="fraction of windows given new poses: limbs and upper body turned about their root joints (0: off)",
+    )
+    t.add_argument(
+        "--ema",
+        type=float,
+        default=0.0,
+        help="decay of a moving average of the weights, saved as --out and validated beside the last "
+        "step's own weights (saved as OUT_raw.pt); e.g. 0.998; 0: off",
     )
     t.add_argument(
         "--recovery-guide",

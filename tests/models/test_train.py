@@ -173,3 +173,42 @@ def test_train_can_widen_the_model_it_starts_from(tmp_path: Path) -> None:
     assert create_lifter("hot_mixste", weights=wide).config.dim == 32
     with pytest.raises(ValueError, match="init"):
         train(TrainConfig(data=data, out=wide, overrides=TINY, widen=True, steps=1, batch=2))
+
+
+def test_weight_average_follows_the_weights_with_its_decay() -> None:
+    from models.train import WeightAverage
+
+    model = create_lifter("hot_mixste", device="cpu", **TINY)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+    average = WeightAverage(model, decay=0.5)
+    expected = 0.0
+    for n in range(1, 13):  # the weights step through 1, 2, ..., 12
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(float(n))
+        average.update(model)
+        d = min(0.5, n / (9 + n))  # the ramp 0.1, 0.18, ... reaches the decay at the 9th update
+        expected = d * expected + (1 - d) * n
+    assert 10.5 < expected < 11.5  # lags the last weights (12) by about one step
+    for name, p in average.model().named_parameters():
+        assert torch.allclose(p, torch.full_like(p, expected), atol=1e-5), name
+    assert all(p.eq(12.0).all() for p in model.parameters())  # the trained model is untouched
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(model, decay=1.0)
+
+
+def test_train_with_an_average_saves_it_and_the_last_weights(tmp_path: Path) -> None:
+    from models.checkpoint import read_weights
+    from models.train import raw_path
+
+    data = _mocap_file(tmp_path / "m.npz")
+    out = tmp_path / "avg.pt"
+    train(TrainConfig(data=data, out=out, overrides=TINY, steps=4, batch=2, val_every=100, warmup=1, lr=1e-2, ema=0.9))
+    averaged, header = read_weights(out)
+    last, _ = read_weights(raw_path(out))
+    assert raw_path(out).name == "avg_raw.pt"
+    assert set(header["meta"]["val_metrics_raw"]) == {"gt2d", "noisy2d", "frames_evaluated"}
+    differ = [k for k in averaged if averaged[k].is_floating_point() and not torch.equal(averaged[k], last[k])]
+    assert differ  # the average lags the last step's weights
