@@ -272,8 +272,8 @@ class WeightAverage:
 
     Why: a batch is 8 windows, so each step's gradient is noisy (the logged training loss swings
     by 20% from step to step) and the last step's weights carry that noise. The average over the
-    last ~1 / (1 - decay) steps does not. The decay ramps up from 0.9 over the first steps
-    (`(1 + n) / (10 + n)`), so an average started from a checkpoint follows it at once.
+    last ~1 / (1 - decay) steps does not. The decay starts at 0.1 and ramps up to its value
+    (`(1 + n) / (10 + n)` after n updates), so the first steps are not outweighed by the start.
     """
 
     def __init__(self, model: Lifter, decay: float) -> None:
