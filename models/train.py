@@ -15,6 +15,7 @@ import copy
 import logging
 import math
 import time
+from collections.abc import Generator, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,11 @@ class TrainConfig:
     val_clips: int = 0  # 0: all validation clips at the end, a subset of 8 during training
     time_limit_min: float = 0.0  # stop (and save) after this many minutes; 0: no limit
     threads: int | None = None
+    device: str = "cpu"  # "cuda" to train on a GPU
+    amp: bool = False  # bfloat16 autocast for the forward pass (on a GPU; the weights stay float32)
+    # Processes that draw training windows (0: in the training process, one stream of `seed`;
+    # N: worker i draws from seed (seed, i), so a GPU is not left waiting on numpy)
+    workers: int = 0
     half: bool = True  # store the final weights as float16
     # The zero-initialised tokens (HoT's recovery queries and token positions, the position
     # embeddings) learn this many times faster, without weight decay: with Adam a zero-initialised
@@ -124,7 +130,7 @@ class WindowSampler:
         self,
         clips: list[Any],
         frames: int,
-        seed: int,
+        seed: int | list[int],
         aug: Augment | None = None,
         noise: DetectorNoise | None = None,
         rig_balance: float = 1.0,
@@ -146,6 +152,40 @@ class WindowSampler:
         return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
 
 
+class _WindowStream(torch.utils.data.IterableDataset):
+    """Endless training batches for a DataLoader; each worker draws from its own seed."""
+
+    def __init__(self, clips: list[Any], frames: int, cfg: TrainConfig, aug: Augment) -> None:
+        self.clips, self.frames, self.cfg, self.aug = clips, frames, cfg, aug
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        info = torch.utils.data.get_worker_info()
+        seed = [self.cfg.seed, info.id if info is not None else 0]
+        sampler = WindowSampler(self.clips, self.frames, seed, aug=self.aug, rig_balance=self.cfg.rig_balance)
+        while True:
+            yield sampler.batch(self.cfg.batch)
+
+
+def window_batches(
+    clips: list[Any], frames: int, cfg: TrainConfig, aug: Augment
+) -> Generator[tuple[Tensor, Tensor], None, None]:
+    """Training batches (2D [B, T, 17, 2], 3D [B, T, 17, 3]), drawn in this process from `cfg.seed`
+    (`workers` 0, the stream every earlier training command used) or by `workers` processes."""
+    if cfg.workers <= 0:
+        sampler = WindowSampler(clips, frames, cfg.seed, aug=aug, rig_balance=cfg.rig_balance)
+        while True:
+            yield sampler.batch(cfg.batch)
+    loader = torch.utils.data.DataLoader(
+        _WindowStream(clips, frames, cfg, aug),
+        batch_size=None,
+        num_workers=cfg.workers,
+        pin_memory=cfg.device.startswith("cuda"),
+        prefetch_factor=4,
+        persistent_workers=True,
+    )
+    yield from loader
+
+
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train, validate and save `cfg.out`; returns the final validation metrics."""
     if cfg.threads:
@@ -161,7 +201,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         sum(len(c.joints) for c in val_clips),
         sorted({c.subject for c in val_clips}),
     )
-    model = create_lifter(cfg.model, weights=cfg.init, device="cpu", **cfg.overrides).train()
+    device = torch.device(cfg.device)
+    model = create_lifter(cfg.model, weights=cfg.init, device=device, **cfg.overrides).train()
     if cfg.init is not None:
         log.info("continuing from %s", cfg.init)
     if cfg.widen:
@@ -179,7 +220,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     guide = RecoveryGuide(model) if cfg.recovery_guide > 0 and hasattr(model, "cross_attention") else None
     frames = model.config.frames
     aug = Augment(retarget_p=cfg.retarget_p, swing_p=cfg.swing_p)
-    sampler = WindowSampler(train_clips, frames, cfg.seed, aug=aug, rig_balance=cfg.rig_balance)
+    batches = window_batches(train_clips, frames, cfg, aug)
     embed: list[torch.nn.Parameter] = []
     other: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():
@@ -209,14 +250,15 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     for step in range(cfg.steps):
         for g in opt.param_groups:
             g["lr"] = lr_at(step) * g["mult"]
-        x, y = sampler.batch(cfg.batch)
-        loss, parts = lifter_loss(model(x), y)
-        if guide is not None:
+        x, y = (t.to(device, non_blocking=True) for t in next(batches))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
+            pred = model(x)
             weight = cfg.recovery_guide * max(0.0, 1.0 - step / max(cfg.recovery_guide_until * cfg.steps, 1.0))
-            if weight > 0:
-                aux = guide.loss()
-                parts["guide"] = aux.item()
-                loss = loss + weight * aux
+            aux = guide.loss() if guide is not None and weight > 0 else None
+        loss, parts = lifter_loss(pred.float(), y)
+        if aux is not None:
+            parts["guide"] = aux.item()
+            loss = loss + weight * aux.float()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -246,6 +288,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         if over_time:
             log.info("time limit reached after %d steps", step + 1)
             break
+    batches.close()  # stops the workers, if any
     meta["steps_done"] = step + 1
     meta["train_seconds"] = round(time.time() - t0)
     if average is not None:

@@ -184,6 +184,9 @@ def _train_lifter(args: argparse.Namespace) -> int:
         retarget_p=args.retarget,
         swing_p=args.swing,
         ema=args.ema,
+        device=args.device,
+        amp=args.amp,
+        workers=args.workers,
         time_init=not args.zero_init,
         recovery_guide=args.recovery_guide,
     )
@@ -327,6 +330,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         help="fraction of windows given new poses: limbs and upper body turned about their root joints (0: off)",
+    )
+    t.add_argument("--device", default="cpu", help="where to train: cpu, cuda, cuda:1, ...")
+    t.add_argument("--amp", action="store_true", help="bfloat16 autocast for the forward pass (for a GPU)")
+    t.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="processes drawing training windows (0: in the training process, the stream of --seed)",
     )
     t.add_argument(
         "--ema",

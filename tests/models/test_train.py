@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -212,3 +213,34 @@ def test_train_with_an_average_saves_it_and_the_last_weights(tmp_path: Path) -> 
     assert set(header["meta"]["val_metrics_raw"]) == {"gt2d", "noisy2d", "frames_evaluated"}
     differ = [k for k in averaged if averaged[k].is_floating_point() and not torch.equal(averaged[k], last[k])]
     assert differ  # the average lags the last step's weights
+
+
+def test_window_batches_keep_the_seed_stream_or_draw_in_workers() -> None:
+    from models.data import Augment
+    from models.train import window_batches
+
+    clips = [Clip(f"w{i}", "s", _walker(100 + 20 * i), 30.0) for i in range(3)]
+    cfg = TrainConfig(data=Path("unused"), out=Path("unused"), batch=3, seed=4)
+    own = WindowSampler(clips, 27, seed=4, aug=Augment(), rig_balance=cfg.rig_balance)
+    stream = window_batches(clips, 27, cfg, Augment())
+    for _ in range(2):  # in-process: the same windows as the sampler every earlier run used
+        (x, y), (x0, y0) = next(stream), own.batch(3)
+        assert torch.equal(x, x0) and torch.equal(y, y0)
+    workers = window_batches(clips, 27, replace(cfg, workers=2), Augment())
+    first, second = next(workers), next(workers)  # one batch from each worker
+    assert first[0].shape == (3, 27, 17, 2) and first[1].shape == (3, 27, 17, 3)
+    assert not torch.equal(first[0], second[0])  # the workers draw from different seeds
+
+
+@pytest.mark.parametrize(
+    "device",
+    ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))],
+)
+def test_train_runs_with_autocast_on_the_chosen_device(tmp_path: Path, device: str) -> None:
+    data = _mocap_file(tmp_path / "m.npz")
+    out = tmp_path / "amp.pt"
+    cfg = TrainConfig(data=data, out=out, overrides=TINY, steps=2, batch=2, val_every=100, warmup=1)
+    metrics = train(replace(cfg, device=device, amp=True, workers=1, ema=0.9))
+    assert metrics["noisy2d"]["mpjpe_mm"] > 0
+    model = create_lifter("hot_mixste", weights=out)
+    assert next(model.parameters()).dtype == torch.float32  # float16 on disk, float32 when loaded
