@@ -295,8 +295,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         raw = evaluate(model, views_all)
         meta["val_metrics_raw"] = raw
         log.info("final validation of the last step's own weights %s", raw)
-        config = model.config.to_dict()
-        save_checkpoint(raw_path(cfg.out), cfg.model, config, model.state_dict(), meta=meta, half=cfg.half)
+        _save(cfg, model, meta, half=cfg.half, path=raw_path(cfg.out))
         model = average.model()
     metrics = evaluate(model, views_all)
     meta["val_metrics"] = metrics
@@ -495,6 +494,6 @@ def widen(model: Lifter, noise: float = 0.1, seed: int = 0) -> HoTMixSTE:
     return wide.to(next(model.parameters()).device)
 
 
-def _save(cfg: TrainConfig, model: Lifter, meta: dict[str, Any], half: bool) -> None:
+def _save(cfg: TrainConfig, model: Lifter, meta: dict[str, Any], half: bool, path: Path | None = None) -> None:
     config = model.config.to_dict()
-    save_checkpoint(cfg.out, cfg.model, config, model.state_dict(), meta=meta, half=half)
+    save_checkpoint(path or cfg.out, cfg.model, config, model.state_dict(), meta=meta, half=half)
