@@ -2,6 +2,7 @@
 #   make serve   bootstrap, then start the server on embedded defaults
 #   make test    bootstrap, then run the whole test suite
 PYTHON ?= python3
+TORCH_INDEX ?=
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.hotpose-installed
@@ -14,8 +15,10 @@ $(STAMP): pyproject.toml client/pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "hotpose needs Python 3.11+"'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# the pinned CPU build here; a bare "torch" would pull several GB of CUDA packages
-	$(PY) -m pip install --quiet torch==2.13.0
+	# torch first, pinned: a bare "torch" would pull several GB of CUDA packages. Where pip is not
+	# configured with a CPU build (as it is here), TORCH_INDEX=https://download.pytorch.org/whl/cpu
+	# takes PyTorch's CPU wheels.
+	$(PY) -m pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install --quiet -e '.[dev]' -e ./client
 	# BlazePose weights: the mediapipe wheel from PyPI, two files extracted and sha256-checked
 	$(VENV)/bin/hotpose fetch-weights

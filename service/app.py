@@ -25,6 +25,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
+from starlette.types import Message, Receive
 
 from hotpose_client import PoseSequence, formats
 from models.keypoints import H36M_EDGES, H36M_JOINTS
@@ -261,7 +262,11 @@ def _add_routes(app: FastAPI) -> None:
         if length is not None and length.isdigit() and int(length) > limit + (1 << 16):
             raise HTTPException(status_code=413, detail=f"upload larger than {s.max_upload_mb:g} MB")
         try:
-            form = await request.form(max_files=1, max_fields=4)
+            form = await Request(request.scope, _limited(request.receive, limit + (1 << 16))).form(
+                max_files=1, max_fields=4
+            )
+        except _UploadTooLargeError:  # no Content-Length (chunked), or one that understated the body
+            raise HTTPException(status_code=413, detail=f"upload larger than {s.max_upload_mb:g} MB") from None
         except Exception as e:  # noqa: BLE001 - malformed multipart
             raise HTTPException(status_code=400, detail=f"not a multipart form: {e}") from e
         upload = form.get("file")
@@ -278,6 +283,9 @@ def _add_routes(app: FastAPI) -> None:
         except _UploadTooLargeError:
             state.store.delete(job.job_id)
             raise HTTPException(status_code=413, detail=f"upload larger than {s.max_upload_mb:g} MB") from None
+        except BaseException:  # a full disk, a cancelled request: no job is left behind half-written
+            state.store.delete(job.job_id)
+            raise
         finally:
             await form.close()
         if size == 0:
@@ -293,9 +301,10 @@ def _add_routes(app: FastAPI) -> None:
 
     @app.delete("/v1/jobs/{job_id}", dependencies=[Auth])
     async def delete_job(job_id: str, state: State) -> dict[str, str]:
-        _job_or_404(state, job_id)
+        job = _job_or_404(state, job_id)
         assert state.store is not None and state.runner is not None
-        state.runner.cancel(job_id)
+        if job.status in ("queued", "running"):
+            state.runner.cancel(job_id)
         await asyncio.to_thread(state.store.delete, job_id)
         return {"job_id": job_id, "status": "deleted"}
 
@@ -344,6 +353,22 @@ def _add_routes(app: FastAPI) -> None:
 
 class _UploadTooLargeError(Exception):
     pass
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    """`receive` that raises _UploadTooLargeError once the request body passes `limit` bytes."""
+    received = 0
+
+    async def limited() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise _UploadTooLargeError
+        return message
+
+    return limited
 
 
 def _copy_upload(upload: UploadFile, dest: Path, limit: int) -> int:

@@ -148,6 +148,7 @@ class JobRunner:
         self.limits = limits
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._cancelled: set[str] = set()
+        self._stopping = threading.Event()
         self._threads = [threading.Thread(target=self._work, name=f"job-{i}", daemon=True) for i in range(workers)]
         for t in self._threads:
             t.start()
@@ -169,9 +170,12 @@ class JobRunner:
         self._queue.put(job_id)
 
     def cancel(self, job_id: str) -> None:
+        """Stop a queued or running job (its id is forgotten once a worker has seen it)."""
         self._cancelled.add(job_id)
 
     def close(self) -> None:
+        """Stop at the next frame: the running and queued jobs keep their status and run again at the next start."""
+        self._stopping.set()
         for _ in self._threads:
             self._queue.put(None)
         for t in self._threads:
@@ -182,13 +186,18 @@ class JobRunner:
             job_id = self._queue.get()
             if job_id is None:
                 return
+            if self._stopping.is_set():
+                continue  # left queued: recover() takes it at the next start
             if job_id in self._cancelled or self.store.get(job_id) is None:
+                self._cancelled.discard(job_id)
                 continue
             try:
                 self._run(job_id)
                 metrics.JOBS.labels("done").inc()
             except _CancelledError:
                 log.info("job %s: cancelled", job_id)
+            except _StoppingError:
+                log.info("job %s: interrupted by the server stopping; it runs again at the next start", job_id)
             except (VideoError, ClipLimitError) as e:
                 log.info("job %s: failed: %s", job_id, e)
                 self.store.update(job_id, status="failed", error=str(e))
@@ -228,6 +237,8 @@ class JobRunner:
             for index, t, frame in iter_frames(path):
                 if job_id in self._cancelled:
                     raise _CancelledError
+                if self._stopping.is_set():
+                    raise _StoppingError
                 if index >= lim.max_frames:
                     raise ClipLimitError(f"the clip has more than {lim.max_frames} frames")
                 if t > lim.max_seconds:
@@ -257,6 +268,10 @@ class ClipLimitError(ValueError):
 
 
 class _CancelledError(Exception):
+    pass
+
+
+class _StoppingError(Exception):
     pass
 
 

@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     live_queue: int = 2  # unprocessed frames kept per stream; older ones are dropped
     live_smoothing: bool = True  # one-euro filter on the 2D of live streams
     max_message_mb: float = 8.0
+    stream_idle_s: float = 60.0  # a stream with no message for this long is closed (1008)
 
     # batching
     detector_max_batch: int = 8

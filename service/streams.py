@@ -12,11 +12,15 @@ Server -> client: `{"type": "ready", ...}` once, then per processed frame `{"typ
 binary that is not an image (the stream goes on); `{"type": "dropped", "indexes": [...]}` when the
 server had to drop unprocessed frames; with `"ack": true`, `{"type": "ack", "index"}` as soon as a
 frame has been processed (before its pose may be final), which lets a client that must not lose
-frames (a file, not a camera) send the next one only when there is room, however long the lifter
-holds frames for context.
+frames (a file, not a camera) send the next one only when there is room (fewer than the `queue` of
+`ready` unanswered), however long the lifter holds frames for context.
 
-Frame times: the client's `t`; else `index / fps` when the config gives `fps`; else the arrival
-time. Backpressure: at most `live_queue` unprocessed frames wait per stream; when a new frame arrives
+A stream with no message for `stream_idle_s` while the server holds none of its frames is closed
+with 1008 and a reason; a failure inside the models (not the client's fault) sends `error` for the
+frame and closes with 1011 and a reason, so a client never waits on a stream that stopped working.
+
+Frame times: the client's `t` (finite seconds); else `index / fps` when the config gives `fps`; else
+the arrival time. Backpressure: at most `live_queue` unprocessed frames wait per stream; when a new frame arrives
 on a full queue the oldest waiting one is dropped and reported (never silently), so a client that
 sends faster than the server processes gets the newest frames at bounded memory and latency.
 """
@@ -27,6 +31,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
 import uuid
 from collections import deque
@@ -48,6 +53,7 @@ log = logging.getLogger(__name__)
 
 CLOSE_OVERLOADED = 1013  # "try again later"
 CLOSE_POLICY = 1008
+CLOSE_INTERNAL = 1011
 
 
 @dataclass
@@ -107,6 +113,7 @@ class _Session:
     received: dict[int, float] = field(default_factory=dict)  # index -> arrival, until answered
     dropped: int = 0
     ended: bool = False
+    busy: bool = False  # a frame is in the models
     next_index: int = 0
     t_first: float | None = None
     max_pixels: int = 3840 * 2160
@@ -147,8 +154,11 @@ async def _serve(ws: WebSocket, state: Any, sid: str, executor: ThreadPoolExecut
     cfg = default
     first: Any = None
     try:
-        first = await ws.receive()
+        first = await asyncio.wait_for(ws.receive(), s.stream_idle_s)
     except WebSocketDisconnect:
+        return
+    except TimeoutError:
+        await ws.close(code=CLOSE_POLICY, reason=f"no message for {s.stream_idle_s:g} s")
         return
     if first.get("type") == "websocket.disconnect":
         return
@@ -178,9 +188,17 @@ async def _serve(ws: WebSocket, state: Any, sid: str, executor: ThreadPoolExecut
         msg = first
         while True:
             if msg is None:
-                msg = await ws.receive()
+                try:
+                    msg = await asyncio.wait_for(ws.receive(), s.stream_idle_s)
+                except TimeoutError:
+                    if session.busy or session.queue:
+                        continue  # the client may be waiting on us (acks)
+                    if not worker.done():
+                        await ws.close(code=CLOSE_POLICY, reason=f"no message for {s.stream_idle_s:g} s")
+                    log.info("stream %s: closed after %g s without a message", sid, s.stream_idle_s)
+                    break
             kind = msg.get("type")
-            if kind == "websocket.disconnect":
+            if kind == "websocket.disconnect" or worker.done():  # done early: it failed and closed the socket
                 break
             if msg.get("bytes") is not None:
                 data: bytes = msg["bytes"]
@@ -207,6 +225,9 @@ async def _serve(ws: WebSocket, state: Any, sid: str, executor: ThreadPoolExecut
                     m = json.loads(msg["text"])
                     if m.get("type") == "frame":
                         pending_t = float(m["t"])
+                        if not math.isfinite(pending_t):
+                            pending_t = None
+                            raise ValueError("t must be a finite number of seconds")
                     elif m.get("type") == "end":
                         session.ended = True
                         session.wake.set()
@@ -255,6 +276,7 @@ async def _process(ws: WebSocket, session: _Session, executor: ThreadPoolExecuto
         t = max(fr.t, last_t)  # times must not go backwards within a stream
         last_t = t
         session.received[fr.index] = fr.received
+        session.busy = True
         try:
             out = await loop.run_in_executor(
                 executor, _step, session.pipeline, fr.index, t, fr.data, session.max_pixels
@@ -263,6 +285,14 @@ async def _process(ws: WebSocket, session: _Session, executor: ThreadPoolExecuto
             session.received.pop(fr.index, None)
             await ws.send_json({"type": "error", "index": fr.index, "message": str(e)})
             continue
+        except Exception as e:  # noqa: BLE001 - a model or scheduler failure ends the stream, said out loud
+            log.exception("stream %s: frame %d failed", session.sid, fr.index)
+            reason = f"internal error at frame {fr.index}: {type(e).__name__}"
+            await ws.send_json({"type": "error", "index": fr.index, "message": f"{reason}: {e}"})
+            await ws.close(code=CLOSE_INTERNAL, reason=reason[:120])
+            return
+        finally:
+            session.busy = False
         if session.config.ack:
             await ws.send_text(f'{{"type":"ack","index":{fr.index}}}')
         await _send(ws, session, out)
@@ -276,7 +306,7 @@ class _NotAnImageError(ValueError):
 
 def _step(pipeline: PosePipeline, index: int, t: float, data: bytes, max_pixels: int) -> list[FramePoses]:
     t0 = time.perf_counter()
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
     if bgr is None:
         raise _NotAnImageError(f"frame {index}: not an image (send JPEG, PNG or WebP bytes)")
     if bgr.shape[0] * bgr.shape[1] > max_pixels:

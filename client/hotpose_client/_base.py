@@ -206,9 +206,32 @@ def upload_form(source: str | Path | IO[bytes], progress: Progress) -> Iterator[
             f.close()
 
 
-def result_format(path: Path, format: str | None) -> str:
-    """The `?format=` of a download: given, else the file's suffix (json, npz, csv, bvh)."""
-    return format or path.suffix.lstrip(".").lower() or "json"
+def result_params(path: Path, format: str | None, track_id: int | None) -> dict[str, str | int]:
+    """The query of a download: `format` given, else the file's suffix (json, npz, csv, bvh); `track_id` if given."""
+    params: dict[str, str | int] = {"format": format or path.suffix.lstrip(".").lower() or "json"}
+    if track_id is not None:
+        params["track_id"] = track_id
+    return params
+
+
+@contextmanager
+def job_failed(job_id: str) -> Iterator[None]:
+    """Turn the server's answer for the result of a failed job (422 "job is failed: ...") into `JobFailed`."""
+    try:
+        yield
+    except RequestError as e:
+        prefix = "job is failed"
+        if e.status_code != 422 or not (e.detail or "").startswith(prefix):
+            raise
+        raise JobFailed(job_id, (e.detail or "")[len(prefix) :].lstrip(": ") or "no reason given") from None
+
+
+def in_flight_limit(asked: int | None, ready: dict[str, Any]) -> int | None:
+    """`max_in_flight` as asked, at most the server's queue: more unanswered frames than that can be dropped."""
+    if asked is None:
+        return None
+    queue = ready.get("queue")
+    return min(asked, int(queue)) if isinstance(queue, int) and queue >= 1 else asked
 
 
 def open_upload(source: str | Path | IO[bytes]) -> tuple[IO[bytes], bool]:
@@ -284,11 +307,14 @@ def stream_config(
     delay_frames: int | None,
     stride: int | None,
     smoothing: bool | None,
-    ack: bool,
+    max_in_flight: int | None,
 ) -> str:
+    """The config message of a stream; acks are asked for when the client limits its frames in flight."""
     if emit not in ("causal", "delayed"):
         raise ValueError(f"emit must be 'causal' or 'delayed', got {emit!r}")
-    cfg: dict[str, Any] = {"type": "config", "emit": emit, "ack": ack}
+    if max_in_flight is not None and max_in_flight < 1:
+        raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
+    cfg: dict[str, Any] = {"type": "config", "emit": emit, "ack": max_in_flight is not None}
     for key, value in (("fps", fps), ("delay_frames", delay_frames), ("stride", stride), ("smoothing", smoothing)):
         if value is not None:
             cfg[key] = value

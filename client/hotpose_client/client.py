@@ -35,9 +35,11 @@ from hotpose_client._base import (
     StreamState,
     check,
     close_error,
+    in_flight_limit,
+    job_failed,
     parse_json,
     refused,
-    result_format,
+    result_params,
     stream_config,
     stream_line,
     upload_form,
@@ -135,13 +137,19 @@ class PoseClient(BaseClient):
             time.sleep(poll)
 
     def result(self, job_id: str) -> PoseSequence:
-        """The finished job's poses."""
-        return PoseSequence.from_dict(parse_json(self._request("GET", f"/v1/jobs/{job_id}/result")))
+        """The finished job's poses; `JobFailed` if it failed, `RequestError` (409) if it is not done yet."""
+        with job_failed(job_id):
+            return PoseSequence.from_dict(parse_json(self._request("GET", f"/v1/jobs/{job_id}/result")))
 
-    def download(self, job_id: str, path: str | Path, *, format: str | None = None) -> Path:
-        """Save the result as the server writes it (json, npz, csv or bvh; default from the suffix)."""
+    def download(
+        self, job_id: str, path: str | Path, *, format: str | None = None, track_id: int | None = None
+    ) -> Path:
+        """Save the result as the server writes it (json, npz, csv or bvh; default from the suffix).
+
+        `track_id` picks the person of a BVH (needed when the clip has several)."""
         path = Path(path)
-        r = self._request("GET", f"/v1/jobs/{job_id}/result", params={"format": result_format(path, format)})
+        with job_failed(job_id):
+            r = self._request("GET", f"/v1/jobs/{job_id}/result", params=result_params(path, format, track_id))
         path.write_bytes(r.content)
         return path
 
@@ -200,11 +208,12 @@ class PoseClient(BaseClient):
         answers each frame as soon as it is processed; "delayed" waits `delay_frames` for more
         temporal context. The server drops the oldest waiting frame when it falls behind; those
         land in `LiveStream.dropped`. `max_in_flight` makes the client wait instead (for files:
-        nothing is dropped).
+        nothing is dropped); it is capped at the server's queue (`queue` in its `ready` message),
+        the most unanswered frames that can never be dropped.
         """
         import websockets.sync.client as ws_client
 
-        config = stream_config(fps, emit, delay_frames, stride, smoothing, ack=max_in_flight is not None)
+        config = stream_config(fps, emit, delay_frames, stride, smoothing, max_in_flight)
         try:
             ws = ws_client.connect(
                 self.ws_url(), additional_headers=self.headers, max_size=None, open_timeout=self.timeout
@@ -244,6 +253,7 @@ class LiveStream:
         if not self.state.info:
             ws.close()
             raise ProtocolError("the server did not answer the stream's config with 'ready'")
+        self._max_in_flight = in_flight_limit(max_in_flight, self.state.info)
         self._sender = threading.Thread(target=self._send_all, name="hotpose-stream-sender", daemon=True)
         self._sender.start()
 
@@ -391,11 +401,15 @@ class AsyncPoseClient(BaseClient):
             await asyncio.sleep(poll)
 
     async def result(self, job_id: str) -> PoseSequence:
-        return PoseSequence.from_dict(parse_json(await self._request("GET", f"/v1/jobs/{job_id}/result")))
+        with job_failed(job_id):
+            return PoseSequence.from_dict(parse_json(await self._request("GET", f"/v1/jobs/{job_id}/result")))
 
-    async def download(self, job_id: str, path: str | Path, *, format: str | None = None) -> Path:
+    async def download(
+        self, job_id: str, path: str | Path, *, format: str | None = None, track_id: int | None = None
+    ) -> Path:
         path = Path(path)
-        r = await self._request("GET", f"/v1/jobs/{job_id}/result", params={"format": result_format(path, format)})
+        with job_failed(job_id):
+            r = await self._request("GET", f"/v1/jobs/{job_id}/result", params=result_params(path, format, track_id))
         path.write_bytes(r.content)
         return path
 
@@ -444,7 +458,7 @@ class AsyncPoseClient(BaseClient):
         """As `PoseClient.stream`; `frames` may also be an async iterable. Iterate with `async for`."""
         import websockets.asyncio.client as ws_client
 
-        config = stream_config(fps, emit, delay_frames, stride, smoothing, ack=max_in_flight is not None)
+        config = stream_config(fps, emit, delay_frames, stride, smoothing, max_in_flight)
         try:
             ws = await ws_client.connect(
                 self.ws_url(), additional_headers=self.headers, max_size=None, open_timeout=self.timeout
@@ -469,6 +483,7 @@ class AsyncLiveStream:
         self._max_in_flight = max_in_flight
         self._progressed = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
+        self._error: BaseException | None = None
 
     @property
     def dropped(self) -> list[int]:
@@ -488,6 +503,7 @@ class AsyncLiveStream:
         if not self.state.info:
             await self._ws.close()
             raise ProtocolError("the server did not answer the stream's config with 'ready'")
+        self._max_in_flight = in_flight_limit(self._max_in_flight, self.state.info)
         self._sender = asyncio.create_task(self._send_all())
 
     async def _items(self) -> AsyncIterator[Any]:
@@ -501,16 +517,22 @@ class AsyncLiveStream:
             yield item
 
     async def _send_all(self) -> None:
-        async for item in self._items():
-            t, data = self._encode(item)
-            while self._max_in_flight is not None and self.state.in_flight >= self._max_in_flight:
-                self._progressed.clear()
-                await self._progressed.wait()
-            if t is not None:
-                await self._ws.send(json.dumps({"type": "frame", "t": t}))
-            await self._ws.send(data)
-            self.state.sent += 1
-        await self._ws.send(json.dumps({"type": "end"}))
+        try:
+            async for item in self._items():
+                t, data = self._encode(item)
+                while self._max_in_flight is not None and self.state.in_flight >= self._max_in_flight:
+                    self._progressed.clear()
+                    await self._progressed.wait()
+                if t is not None:
+                    await self._ws.send(json.dumps({"type": "frame", "t": t}))
+                await self._ws.send(data)
+                self.state.sent += 1
+            await self._ws.send(json.dumps({"type": "end"}))
+        except asyncio.CancelledError:
+            raise
+        except BaseException as e:  # noqa: BLE001 - a bad item or a failing source: surfaced to the reader
+            self._error = e
+            await self._ws.close()
 
     async def __aiter__(self) -> AsyncIterator[Frame]:
         from websockets.exceptions import ConnectionClosed
@@ -526,8 +548,8 @@ class AsyncLiveStream:
             pass
         finally:
             await self.aclose()
-        if self._sender.done() and not self._sender.cancelled() and self._sender.exception() is not None:
-            e = self._sender.exception()
+        e = self._error
+        if e is not None:
             if isinstance(e, (TypeError, ValueError, HotposeError)):
                 raise e
             raise HotposeError(f"sending frames failed: {e!r}") from e

@@ -159,6 +159,7 @@ async function startLive(source) {
   state.ws = ws;
   const t0 = performance.now();
   const answeredAt = [];
+  let inFlight = MAX_IN_FLIGHT; // at most the server's queue: more unanswered frames could be dropped
   ws.onopen = () => ws.send(JSON.stringify({ type: "config", emit: $("emit").value, ack: true }));
   ws.onclose = (e) => {
     if (state.ws === ws) { setStatus(e.code === 1000 ? "ended" : `closed: ${e.code} ${e.reason}`); stop(); }
@@ -166,7 +167,12 @@ async function startLive(source) {
   ws.onmessage = (e) => {
     const m = JSON.parse(e.data);
     const s = state.stats;
-    if (m.type === "ready") { setStatus(`streaming (${m.emit}, stride ${m.stride})`); pump(); return; }
+    if (m.type === "ready") {
+      inFlight = Math.max(1, Math.min(MAX_IN_FLIGHT, m.queue || MAX_IN_FLIGHT));
+      setStatus(`streaming (${m.emit}, stride ${m.stride})`);
+      pump();
+      return;
+    }
     if (m.type === "ack") s.acked += 1;
     if (m.type === "dropped") { s.dropped += m.indexes.length; m.indexes.forEach((i) => forget(i)); }
     if (m.type === "error") { s.errors += 1; if (m.index !== null) forget(m.index); setStatus(m.message); }
@@ -193,7 +199,7 @@ async function startLive(source) {
     // send the current video frame when there is room; the video element keeps playing meanwhile
     const s = state.stats;
     if (sending || state.ws !== ws || ws.readyState !== WebSocket.OPEN) return;
-    if (s.sent - s.acked - s.dropped - s.errors >= MAX_IN_FLIGHT) return;
+    if (s.sent - s.acked - s.dropped - s.errors >= inFlight) return;
     if (video.ended) { ws.send(JSON.stringify({ type: "end" })); return; }
     const wait = 1000 / MAX_FPS - (performance.now() - lastSent);
     if (wait > 0) { setTimeout(pump, wait); return; }

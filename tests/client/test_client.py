@@ -55,6 +55,11 @@ def test_process_clip_round_trip(in_process: Make, astronaut_clip: Path, tmp_pat
         csv = PoseSequence.from_csv(client.download(job_id, tmp_path / "r.csv"), fps=seq.fps)
         full = client.result(job_id).keypoints_2d()
         np.testing.assert_allclose(csv.keypoints_2d(), full[~np.isnan(full).any(axis=(1, 2))])  # CSV: no empty frames
+        bvh = client.download(job_id, tmp_path / "p.bvh", track_id=seq.track_ids()[0])
+        assert len(read_bvh(bvh).motion) == 30
+        with pytest.raises(RequestError, match="no person with track_id") as nobody:
+            client.download(job_id, tmp_path / "q.bvh", track_id=seq.track_ids()[0] + 1)
+        assert nobody.value.status_code == 422
 
         # iter_frames follows the job's NDJSON stream
         frames = list(client.iter_frames(job_id))
@@ -78,6 +83,11 @@ def test_errors_map_to_the_documented_tree(in_process: Make, astronaut_clip: Pat
         with pytest.raises(JobFailed) as failed:
             client.wait(job_id)
         assert failed.value.job_id == job_id and "video" in failed.value.reason.lower()
+        with pytest.raises(JobFailed) as again:
+            client.result(job_id)
+        assert again.value.reason == failed.value.reason
+        with pytest.raises(JobFailed):
+            client.download(job_id, "unused.json")
         with pytest.raises(JobFailed):
             list(client.iter_frames(job_id))
         with pytest.raises(RequestError) as empty:
@@ -124,8 +134,9 @@ def test_async_client_in_process(make_settings: Callable[..., Settings], astrona
 def test_stream_of_a_real_clip_accounts_for_every_frame(live_server: LiveServer) -> None:
     images = astronaut_frames(24)
     with PoseClient(base_url=live_server.url, api_key="k1") as client:
-        # lossless: the client waits instead of letting the server drop frames
-        with client.stream(images, fps=15, max_in_flight=2) as live:
+        # lossless: the client waits instead of letting the server drop frames; more in flight than the
+        # server's queue (2) could be dropped, so the client keeps to the queue
+        with client.stream(images, fps=15, max_in_flight=8) as live:
             frames = list(live)
         assert [f.index for f in frames] == list(range(24)) and live.dropped == [] and live.errors == []
         ids = {p.track_id for f in frames for p in f.people}
@@ -173,3 +184,29 @@ def test_async_stream(live_server: LiveServer) -> None:
             return [f.index async for f in live]
 
     assert asyncio.run(main()) == list(range(12))
+
+
+def test_async_stream_surfaces_a_failing_source(live_server: LiveServer) -> None:
+    images = astronaut_frames(3)
+
+    async def broken() -> object:
+        yield images[0]
+        yield images[1]
+        raise OSError("camera unplugged")
+
+    async def bad_item() -> object:
+        yield images[0]
+        yield object()
+
+    async def main(frames: object) -> list[int]:
+        got: list[int] = []
+        async with AsyncPoseClient(base_url=live_server.url, api_key="k1") as client:
+            live = await client.stream(frames, fps=10)  # type: ignore[arg-type]
+            async for f in live:
+                got.append(f.index)
+        return got
+
+    with pytest.raises(HotposeError, match="camera unplugged"):
+        asyncio.run(asyncio.wait_for(main(broken()), 60))  # before: waited for the server forever
+    with pytest.raises(TypeError, match="numpy arrays or encoded bytes"):
+        asyncio.run(asyncio.wait_for(main(bad_item()), 60))

@@ -1,16 +1,18 @@
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from starlette.requests import Request
 
-from service.app import create_app
+from service.app import _limited, _UploadTooLargeError, create_app
 from service.jobs import JobStore
 from service.settings import Settings
 
@@ -106,6 +108,39 @@ def test_bad_uploads_fail_clearly(make_settings: Callable[..., Settings], astron
         assert client.post("/v1/clips", files={"video": ("x.mp4", b"abc", "video/mp4")}).status_code == 422
         raw = client.post("/v1/clips", content=b"raw", headers={"content-type": "text/plain"})
         assert raw.status_code in (400, 422)
+
+
+def multipart_chunks(size: int, chunk: int = 1 << 16) -> Iterator[bytes]:
+    yield b'--b0undary\r\nContent-Disposition: form-data; name="file"; filename="big.mp4"\r\n\r\n'
+    for _ in range(size // chunk):
+        yield b"\0" * chunk
+    yield b"\r\n--b0undary--\r\n"
+
+
+def test_an_upload_without_a_length_is_cut_off_at_the_limit(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(max_upload_mb=1.0)
+    with TestClient(create_app(settings)) as client:
+        r = client.post(  # a generator body goes out chunked, with no Content-Length
+            "/v1/clips",
+            content=multipart_chunks(3 << 20),
+            headers={"content-type": "multipart/form-data; boundary=b0undary"},
+        )
+        assert r.status_code == 413 and "larger than 1 MB" in r.json()["detail"]
+        assert list((settings.data_dir / "jobs").iterdir()) == []
+
+    # the request's receive stops past the limit: the form parser never reads the rest of the body
+    pulled = 0
+
+    async def receive() -> dict:
+        nonlocal pulled
+        pulled += 1
+        return {"type": "http.request", "body": b"\0" * (1 << 16), "more_body": True}
+
+    headers = [(b"content-type", b"multipart/form-data; boundary=b0undary")]
+    scope = {"type": "http", "method": "POST", "headers": headers}
+    with pytest.raises(_UploadTooLargeError):
+        asyncio.run(Request(scope, _limited(receive, 1 << 20)).body())
+    assert pulled == 17
 
 
 def test_clip_limits(make_settings: Callable[..., Settings], astronaut_clip: Path) -> None:

@@ -68,15 +68,79 @@ def test_a_binary_that_is_not_an_image_gets_an_error_and_the_stream_goes_on(
         assert ws.receive_json()["type"] == "ready"
         ws.send_bytes(jpeg(frames[0]))
         ws.send_bytes(b"definitely not an image")
+        ws.send_bytes(b"")
         ws.send_text("{not json")
         ws.send_bytes(jpeg(frames[1]))
         ws.send_text(json.dumps({"type": "end"}))
         msgs = collect(ws)
     errors = [m for m in msgs if m["type"] == "error"]
-    assert {m["index"] for m in errors} == {1, None}
-    assert "not an image" in next(m["message"] for m in errors if m["index"] == 1)
-    assert [m["index"] for m in msgs if m["type"] == "pose"] == [0, 2]
-    assert [m["t"] for m in msgs if m["type"] == "pose"] == [0.0, 0.2]
+    assert {m["index"] for m in errors} == {1, 2, None}
+    assert all("not an image" in m["message"] for m in errors if m["index"] is not None)
+    assert [m["index"] for m in msgs if m["type"] == "pose"] == [0, 3]
+    assert [m["t"] for m in msgs if m["type"] == "pose"] == [0.0, 0.3]
+
+
+def test_a_time_that_is_not_a_finite_number_gets_an_error(make_settings: Callable[..., Settings]) -> None:
+    frames = astronaut_frames(2)
+    with TestClient(create_app(make_settings(live_queue=64))) as client, client.websocket_connect("/v1/stream") as ws:
+        ws.send_text(json.dumps({"type": "config", "stride": 1}))
+        assert ws.receive_json()["type"] == "ready"
+        ws.send_text('{"type": "frame", "t": NaN}')
+        ws.send_text(json.dumps({"type": "frame", "t": "inf"}))
+        ws.send_bytes(jpeg(frames[0]))  # no valid time: it falls back to the arrival time
+        ws.send_text(json.dumps({"type": "frame", "t": 1.5}))
+        ws.send_bytes(jpeg(frames[1]))
+        ws.send_text(json.dumps({"type": "end"}))
+        msgs = collect(ws)
+    errors = [m for m in msgs if m["type"] == "error"]
+    assert len(errors) == 2 and all("finite" in m["message"] and m["index"] is None for m in errors)
+    poses = [m for m in msgs if m["type"] == "pose"]
+    assert [m["index"] for m in poses] == [0, 1] and poses[1]["t"] == 1.5 and poses[0]["t"] < 1.5
+
+
+def test_an_idle_stream_is_closed_with_a_reason(make_settings: Callable[..., Settings]) -> None:
+    with TestClient(create_app(make_settings(stream_idle_s=1.0))) as client:
+        with client.websocket_connect("/v1/stream") as ws, pytest.raises(WebSocketDisconnect) as e:
+            ws.receive_json()  # never configured
+        assert e.value.code == 1008 and "no message for 1 s" in e.value.reason
+        with client.websocket_connect("/v1/stream") as ws:
+            ws.send_text(json.dumps({"type": "config", "fps": 10}))
+            assert ws.receive_json()["type"] == "ready"
+            ws.send_bytes(jpeg(astronaut_frames(1)[0]))
+            assert ws.receive_json()["index"] == 0
+            with pytest.raises(WebSocketDisconnect) as e:
+                ws.receive_json()
+            assert e.value.code == 1008 and "no message" in e.value.reason
+        assert client.app.state.hotpose.streams == set()  # type: ignore[attr-defined]
+
+
+def test_a_failure_in_the_models_ends_the_stream_out_loud(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import service.streams
+
+    step = service.streams._step
+
+    def failing(pipeline, index, t, data, max_pixels):  # type: ignore[no-untyped-def]
+        if index == 1:
+            raise RuntimeError("CUDA out of memory")
+        return step(pipeline, index, t, data, max_pixels)
+
+    monkeypatch.setattr(service.streams, "_step", failing)
+    frames = astronaut_frames(3)
+    with TestClient(create_app(make_settings(live_queue=64))) as client, client.websocket_connect("/v1/stream") as ws:
+        ws.send_text(json.dumps({"type": "config", "fps": 10, "stride": 1}))
+        assert ws.receive_json()["type"] == "ready"
+        for f in frames:
+            ws.send_bytes(jpeg(f))
+        msgs = []
+        with pytest.raises(WebSocketDisconnect) as e:
+            while True:
+                msgs.append(ws.receive_json())
+    assert e.value.code == 1011 and "internal error at frame 1" in e.value.reason
+    message = "internal error at frame 1: RuntimeError: CUDA out of memory"
+    assert msgs[-1] == {"type": "error", "index": 1, "message": message}
+    assert [m["index"] for m in msgs if m["type"] == "pose"] == [0]
 
 
 def test_a_frame_over_the_pixel_limit_gets_an_error(make_settings: Callable[..., Settings]) -> None:
