@@ -191,15 +191,15 @@ async def _serve(ws: WebSocket, state: Any, sid: str, executor: ThreadPoolExecut
                 try:
                     msg = await asyncio.wait_for(ws.receive(), s.stream_idle_s)
                 except TimeoutError:
-                    if session.busy or session.queue:
+                    if not worker.done() and (session.busy or session.queue):
                         continue  # the client may be waiting on us (acks)
                     if not worker.done():
                         await ws.close(code=CLOSE_POLICY, reason=f"no message for {s.stream_idle_s:g} s")
                     log.info("stream %s: closed after %g s without a message", sid, s.stream_idle_s)
                     break
             kind = msg.get("type")
-            if kind == "websocket.disconnect" or worker.done():  # done early: it failed and closed the socket
-                break
+            if kind == "websocket.disconnect" or worker.done() or ws.application_state != WebSocketState.CONNECTED:
+                break  # the worker ended early: it failed and closed the socket
             if msg.get("bytes") is not None:
                 data: bytes = msg["bytes"]
                 index = session.next_index
@@ -244,6 +244,8 @@ async def _serve(ws: WebSocket, state: Any, sid: str, executor: ThreadPoolExecut
             log.info("stream %s: ended by the client; %d frames, %d dropped", sid, session.next_index, session.dropped)
     except WebSocketDisconnect:
         pass
+    except RuntimeError as e:  # sent to a socket the worker had just closed (after a failure)
+        log.debug("stream %s: %s", sid, e)
     finally:
         if not worker.done():
             worker.cancel()
@@ -283,21 +285,33 @@ async def _process(ws: WebSocket, session: _Session, executor: ThreadPoolExecuto
             )
         except _NotAnImageError as e:
             session.received.pop(fr.index, None)
+            session.busy = False
             await ws.send_json({"type": "error", "index": fr.index, "message": str(e)})
             continue
         except Exception as e:  # noqa: BLE001 - a model or scheduler failure ends the stream, said out loud
-            log.exception("stream %s: frame %d failed", session.sid, fr.index)
-            reason = f"internal error at frame {fr.index}: {type(e).__name__}"
-            await ws.send_json({"type": "error", "index": fr.index, "message": f"{reason}: {e}"})
-            await ws.close(code=CLOSE_INTERNAL, reason=reason[:120])
+            await _fail(ws, session, fr.index, e)
             return
-        finally:
-            session.busy = False
         if session.config.ack:
             await ws.send_text(f'{{"type":"ack","index":{fr.index}}}')
         await _send(ws, session, out)
-    out = await loop.run_in_executor(executor, session.pipeline.flush)
+        session.busy = False
+    session.busy = True
+    try:
+        out = await loop.run_in_executor(executor, session.pipeline.flush)
+    except Exception as e:  # noqa: BLE001 - as above, for the frames held for context
+        await _fail(ws, session, None, e)
+        return
     await _send(ws, session, out)
+
+
+async def _fail(ws: WebSocket, session: _Session, index: int | None, e: Exception) -> None:
+    """A failure in the models: tell the client which frame and why, then close with 1011."""
+    log.error("stream %s: %s failed", session.sid, "the flush" if index is None else f"frame {index}", exc_info=e)
+    where = "the end of the stream" if index is None else f"frame {index}"
+    reason = f"internal error at {where}: {type(e).__name__}"
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):  # the client may be gone already
+        await ws.send_json({"type": "error", "index": index, "message": f"{reason}: {e}"})
+        await ws.close(code=CLOSE_INTERNAL, reason=reason[:120])
 
 
 class _NotAnImageError(ValueError):

@@ -266,6 +266,8 @@ class LiveStream:
         return self.state.errors
 
     def _send_all(self) -> None:
+        from websockets.exceptions import ConnectionClosed
+
         try:
             for item in self._frames:
                 if self._stop.is_set():
@@ -281,7 +283,9 @@ class LiveStream:
                 with self._cond:
                     self.state.sent += 1
             self._ws.send(json.dumps({"type": "end"}))
-        except BaseException as e:  # noqa: BLE001 - surfaced to the reader
+        except ConnectionClosed:
+            return  # the server closed the stream: the reader reports its code and reason
+        except Exception as e:  # noqa: BLE001 - surfaced to the reader
             if not self._stop.is_set():
                 self._error = e
                 self._ws.close()
@@ -517,6 +521,8 @@ class AsyncLiveStream:
             yield item
 
     async def _send_all(self) -> None:
+        from websockets.exceptions import ConnectionClosed
+
         try:
             async for item in self._items():
                 t, data = self._encode(item)
@@ -528,9 +534,9 @@ class AsyncLiveStream:
                 await self._ws.send(data)
                 self.state.sent += 1
             await self._ws.send(json.dumps({"type": "end"}))
-        except asyncio.CancelledError:
-            raise
-        except BaseException as e:  # noqa: BLE001 - a bad item or a failing source: surfaced to the reader
+        except ConnectionClosed:
+            return  # the server closed the stream: the reader reports its code and reason
+        except Exception as e:  # noqa: BLE001 - a bad item or a failing source: surfaced to the reader
             self._error = e
             await self._ws.close()
 

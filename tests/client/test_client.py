@@ -21,6 +21,7 @@ from hotpose_client import (
     PoseSequence,
     RequestError,
     ServerBusy,
+    ServerError,
 )
 from hotpose_client.bvh import read_bvh
 from service.app import create_app
@@ -184,6 +185,29 @@ def test_async_stream(live_server: LiveServer) -> None:
             return [f.index async for f in live]
 
     assert asyncio.run(main()) == list(range(12))
+
+
+def test_a_server_failure_mid_stream_is_a_server_error_with_the_reason(
+    live_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import service.streams
+
+    step = service.streams._step
+
+    def failing(pipeline, index, t, data, max_pixels):  # type: ignore[no-untyped-def]
+        if index == 2:
+            raise RuntimeError("CUDA out of memory")
+        return step(pipeline, index, t, data, max_pixels)
+
+    monkeypatch.setattr(service.streams, "_step", failing)
+    with PoseClient(base_url=live_server.url, api_key="k1") as client:
+        live = client.stream(astronaut_frames(6), fps=10, max_in_flight=1)
+        got = []
+        with pytest.raises(ServerError, match="internal error at frame 2") as e:
+            for f in live:
+                got.append(f.index)
+        assert e.value.status_code == 1011 and got == sorted(got) and all(i < 2 for i in got)  # frames before it
+        assert live.errors == [(2, "internal error at frame 2: RuntimeError: CUDA out of memory")]
 
 
 def test_async_stream_surfaces_a_failing_source(live_server: LiveServer) -> None:

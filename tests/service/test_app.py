@@ -117,7 +117,13 @@ def multipart_chunks(size: int, chunk: int = 1 << 16) -> Iterator[bytes]:
     yield b"\r\n--b0undary--\r\n"
 
 
-def test_an_upload_without_a_length_is_cut_off_at_the_limit(make_settings: Callable[..., Settings]) -> None:
+def test_an_upload_without_a_length_is_cut_off_at_the_limit(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def never(*args: object) -> int:
+        raise AssertionError("the whole upload was read before the limit was checked")
+
+    monkeypatch.setattr("service.app._copy_upload", never)
     settings = make_settings(max_upload_mb=1.0)
     with TestClient(create_app(settings)) as client:
         r = client.post(  # a generator body goes out chunked, with no Content-Length

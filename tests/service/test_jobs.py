@@ -13,12 +13,13 @@ LIMITS = ClipLimits(max_frames=1000, max_seconds=600.0, max_pixels=4096 * 4096)
 class SlowPipeline:
     """Stands in for a PosePipeline: each frame takes a while and is answered with no people."""
 
-    def __init__(self, started: threading.Event) -> None:
+    def __init__(self, started: threading.Event, delay: float = 0.05) -> None:
         self.started = started
+        self.delay = delay
 
     def push(self, index: int, t: float, rgb: object) -> list[FramePoses]:
         self.started.set()
-        time.sleep(0.05)
+        time.sleep(self.delay)
         return [FramePoses(index, t, [])]
 
     def flush(self) -> list[FramePoses]:
@@ -45,20 +46,21 @@ def wait_status(store: JobStore, job_id: str, statuses: tuple[str, ...], timeout
 def test_stopping_the_runner_leaves_its_jobs_for_the_next_start(tmp_path: Path, astronaut_clip: Path) -> None:
     store = JobStore(tmp_path)
     started = threading.Event()
-    runner = JobRunner(store, lambda: SlowPipeline(started), LIMITS)  # type: ignore[arg-type, return-value]
+    # 0.5 s a frame: the clip would take 15 s, so a stop that waits for it is plain to see
+    runner = JobRunner(store, lambda: SlowPipeline(started, 0.5), LIMITS)  # type: ignore[arg-type, return-value]
     running, waiting = queue_clip(store, astronaut_clip), queue_clip(store, astronaut_clip)
     runner.submit(running)
     runner.submit(waiting)
     assert started.wait(30)
     t0 = time.monotonic()
     runner.close()
-    assert time.monotonic() - t0 < 5  # it stops at the next frame, not after the clip
+    assert time.monotonic() - t0 < 10  # it stops at the next frame, not after the clip
     first, second = store.get(running), store.get(waiting)
     assert first is not None and second is not None
     assert (first.status, first.error) == ("running", None)
     assert (second.status, second.error) == ("queued", None)
 
-    again = JobRunner(store, lambda: SlowPipeline(threading.Event()), LIMITS)  # type: ignore[arg-type, return-value]
+    again = JobRunner(store, lambda: SlowPipeline(threading.Event(), 0.0), LIMITS)  # type: ignore[arg-type, return-value]
     assert again.recover() == [running, waiting]
     assert wait_status(store, running, ("done", "failed")) == "done"
     assert wait_status(store, waiting, ("done", "failed")) == "done"

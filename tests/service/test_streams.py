@@ -16,6 +16,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from service.app import create_app
 from service.bench import free_port
+from service.pipeline import PosePipeline
 from service.settings import Settings
 from tests.conftest import astronaut_frames
 
@@ -141,6 +142,26 @@ def test_a_failure_in_the_models_ends_the_stream_out_loud(
     message = "internal error at frame 1: RuntimeError: CUDA out of memory"
     assert msgs[-1] == {"type": "error", "index": 1, "message": message}
     assert [m["index"] for m in msgs if m["type"] == "pose"] == [0]
+
+    # the frames held for context fail at the end of the stream: the same, with no frame index
+    monkeypatch.setattr(service.streams, "_step", step)
+    monkeypatch.setattr(PosePipeline, "flush", failing_flush)
+    with TestClient(create_app(make_settings(live_queue=64))) as client, client.websocket_connect("/v1/stream") as ws:
+        ws.send_text(json.dumps({"type": "config", "fps": 10, "emit": "delayed", "delay_frames": 5}))
+        assert ws.receive_json()["type"] == "ready"
+        for f in frames:
+            ws.send_bytes(jpeg(f))
+        ws.send_text(json.dumps({"type": "end"}))
+        msgs = []
+        with pytest.raises(WebSocketDisconnect) as e:
+            while True:
+                msgs.append(ws.receive_json())
+    assert e.value.code == 1011 and "internal error at the end of the stream" in e.value.reason
+    assert msgs[-1]["type"] == "error" and msgs[-1]["index"] is None and "lifter gone" in msgs[-1]["message"]
+
+
+def failing_flush(self: PosePipeline) -> list:
+    raise RuntimeError("lifter gone")
 
 
 def test_a_frame_over_the_pixel_limit_gets_an_error(make_settings: Callable[..., Settings]) -> None:
