@@ -87,7 +87,8 @@ _COCO_DIRECT: dict[int, int] = {
 
 def coco_to_h36m(coco: np.ndarray) -> np.ndarray:
     """COCO-17 [..., 17, D] -> Human3.6M-17 [..., 17, D] (D = 2 or 3; a third
-    channel is a score and is averaged like the coordinates, min for the root).
+    channel is a score and is averaged like the coordinates; the head top takes the lower of
+    its sources' scores).
 
     Derived joints, chosen to match the motion capture the shipped lifter is trained on
     (`shared/mocap`: there `neck_nose` is the skeleton's head joint, not the nose tip, and

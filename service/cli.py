@@ -81,6 +81,7 @@ def _detect2d(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from models import create_lifter, default_weights
+    from models.checkpoint import CheckpointError
     from models.detector import create_detector
     from models.detector.weights import WeightsError
     from service.pipeline import process_frames
@@ -110,7 +111,7 @@ def _run(args: argparse.Namespace) -> int:
             )
             took = time.perf_counter() - t0
             print(f"rendered {written} frames -> {args.render} ({written / took:.1f} frames/s)", file=sys.stderr)
-    except (VideoError, WeightsError, OSError) as exc:
+    except (VideoError, WeightsError, CheckpointError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -153,10 +154,14 @@ def _bench_detector(args: argparse.Namespace) -> int:
 
 
 def _overrides(pairs: list[str]) -> dict[str, object]:
+    """`--set FIELD=VALUE` pairs: a value that reads as JSON (numbers, true/false, lists) is that, else text."""
     out: dict[str, object] = {}
     for pair in pairs:
         key, _, value = pair.partition("=")
-        out[key] = json.loads(value) if value[:1] in "0123456789-[{tf" else value
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
     return out
 
 
@@ -206,6 +211,9 @@ def _eval_lifter(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     weights = args.weights or default_weights(args.model)
+    if weights is None:  # an untrained model's figures would read like real ones
+        print(f"error: no trained weights for lifter {args.model!r}: pass --weights", file=sys.stderr)
+        return 1
     model = create_lifter(args.model, weights=weights, device=args.device)
     clips = load_clips(args.data)
     if args.split == "val":

@@ -167,8 +167,9 @@ class TrackBuffer:
         self._finalise(newest - self.policy.delay)
 
     def flush_window(self) -> np.ndarray | None:
-        """The window that covers every pending sample (None when nothing is pending)."""
-        if self.next_final > self.newest:
+        """The window that covers every pending sample (None when nothing is pending, or when the last
+        lift already ended at the newest sample: lifting it again would count that window twice)."""
+        if self.next_final > self.newest or self.newest == self.last_lift:
             return None
         return self._window()
 

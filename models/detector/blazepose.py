@@ -9,8 +9,11 @@ Two stages, as in MediaPipe's pose graph (parameters in
    [0, 1] with replicate borders; all crops of a frame run as one batch; 33
    landmarks (+2 ROI points) refined on the heatmap, mapped back to pixels.
 Tracking: a person's next ROI comes from its own landmarks 33/34; the
-detector reruns every `redetect_every` frames (to find people who walk in)
-and whenever a track is lost.
+detector reruns every `redetect_every` frames (to find people who walk in),
+on every frame while nobody is tracked or a new person awaits confirmation,
+and on every frame for the tracker's `max_gap` frames after a tracked person
+is lost (so that one back from a short occlusion is found in time to keep
+their id).
 
 Pixel coordinates are continuous: x in [0, width], the centre of pixel i is i + 0.5.
 """
@@ -167,6 +170,7 @@ class StreamState:
     rois: dict[int, Roi] = field(default_factory=dict)  # track id -> ROI for the next frame
     hits: dict[int, int] = field(default_factory=dict)  # unconfirmed track id -> consecutive detections
     confirmed: set[int] = field(default_factory=set)
+    lost_at: int = -(1 << 30)  # frame index at which a tracked person was last lost
 
 
 class BlazePose:
@@ -228,6 +232,7 @@ class BlazePose:
         need = [
             k for k, (_, st) in enumerate(items)
             if not cands[k] or st.hits or cfg.redetect_every <= 0 or st.frame_index % cfg.redetect_every == 0
+            or st.frame_index - st.lost_at <= st.tracker.max_gap
         ]  # fmt: skip
         for k, found in zip(need, self.detect_batch([items[k][0] for k in need]), strict=True):
             st = items[k][1]
@@ -260,6 +265,8 @@ class BlazePose:
         people = self._drop_duplicates(people)
 
         assigned = st.tracker.update([(tid, np.asarray(r["bbox"])) for tid, r in people], st.frame_index)
+        if set(st.rois) - set(assigned):  # someone tracked into this frame is not in it
+            st.lost_at = st.frame_index
         st.rois = {}
         out: list[Person] = []
         hits: dict[int, int] = {}

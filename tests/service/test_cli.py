@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from service.cli import build_parser
+from service.cli import _overrides, build_parser, main
 
 
 def test_parser_commands() -> None:
@@ -11,6 +13,21 @@ def test_parser_commands() -> None:
     assert args.batch == [1] and args.rounds == 2
     with pytest.raises(SystemExit):
         p.parse_args(["bench"])
+
+
+def test_set_overrides_read_json_or_text() -> None:
+    got = _overrides(["dim=128", "norm=foo", "flip=true", "name=", "heads=[1, 2]", "tag=fast"])
+    assert got == {"dim": 128, "norm": "foo", "flip": True, "name": "", "heads": [1, 2], "tag": "fast"}
+
+
+def test_commands_refuse_missing_or_wrong_weights(
+    tmp_path: Path, tiny_weights: Path, astronaut_clip: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["eval-lifter", "--data", str(tmp_path / "x.npz"), "--model", "mlp"]) == 1
+    assert "no trained weights for lifter 'mlp'" in capsys.readouterr().err
+    out = tmp_path / "poses.json"
+    assert main(["run", str(astronaut_clip), "-o", str(out), "--lifter", "mixste", "--weights", str(tiny_weights)]) == 1
+    assert "holds a 'hot_mixste' lifter, not 'mixste'" in capsys.readouterr().err and not out.exists()
 
 
 def test_detect2d_on_an_image(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]

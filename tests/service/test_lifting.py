@@ -76,6 +76,14 @@ def test_delayed_holds_frames_by_the_delay() -> None:
     assert flat == list(range(len(flat))) and flat[-1] >= 40 - 1 - 8 - 4
 
 
+def test_the_end_does_not_lift_the_last_window_twice() -> None:
+    out, lift = run(LiftPolicy(stride=1, delay=5), [i / 30 for i in range(20)])
+    assert [k for k, _ in out] == list(range(20))
+    assert sum(lift.calls) == 20  # one window per frame at stride 1; none more for the 5 held at the end
+    out, lift = run(LiftPolicy(stride=4, delay=5), [i / 30 for i in range(19)])
+    assert [k for k, _ in out] == list(range(19)) and sum(lift.calls) == 5  # grid 3, 7, 11, 15, then 18 at the end
+
+
 def test_lower_frame_rate_and_jittered_timestamps_are_resampled() -> None:
     rng = np.random.default_rng(0)
     times = list(np.cumsum(rng.uniform(0.04, 0.1, 60)))  # 10-25 fps, irregular

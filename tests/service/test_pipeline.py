@@ -58,6 +58,27 @@ def test_one_euro_smooths_jitter_and_follows_motion() -> None:
     assert abs(moving[-1][0] - 590) < 30  # follows a 300 px/s move with little lag
 
 
+def test_a_person_back_after_a_gap_gets_a_fresh_filter() -> None:
+    from models.detector import Person
+
+    def at(x: float) -> Person:
+        kp33 = np.zeros((33, 3), np.float32)
+        kp33[:, 0] = np.linspace(200, 300, 33) + x
+        kp33[:, 1] = np.linspace(100, 400, 33)
+        kp33[:, 2] = 1.0
+        return Person(track_id=1, bbox=(200 + x, 100, 300 + x, 400), score=0.9, keypoints33=kp33)
+
+    pipe = PosePipeline(lambda f: [], None, 0, LiftPolicy.clip(27), OneEuroConfig())
+    for i in range(30):  # still at x = 0
+        pipe.push_people(i, i / 30, [at(0.0)], 640, 480)
+    pipe.push_people(30, 1.0, [], 640, 480)  # a missed frame keeps the filter
+    assert list(pipe.filters) == [1]
+    pipe.push_people(31, 1.3, [], 640, 480)  # gone for longer: its filter goes
+    assert pipe.filters == {}
+    (back,) = pipe.push_people(32, 1.5, [at(200.0)], 640, 480)
+    np.testing.assert_allclose(back.people[0].keypoints_2d, at(200.0).h36m17(), atol=1e-4)  # no pull to x = 0
+
+
 def test_clip_pipeline_end_to_end(tiny_lifter, detector: BlazePose) -> None:  # type: ignore[no-untyped-def]
     img = data.astronaut()
     canvas = np.pad(img, ((0, 0), (100, 100), (0, 0)), mode="edge")

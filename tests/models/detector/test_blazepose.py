@@ -74,6 +74,18 @@ def test_two_people_side_by_side(fresh: BlazePose, astronaut: np.ndarray) -> Non
     assert len(left) == 1 and len(right) == 1
 
 
+def test_a_person_back_from_a_short_occlusion_keeps_their_id(fresh: BlazePose, astronaut: np.ndarray) -> None:
+    two = np.concatenate([astronaut, astronaut], axis=1)
+    left_only = two.copy()
+    left_only[:, 512:] = 128  # the right person hidden for two frames
+    frames = [two] * 4 + [left_only] * 2 + [two] * 3
+    results = [fresh.process(f) for f in frames]
+    assert [len(r) for r in results] == [0, 2, 2, 2, 1, 1, 2, 2, 2]  # back at once, not at the next 10th frame
+    right_before = [p.track_id for p in results[3] if p.bbox[0] > 512]
+    right_after = [p.track_id for p in results[6] if p.bbox[0] > 512]
+    assert right_before == right_after and len(right_before) == 1
+
+
 def test_empty_image_gives_no_person(fresh: BlazePose) -> None:
     for img in (np.zeros((480, 640, 3), np.uint8), np.full((480, 640, 3), 200, np.uint8)):
         assert fresh.process(img) == [] and fresh.process(img) == []
