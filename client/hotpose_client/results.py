@@ -198,13 +198,34 @@ class PoseSequence:
 
         Frames where the person is absent hold the previous pose. `root_positions` [T, 3] (metres,
         camera frame) adds the trajectory; without it the pelvis stays at the origin, since the
-        server's 3D is root-relative.
+        server's 3D is root-relative. BVH has one frame time: frames at uneven times (variable
+        frame rate) are resampled from their timestamps onto an even grid at the clip's rate (the
+        nearest frame for each grid time), so the motion keeps its real timing.
         """
         from hotpose_client.bvh import write_bvh
 
         joints = self.joints_3d(track_id)
         fps = self.fps if self.fps > 0 else _fps_from_times(self.times)
+        pick = even_grid(self.times, fps)
+        if pick is not None:
+            joints = joints[pick]
+            root_positions = None if root_positions is None else np.asarray(root_positions)[pick]
         write_bvh(path, joints, fps, root_positions=root_positions)
+
+
+def even_grid(times: np.ndarray, fps: float) -> np.ndarray | None:
+    """For frames at `times` (s, non-decreasing): the frame nearest each time of an even grid at `fps`
+    from the first frame to the last, or None when the frames are already even (within 1/4 frame)."""
+    t = np.asarray(times, np.float64)
+    if len(t) < 2 or fps <= 0:
+        return None
+    step = 1.0 / fps
+    if np.all(np.abs(t - (t[0] + step * np.arange(len(t)))) <= step / 4):
+        return None
+    grid = t[0] + step * np.arange(int(np.floor((t[-1] - t[0]) / step + 1e-6)) + 1)
+    right = np.clip(np.searchsorted(t, grid), 1, len(t) - 1)
+    left = right - 1
+    return np.where(np.abs(t[right] - grid) < np.abs(grid - t[left]), right, left)
 
 
 def _fps_from_times(t: np.ndarray) -> float:

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from hotpose_client import Frame, Person, PoseSequence
+from hotpose_client.bvh import read_bvh
 from hotpose_client.formats import CSV_COLUMNS
+from hotpose_client.results import even_grid
 
 NAMES = tuple(f"j{i}" for i in range(17))
 
@@ -81,6 +83,22 @@ def test_numpy_accessors_align_with_frames() -> None:
         seq.joints_3d()
     with pytest.raises(KeyError, match="no person with track_id 9"):
         seq.joints_3d(9)
+
+
+def test_bvh_of_a_variable_frame_rate_clip_keeps_real_timing(tmp_path: Path) -> None:
+    assert even_grid(np.arange(10) / 30 + 0.004, 30.0) is None  # even enough: every frame as it is
+    times = np.array([0.0, 0.1, 0.15, 0.4, 0.5])  # a phone clip: frames bunch up, then a gap
+    assert even_grid(times, 10.0).tolist() == [0, 1, 2, 3, 3, 4]  # grid 0, .1, .2, .3, .4, .5: nearest frames
+    rng = np.random.default_rng(0)
+    frames = [
+        Frame(i, float(t), [Person(1, (0, 0, 1, 1), 1.0, np.zeros((17, 3)), rng.normal(size=(17, 3)))])
+        for i, t in enumerate(times)
+    ]
+    seq = PoseSequence(frames, 10.0, 640, 480, NAMES, ((0, 1),), {})
+    seq.to_bvh(tmp_path / "vfr.bvh")
+    bvh = read_bvh(tmp_path / "vfr.bvh")
+    assert len(bvh.motion) == 6 and bvh.frame_time == pytest.approx(0.1)
+    np.testing.assert_array_equal(bvh.motion[3], bvh.motion[4])  # 0.3 s and 0.4 s both show the frame at 0.4 s
 
 
 def test_readers_reject_foreign_files(tmp_path: Path) -> None:
