@@ -84,7 +84,7 @@ def _run(args: argparse.Namespace) -> int:
     from models.checkpoint import CheckpointError
     from models.detector import create_detector
     from models.detector.weights import WeightsError
-    from service.pipeline import process_frames
+    from service.pipeline import PersonPose, clip_pipeline, iter_poses, write_poses_json
     from service.video import VideoError, iter_frames, probe
 
     weights = args.weights or default_weights(args.lifter)
@@ -96,19 +96,22 @@ def _run(args: argparse.Namespace) -> int:
         detector = create_detector(args.detector, device=args.device)
         lifter = create_lifter(args.lifter, weights=weights, device=args.device)
         t0 = time.perf_counter()
-        seq = process_frames(iter_frames(args.video), detector, lifter, fps=info.fps)
+        # frames go to the file as they are final; only --render keeps the people of every frame
+        poses = iter_poses(iter_frames(args.video), clip_pipeline(detector, lifter))
+        drawn: dict[int, list[PersonPose]] = {}
+        n = people = 0
+        for fp in write_poses_json(poses, args.output, info.fps, info.width, info.height):
+            n += 1
+            people += len(fp.people)
+            if args.render is not None:
+                drawn[fp.index] = fp.people
         lifted = time.perf_counter() - t0
-        args.output.write_text(json.dumps(seq.to_dict()))
-        people = sum(len(f.people) for f in seq.frames)
-        n = len(seq.frames)
         print(f"{n} frames, {people} person-frames -> {args.output} ({n / lifted:.1f} frames/s)", file=sys.stderr)
         if args.render is not None:
             from service.render import render_video
 
             t0 = time.perf_counter()
-            written = render_video(
-                iter_frames(args.video), {f.index: f.people for f in seq.frames}, args.render, info.fps
-            )
+            written = render_video(iter_frames(args.video), drawn, args.render, info.fps)
             took = time.perf_counter() - t0
             print(f"rendered {written} frames -> {args.render} ({written / took:.1f} frames/s)", file=sys.stderr)
     except (VideoError, WeightsError, CheckpointError, OSError) as exc:

@@ -16,9 +16,11 @@ Time handling, windows and causal/delayed emission: `service.lifting`.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -160,6 +162,33 @@ def iter_poses(frames: Iterable[tuple[int, float, np.ndarray]], pipeline: PosePi
     yield from pipeline.flush()
 
 
+def clip_pipeline(detector: Detector, lifter: Lifter | None) -> PosePipeline:
+    """The pipeline of one whole video with the models called directly (the `hotpose run` command)."""
+    detector.reset()
+    lift: LiftFn | None = None
+    window = 0
+    if lifter is not None:
+        window = lifter.config.frames
+        lift = lambda w: lift_windows(lifter, w)  # noqa: E731
+    return PosePipeline(detector.process, lift, window, LiftPolicy.clip(max(window, 1)))
+
+
+def write_poses_json(
+    frames: Iterable[FramePoses], path: Path, fps: float, width: int, height: int
+) -> Iterator[FramePoses]:
+    """Write frames as they come to `path` (the JSON of `PoseSequence.to_dict`, never all in memory),
+    passing each one on; the file appears complete or not at all (written as `.part`, then renamed)."""
+    head = {"fps": fps, "width": width, "height": height, "joint_names": list(H36M_JOINTS)}
+    part = path.with_name(path.name + ".part")
+    with open(part, "w") as out:
+        out.write(json.dumps(head)[:-1] + ', "frames": [')
+        for i, fp in enumerate(frames):
+            out.write(("," if i else "") + json.dumps(fp.to_dict()))
+            yield fp
+        out.write("]}")
+    part.replace(path)
+
+
 def process_frames(
     frames: Iterable[tuple[int, float, np.ndarray]],
     detector: Detector,
@@ -167,14 +196,8 @@ def process_frames(
     fps: float = 0.0,
     progress: Callable[[int], None] | None = None,
 ) -> PoseSequence:
-    """A whole video in one process (the `hotpose run` command): clip policy, models called directly."""
-    detector.reset()
-    lift: LiftFn | None = None
-    window = 0
-    if lifter is not None:
-        window = lifter.config.frames
-        lift = lambda w: lift_windows(lifter, w)  # noqa: E731
-    pipeline = PosePipeline(detector.process, lift, window, LiftPolicy.clip(max(window, 1)))
+    """A whole video in one process, held in memory: clip policy, models called directly."""
+    pipeline = clip_pipeline(detector, lifter)
     out: list[FramePoses] = []
     for fp in iter_poses(frames, pipeline):
         out.append(fp)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -42,3 +43,8 @@ def test_run_renders_the_clip(astronaut_clip: Path, tiny_weights: Path, tmp_path
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 30
     assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (512 + 512, 512)
     cap.release()
+    poses = json.loads((tmp_path / "poses.json").read_text())  # written frame by frame as they were final
+    assert (poses["fps"], poses["width"], poses["height"]) == (10.0, 512, 512) and poses["joint_names"][0] == "pelvis"
+    assert [f["index"] for f in poses["frames"]] == list(range(30))
+    assert sum(len(f["people"]) for f in poses["frames"]) >= 28
+    assert list(tmp_path.glob("*.part")) == []
