@@ -306,8 +306,8 @@ async def _process(ws: WebSocket, session: _Session, executor: ThreadPoolExecuto
 
 async def _fail(ws: WebSocket, session: _Session, index: int | None, e: Exception) -> None:
     """A failure in the models: tell the client which frame and why, then close with 1011."""
-    log.error("stream %s: %s failed", session.sid, "the flush" if index is None else f"frame {index}", exc_info=e)
     where = "the end of the stream" if index is None else f"frame {index}"
+    log.error("stream %s: %s failed", session.sid, where, exc_info=e)
     reason = f"internal error at {where}: {type(e).__name__}"
     with contextlib.suppress(WebSocketDisconnect, RuntimeError):  # the client may be gone already
         await ws.send_json({"type": "error", "index": index, "message": f"{reason}: {e}"})

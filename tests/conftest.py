@@ -42,6 +42,20 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def fail_stream_frame(monkeypatch: pytest.MonkeyPatch, at: int) -> None:
+    """Make the live streams' frame step raise "CUDA out of memory" at frame index `at` (a model failure)."""
+    import service.streams
+
+    step = service.streams._step
+
+    def failing(pipeline, index, t, data, max_pixels):  # type: ignore[no-untyped-def]
+        if index == at:
+            raise RuntimeError("CUDA out of memory")
+        return step(pipeline, index, t, data, max_pixels)
+
+    monkeypatch.setattr(service.streams, "_step", failing)
+
+
 def astronaut_frames(n: int = 30) -> list[np.ndarray]:
     """RGB frames of the astronaut photo panning sideways (one person)."""
     img = data.astronaut()

@@ -28,7 +28,7 @@ from service.app import create_app
 from service.bench import free_port
 from service.settings import Settings
 from tests.client.conftest import LiveServer
-from tests.conftest import astronaut_frames
+from tests.conftest import astronaut_frames, fail_stream_frame
 
 Make = Callable[..., PoseClient]
 
@@ -190,16 +190,7 @@ def test_async_stream(live_server: LiveServer) -> None:
 def test_a_server_failure_mid_stream_is_a_server_error_with_the_reason(
     live_server: LiveServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import service.streams
-
-    step = service.streams._step
-
-    def failing(pipeline, index, t, data, max_pixels):  # type: ignore[no-untyped-def]
-        if index == 2:
-            raise RuntimeError("CUDA out of memory")
-        return step(pipeline, index, t, data, max_pixels)
-
-    monkeypatch.setattr(service.streams, "_step", failing)
+    fail_stream_frame(monkeypatch, at=2)
     with PoseClient(base_url=live_server.url, api_key="k1") as client:
         live = client.stream(astronaut_frames(6), fps=10, max_in_flight=1)
         got = []

@@ -18,7 +18,7 @@ from service.app import create_app
 from service.bench import free_port
 from service.pipeline import PosePipeline
 from service.settings import Settings
-from tests.conftest import astronaut_frames
+from tests.conftest import astronaut_frames, fail_stream_frame
 
 
 def jpeg(rgb: np.ndarray) -> bytes:
@@ -121,13 +121,7 @@ def test_a_failure_in_the_models_ends_the_stream_out_loud(
     import service.streams
 
     step = service.streams._step
-
-    def failing(pipeline, index, t, data, max_pixels):  # type: ignore[no-untyped-def]
-        if index == 1:
-            raise RuntimeError("CUDA out of memory")
-        return step(pipeline, index, t, data, max_pixels)
-
-    monkeypatch.setattr(service.streams, "_step", failing)
+    fail_stream_frame(monkeypatch, at=1)
     frames = astronaut_frames(3)
     with TestClient(create_app(make_settings(live_queue=64))) as client, client.websocket_connect("/v1/stream") as ws:
         ws.send_text(json.dumps({"type": "config", "fps": 10, "stride": 1}))
