@@ -111,7 +111,6 @@ class PosePipeline:
         self.streamer = StreamLifter(window, lift, policy) if lift is not None else None
         self.smoothing = smoothing
         self.filters: dict[int, OneEuroFilter] = {}
-        self.seen: dict[int, float] = {}  # track id -> time last seen (filters of those gone are dropped)
         self.width = self.height = 0
 
     def push(self, index: int, t: float, frame: np.ndarray) -> list[FramePoses]:
@@ -127,13 +126,10 @@ class PosePipeline:
                 f = self.filters.setdefault(p.track_id, OneEuroFilter(self.smoothing))
                 kp = np.concatenate([f(t, kp[:, :2]), kp[:, 2:]], axis=1).astype(np.float32)
             fp.people.append(PersonPose(p.track_id, p.bbox, p.score, kp))
-        if self.smoothing is not None:  # a person unseen for a while starts a fresh filter when back
-            for p in people:
-                self.seen[p.track_id] = t
-            gone = [tid for tid, seen in self.seen.items() if t - seen > FILTER_RESET_S]
-            for tid in gone:
-                del self.seen[tid]
-                self.filters.pop(tid, None)
+        # a person unseen for a while starts a fresh filter when back (a filter's t: when it last saw them)
+        gone = [tid for tid, f in self.filters.items() if f.t is not None and t - f.t > FILTER_RESET_S]
+        for tid in gone:
+            del self.filters[tid]
         if self.streamer is None:
             return [fp]
         done = self.streamer.push(fp, t, [(q.track_id, q.keypoints_2d[:, :2]) for q in fp.people], width, height)
