@@ -13,11 +13,12 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml client/pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "hotpose needs Python 3.11+"'
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# a venv whose pip is missing (python3 -m venv failed half-way, e.g. without python3-venv) is made again
+	$(PY) -m pip --version >/dev/null 2>&1 || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install --quiet --upgrade pip
-	# torch first, pinned: a bare "torch" would pull several GB of CUDA packages. Where pip is not
-	# configured with a CPU build (as it is here), TORCH_INDEX=https://download.pytorch.org/whl/cpu
-	# takes PyTorch's CPU wheels.
+	# torch first, pinned. On Linux, PyPI's torch is the CUDA build (several GB of CUDA packages);
+	# where pip is not configured with a CPU build (as it is here),
+	# TORCH_INDEX=https://download.pytorch.org/whl/cpu takes PyTorch's CPU wheels.
 	$(PY) -m pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install --quiet -e '.[dev]' -e ./client
 	# BlazePose weights: the mediapipe wheel from PyPI, two files extracted and sha256-checked

@@ -32,6 +32,7 @@ from models.keypoints import H36M_EDGES, H36M_JOINTS
 from service import __version__, metrics
 from service.engine import Engine, EngineConfig
 from service.jobs import ClipLimits, JobRunner, JobStore, frames_file
+from service.pipeline import COORDINATES
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -74,13 +75,6 @@ class InfoResponse(BaseModel):
     skeleton_edges: list[tuple[int, int]]
     coordinates: dict[str, str]
     limits: dict[str, Any]
-
-
-COORDINATES = {
-    "keypoints_2d": "image pixels, x right, y down, origin at the top-left corner; third value: score 0..1",
-    "joints_3d": "metres, camera frame (x right, y down, z away from the camera), root-relative: pelvis = 0",
-    "time": "seconds from the first frame (container timestamps, or the client's t on streams)",
-}
 
 
 def _start(state: AppState) -> None:
@@ -383,8 +377,7 @@ def _copy_upload(upload: UploadFile, dest: Path, limit: int) -> int:
 
 
 def _json_result(meta: dict[str, Any], lines: Path) -> Iterator[bytes]:
-    head = {k: meta[k] for k in ("fps", "width", "height", "joint_names", "skeleton_edges")}
-    yield (json.dumps(head)[:-1] + ', "coordinates": ' + json.dumps(COORDINATES) + ', "frames": [').encode()
+    yield formats.json_head({**meta, "coordinates": COORDINATES}).encode()
     with open(lines, "rb") as f:
         for i, line in enumerate(f):
             yield (b"," if i else b"") + line.rstrip(b"\n")
@@ -404,7 +397,7 @@ def _csv_result(lines: Path) -> Iterator[bytes]:
 
 def _npz_result(meta: dict[str, Any], lines: Path) -> bytes:
     """One row per person-frame (`hotpose_client.formats.NPZ_ARRAYS`)."""
-    return formats.npz_bytes(formats.npz_arrays(meta, _frames(lines)))
+    return formats.npz_bytes(formats.npz_arrays({**meta, "coordinates": COORDINATES}, _frames(lines)))
 
 
 def _bvh_result(meta: dict[str, Any], lines: Path, track_id: int | None) -> bytes:

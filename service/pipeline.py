@@ -21,13 +21,15 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from hotpose_client import formats
 from models import Lifter
 from models.detector import Detector, Person
-from models.keypoints import H36M_JOINTS, flip_augment
+from models.keypoints import H36M_EDGES, H36M_JOINTS, flip_augment
 from service.lifting import LiftFn, LiftPolicy, StreamLifter
 from service.smoothing import OneEuroConfig, OneEuroFilter
 
@@ -75,10 +77,8 @@ class PoseSequence:
     joint_names: tuple[str, ...] = H36M_JOINTS
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "fps": self.fps, "width": self.width, "height": self.height, "joint_names": list(self.joint_names),
-            "frames": [f.to_dict() for f in self.frames],
-        }  # fmt: skip
+        meta = {**result_meta(self.fps, self.width, self.height), "joint_names": list(self.joint_names)}
+        return {**meta, "frames": [f.to_dict() for f in self.frames]}
 
 
 def lift_windows(lifter: Lifter, windows: np.ndarray, flip: bool = True) -> np.ndarray:
@@ -169,15 +169,30 @@ def clip_pipeline(detector: Detector, lifter: Lifter | None) -> PosePipeline:
     return PosePipeline(detector.process, lift, window, LiftPolicy.clip(max(window, 1)))
 
 
+# Units and axes of the result fields, in every result (JSON, NPZ) and in `/v1/info`.
+COORDINATES = {
+    "keypoints_2d": "image pixels, x right, y down, origin at the top-left corner; third value: score 0..1",
+    "joints_3d": "metres, camera frame (x right, y down, z away from the camera), root-relative: pelvis = 0",
+    "time": "seconds from the first frame (container timestamps, or the client's t on streams)",
+}
+
+
+def result_meta(fps: float, width: int, height: int) -> dict[str, Any]:
+    """Everything a result holds besides its frames (`hotpose_client.formats.HEAD_KEYS`)."""
+    return {
+        "fps": fps, "width": width, "height": height, "joint_names": list(H36M_JOINTS),
+        "skeleton_edges": [list(e) for e in H36M_EDGES], "coordinates": COORDINATES,
+    }  # fmt: skip
+
+
 def write_poses_json(
     frames: Iterable[FramePoses], path: Path, fps: float, width: int, height: int
 ) -> Iterator[FramePoses]:
     """Write frames as they come to `path` (the JSON of `PoseSequence.to_dict`, never all in memory),
     passing each one on; the file appears complete or not at all (written as `.part`, then renamed)."""
-    head = {"fps": fps, "width": width, "height": height, "joint_names": list(H36M_JOINTS)}
     part = path.with_name(path.name + ".part")
     with open(part, "w") as out:
-        out.write(json.dumps(head)[:-1] + ', "frames": [')
+        out.write(formats.json_head(result_meta(fps, width, height)))
         for i, fp in enumerate(frames):
             out.write(("," if i else "") + json.dumps(fp.to_dict()))
             yield fp

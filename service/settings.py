@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -50,6 +50,12 @@ class Settings(BaseSettings):
 
     # access: comma-separated keys; empty = open (bind to localhost then)
     api_keys: str = Field(default="")
+
+    @field_validator("home", "data_dir", "lifter_weights")
+    @classmethod
+    def _expand_user(cls, path: Path | None) -> Path | None:
+        """`~` as a shell would expand it: compose files, `.env` files and systemd units do not."""
+        return path.expanduser() if path is not None else None
 
     @property
     def keys(self) -> set[str]:

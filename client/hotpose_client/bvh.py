@@ -105,9 +105,14 @@ def write_bvh(path: str | Path, joints: np.ndarray, fps: float, *, root_position
         raise ValueError(f"expected joints [T, 17, 3], got {list(joints.shape)}")
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
-    joints = _fill_missing(joints)
     t = len(joints)
-    root = np.zeros((t, 3)) if root_positions is None else np.asarray(root_positions, np.float64).reshape(t, 3)
+    root = np.zeros((t, 3)) if root_positions is None else np.asarray(root_positions, np.float64)
+    if root.shape != (t, 3):
+        raise ValueError(f"expected root_positions [{t}, 3] (one per frame), got {list(root.shape)}")
+    # a frame missing its joints or its root holds the last frame that has both
+    valid = ~(np.isnan(joints).any(axis=(1, 2)) | np.isnan(root).any(axis=1))
+    joints = _fill_missing(np.where(valid[:, None, None], joints, np.nan))
+    root = _fill_missing(np.where(valid[:, None], root, np.nan)[:, None])[:, 0]
     p = camera_to_bvh(joints - joints[:, :1])  # [T, 17, 3] cm, y up, root-relative
     sk = SKELETON
     offsets = _bvh_offsets(_rest_offsets(p))  # [N, 3]
@@ -125,6 +130,7 @@ def write_bvh(path: str | Path, joints: np.ndarray, fps: float, *, root_position
 
 
 def _fill_missing(joints: np.ndarray) -> np.ndarray:
+    """[T, J, 3]: rows with any NaN take the last full row before them (the first full row at the start)."""
     valid = ~np.isnan(joints).any(axis=(1, 2))
     if not valid.any():
         raise ValueError("no frame has 3D joints for this person")
@@ -251,6 +257,10 @@ def _euler_zxy(r: np.ndarray) -> np.ndarray:
     b = np.arcsin(np.clip(r[..., 2, 1], -1.0, 1.0))
     a = np.arctan2(-r[..., 0, 1], r[..., 1, 1])
     c = np.arctan2(-r[..., 2, 0], r[..., 2, 2])
+    # gimbal lock (b = +-90 degrees): only a +- c is defined; put it all in a
+    lock = np.hypot(r[..., 0, 1], r[..., 1, 1]) < 1e-9
+    a = np.where(lock, np.arctan2(r[..., 1, 0], r[..., 0, 0]), a)
+    c = np.where(lock, 0.0, c)
     return np.degrees(np.stack([a, b, c], axis=-1))
 
 

@@ -1,6 +1,7 @@
 """`hotpose-client`: process a clip or stream a camera from the shell.
 
 hotpose-client clip dance.mp4 -o dance.bvh      # .json, .npz, .csv or .bvh
+hotpose-client result JOB_ID -o p2.bvh --track-id 2   # a finished job again, no new upload
 hotpose-client webcam                            # one JSON line per processed frame
 """
 
@@ -10,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -33,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--track-id", type=int, default=None, help="BVH: the person to export (default: the only one)")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    r = sub.add_parser("result", help="save the poses of a finished job (no upload)")
+    r.add_argument("job_id")
+    r.add_argument("-o", "--out", type=Path, required=True, help="output: " + ", ".join(FORMATS))
+    r.add_argument("--track-id", type=int, default=None, help="BVH: the person to export (default: the only one)")
+
     w = sub.add_parser("webcam", help="stream a camera; print one JSON line per processed frame")
     w.add_argument("--device", default="0", help="camera index or video path")
     w.add_argument("--emit", choices=("causal", "delayed"), default="causal")
@@ -44,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         with PoseClient(base_url=args.url, api_key=args.api_key) as client:
             if args.command == "clip":
                 return _clip(client, args)
+            if args.command == "result":
+                return _save(client, args.job_id, args.out, args.track_id)
             return _webcam(client, args)
     except (HotposeError, OSError, ValueError) as e:
         print(f"hotpose-client: {e}", file=sys.stderr)
@@ -51,20 +60,36 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _clip(client: PoseClient, args: argparse.Namespace) -> int:
-    suffix = args.out.suffix.lower()
+    _check_format(args.out)
+    job_id = client.submit_clip(args.video, progress=not args.quiet)
+    client.wait(job_id, progress=not args.quiet)
+    return _save(client, job_id, args.out, args.track_id)
+
+
+def _check_format(out: Path) -> str:
+    suffix = out.suffix.lower()
     if suffix not in FORMATS:
         raise ValueError(f"unknown output format {suffix!r}: use one of {', '.join(FORMATS)}")
-    seq = client.process_clip(args.video, progress=not args.quiet)
-    if suffix == ".json":
-        seq.to_json(args.out)
-    elif suffix == ".npz":
-        seq.to_npz(args.out)
-    elif suffix == ".csv":
-        seq.to_csv(args.out)
-    else:
-        seq.to_bvh(args.out, args.track_id)
-    people = seq.track_ids()
-    print(json.dumps({"out": str(args.out), "frames": len(seq), "track_ids": people}))
+    return suffix
+
+
+def _save(client: PoseClient, job_id: str, out: Path, track_id: int | None) -> int:
+    """Write a finished job's poses; a failed export names the job, which stays on the server."""
+    suffix = _check_format(out)
+    seq = client.result(job_id)
+    try:
+        if suffix == ".json":
+            seq.to_json(out)
+        elif suffix == ".npz":
+            seq.to_npz(out)
+        elif suffix == ".csv":
+            seq.to_csv(out)
+        else:
+            seq.to_bvh(out, track_id)
+    except ValueError as e:
+        again = f"hotpose-client result {job_id} -o {out} --track-id N"
+        raise ValueError(f"{e}; the job is kept on the server, export it again with: {again}") from e
+    print(json.dumps({"out": str(out), "job_id": job_id, "frames": len(seq), "track_ids": seq.track_ids()}))
     return 0
 
 
@@ -72,6 +97,8 @@ def _webcam(client: PoseClient, args: argparse.Namespace) -> int:
     from hotpose_client.webcam import webcam
 
     device: int | str = int(args.device) if args.device.isdigit() else args.device
+    if args.show:
+        _check_gui()
     shown: dict[int, object] = {}
     frames = webcam(device, max_frames=args.frames)
     if args.show:
@@ -85,6 +112,17 @@ def _webcam(client: PoseClient, args: argparse.Namespace) -> int:
     s = live.state
     print(f"sent {s.sent}, answered {s.answered}, dropped {len(s.dropped)}, errors {len(s.errors)}", file=sys.stderr)
     return 0
+
+
+def _check_gui() -> None:
+    """`--show` needs an OpenCV built with a GUI; the `webcam` extra installs the headless one."""
+    import cv2
+
+    if re.search(r"^\s*GUI:\s*NONE\s*$", cv2.getBuildInformation(), re.MULTILINE):
+        raise ValueError(
+            "--show needs OpenCV with a GUI, and this one is headless: "
+            "pip uninstall opencv-python-headless && pip install opencv-python"
+        )
 
 
 def _keep_images(frames, shown):  # type: ignore[no-untyped-def]

@@ -38,7 +38,10 @@ NPZ_ARRAYS = {
     "joint_names": "[J] str",
     "skeleton_edges": "[E, 2] int64",
     "fps": "float64", "width": "int64", "height": "int64",
+    "coordinates": "str: JSON object, units and axes of each field (absent in files from before 0.1.1)",
 }  # fmt: skip
+OPTIONAL_NPZ_ARRAYS = {"coordinates"}
+HEAD_KEYS = ("fps", "width", "height", "joint_names", "skeleton_edges", "coordinates")
 
 
 # --- JSON ----------------------------------------------------------------------------
@@ -53,6 +56,12 @@ def write_json(doc: dict[str, Any], path: str | Path | IO[str] | None) -> str | 
     else:
         json.dump(doc, path)
     return None
+
+
+def json_head(meta: dict[str, Any]) -> str:
+    """The JSON result up to its first frame: `{"fps": ..., "coordinates": {...}, "frames": [`, so a
+    writer can stream the frames after it (and close with `]}`)."""
+    return json.dumps({k: meta[k] for k in HEAD_KEYS})[:-1] + ', "frames": ['
 
 
 def read_json(source: str | Path | IO[str]) -> dict[str, Any]:
@@ -164,6 +173,7 @@ def npz_arrays(meta: dict[str, Any], frames: Iterable[dict[str, Any]]) -> dict[s
         "skeleton_edges": np.asarray(meta.get("skeleton_edges", []), np.int64).reshape(-1, 2),
         "fps": np.asarray(meta["fps"], np.float64), "width": np.asarray(meta["width"], np.int64),
         "height": np.asarray(meta["height"], np.int64),
+        "coordinates": np.asarray(json.dumps(meta.get("coordinates", {}))),
     }  # fmt: skip
 
 
@@ -180,13 +190,14 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 def read_npz(path: str | Path | IO[bytes]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """-> (meta, frame dicts) from an NPZ written by `npz_arrays`; values come back as float32."""
     with np.load(path, allow_pickle=False) as z:
-        missing = [k for k in NPZ_ARRAYS if k not in z]
+        missing = [k for k in NPZ_ARRAYS if k not in z and k not in OPTIONAL_NPZ_ARRAYS]
         if missing:
             raise ValueError(f"not a hotpose NPZ: missing arrays {missing}")
-        a = {k: z[k] for k in NPZ_ARRAYS}
+        a = {k: z[k] for k in NPZ_ARRAYS if k in z}
     meta = {
         "fps": float(a["fps"]), "width": int(a["width"]), "height": int(a["height"]),
         "joint_names": [str(n) for n in a["joint_names"]], "skeleton_edges": a["skeleton_edges"].tolist(),
+        "coordinates": json.loads(str(a["coordinates"])) if "coordinates" in a else {},
     }  # fmt: skip
     frames: dict[int, dict[str, Any]] = {
         int(i): {"index": int(i), "time": float(t), "people": []}

@@ -131,7 +131,7 @@ class PoseSequence:
                 raise ValueError(f"the sequence holds {len(ids)} people {ids}: pass track_id")
             return ids[0]
         if track_id not in ids:
-            raise KeyError(f"no person with track_id {track_id} (have {ids})")
+            raise ValueError(f"no person with track_id {track_id} (have {ids})")
         return track_id
 
     # --- formats -----------------------------------------------------------------
@@ -205,7 +205,7 @@ class PoseSequence:
         from hotpose_client.bvh import write_bvh
 
         joints = self.joints_3d(track_id)
-        fps = self.fps if self.fps > 0 else _fps_from_times(self.times)
+        fps = frame_rate(self.fps, self.times)
         pick = even_grid(self.times, fps)
         if pick is not None:
             joints = joints[pick]
@@ -228,7 +228,12 @@ def even_grid(times: np.ndarray, fps: float) -> np.ndarray | None:
     return np.where(np.abs(t[right] - grid) < np.abs(grid - t[left]), right, left)
 
 
-def _fps_from_times(t: np.ndarray) -> float:
-    d = np.diff(t)
+def frame_rate(stated: float, times: np.ndarray) -> float:
+    """The rate to write: the container's `stated` fps unless the frames' own times disagree with it
+    by more than 25% (some containers state 1000 fps, some nothing); then the times' median rate."""
+    d = np.diff(np.asarray(times, np.float64))
     d = d[d > 0]
-    return float(1.0 / np.median(d)) if len(d) else 30.0
+    measured = float(1.0 / np.median(d)) if len(d) else 0.0
+    if stated > 0 and (measured == 0.0 or abs(stated - measured) <= 0.25 * measured):
+        return stated
+    return measured if measured > 0 else 30.0

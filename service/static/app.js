@@ -285,6 +285,7 @@ async function processClip(file) {
     }
     state.clip = await (await api(`/v1/jobs/${id}/result`)).json();
     $("jobtext").textContent = `done: ${state.clip.frames.length} frames`;
+    offerBvh(id, state.clip.frames);
     $("downloads").hidden = false;
     setStatus("playing the clip");
     play(file);
@@ -319,14 +320,28 @@ function play(file) {
   video.play();
 }
 
-async function download(format) {
+// A BVH holds one person: one button per track id that has 3D (none when nobody was lifted).
+function offerBvh(id, frames) {
+  const ids = new Set();
+  for (const f of frames) for (const p of f.people) if (p.joints_3d) ids.add(p.track_id);
+  const buttons = [...ids].sort((a, b) => a - b).map((track) => {
+    const b = document.createElement("button");
+    b.textContent = ids.size === 1 ? "BVH" : `BVH id ${track}`;
+    b.dataset.href = `/v1/jobs/${id}/result?format=bvh&track_id=${track}`;
+    b.addEventListener("click", () => download("bvh", track));
+    return b;
+  });
+  $("bvh").replaceChildren(...buttons);
+}
+
+async function download(format, track = null) {
   const id = state.job && state.job.id;
   if (!id) return;
   try {
-    const r = await api(`/v1/jobs/${id}/result?format=${format}`);
+    const r = await api(`/v1/jobs/${id}/result?format=${format}` + (track === null ? "" : `&track_id=${track}`));
     const a = document.createElement("a");
     a.href = URL.createObjectURL(await r.blob());
-    a.download = `${id}.${format}`;
+    a.download = track === null ? `${id}.${format}` : `${id}_id${track}.${format}`;
     a.click();
     setTimeout(() => URL.revokeObjectURL(a.href), 10000);
   } catch (e) {
@@ -343,7 +358,9 @@ $("streamfile").addEventListener("change", (e) => {
 });
 $("clipfile").addEventListener("change", (e) => { if (e.target.files[0]) processClip(e.target.files[0]); });
 $("stop").addEventListener("click", () => { stop(); setStatus("stopped"); });
-for (const b of document.querySelectorAll("#downloads button")) b.addEventListener("click", () => download(b.dataset.format));
+for (const b of document.querySelectorAll("#downloads button[data-format]")) {
+  b.addEventListener("click", () => download(b.dataset.format));
+}
 enableRotation();
 draw3d([]);
 loadInfo().then(() => {

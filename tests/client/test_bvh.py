@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hotpose_client.bvh import BVH_JOINTS, H36M_PARENTS, bvh_to_camera, read_bvh, write_bvh
+from hotpose_client.bvh import BVH_JOINTS, H36M_PARENTS, _euler_zxy, bvh_to_camera, read_bvh, write_bvh
 
 REST = np.array([  # a rigid body (metres, camera frame: y down), Human3.6M-17
     [0, 0, 0], [-0.12, 0.02, 0.01], [-0.13, 0.45, 0.03], [-0.13, 0.88, 0.06], [0.12, 0.02, 0.01],
@@ -76,7 +76,34 @@ def test_missing_frames_hold_the_last_pose(tmp_path: Path) -> None:
     np.testing.assert_allclose(out[4], joints[4], atol=1e-4)
 
 
+def test_a_frame_missing_its_root_holds_the_last_full_frame(tmp_path: Path) -> None:
+    joints = rigid_motion(5, seed=4)
+    root = np.arange(15, dtype=float).reshape(5, 3) / 10
+    root[2] = np.nan
+    write_bvh(tmp_path / "r.bvh", joints, 30.0, root_positions=root)
+    out = fk(tmp_path / "r.bvh")
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out[2], joints[1] + root[1], atol=1e-4)
+    np.testing.assert_allclose(out[3], joints[3] + root[3], atol=1e-4)
+
+
+def test_euler_angles_at_gimbal_lock_rebuild_the_rotation() -> None:
+    def rot(axis: int, deg: float) -> np.ndarray:
+        c, s = np.cos(np.radians(deg)), np.sin(np.radians(deg))
+        i, j = [(1, 2), (2, 0), (0, 1)][axis]
+        m = np.eye(3)
+        m[i, i], m[i, j], m[j, i], m[j, j] = c, -s, s, c
+        return m
+
+    for b in (90.0, -90.0, 89.0, 10.0):
+        r = rot(2, 40.0) @ rot(0, b) @ rot(1, 25.0)  # Rz Rx Ry, the file's ZXY channels
+        a, b2, c = _euler_zxy(r)
+        np.testing.assert_allclose(rot(2, a) @ rot(0, b2) @ rot(1, c), r, atol=1e-9)
+
+
 def test_bad_inputs_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"expected root_positions \[4, 3\]"):
+        write_bvh(tmp_path / "x.bvh", rigid_motion(4), 30.0, root_positions=np.zeros((3, 3)))
     with pytest.raises(ValueError, match=r"expected joints \[T, 17, 3\]"):
         write_bvh(tmp_path / "x.bvh", np.zeros((4, 16, 3)), 30.0)
     with pytest.raises(ValueError, match="no frame has 3D joints"):

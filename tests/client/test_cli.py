@@ -49,3 +49,29 @@ def test_webcam_command_streams_a_camera_source(
     assert summary.startswith("sent 12,") and len(frames) == answered
     assert [f["index"] for f in frames] == sorted(f["index"] for f in frames)
     assert all("latency_ms" in f for f in frames)
+
+
+def test_a_failed_export_names_the_job_and_result_saves_it_again(
+    live_server: LiveServer, astronaut_clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["--url", live_server.url, "--api-key", "k1"]
+    out = tmp_path / "p.bvh"
+    assert main([*base, "clip", str(astronaut_clip), "--quiet", "-o", str(out), "--track-id", "99"]) == 1
+    err = capsys.readouterr().err
+    assert "no person with track_id 99" in err and "hotpose-client result " in err and not out.exists()
+    job_id = err.split("hotpose-client result ")[1].split()[0]
+    assert main([*base, "result", job_id, "-o", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["job_id"] == job_id and len(read_bvh(out).motion) == summary["frames"] == 30
+
+
+def test_show_refuses_a_headless_opencv_before_streaming(
+    live_server: LiveServer, astronaut_clip: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cv2 = pytest.importorskip("cv2")
+    if "NONE" not in cv2.getBuildInformation().split("GUI:")[1].splitlines()[0]:
+        pytest.skip("this OpenCV has a GUI")
+    args = ["--url", live_server.url, "--api-key", "k1", "webcam", "--device", str(astronaut_clip), "--show"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "needs OpenCV with a GUI" in err and "sent " not in err

@@ -53,6 +53,7 @@ def test_process_clip_round_trip(in_process: Make, astronaut_clip: Path, tmp_pat
         client.wait(job_id)
         npz = PoseSequence.from_npz(client.download(job_id, tmp_path / "r.npz"))
         np.testing.assert_allclose(npz.joints_3d(), client.result(job_id).joints_3d(), atol=1e-6)
+        assert npz.coordinates == seq.coordinates and npz.skeleton_edges == seq.skeleton_edges
         csv = PoseSequence.from_csv(client.download(job_id, tmp_path / "r.csv"), fps=seq.fps)
         full = client.result(job_id).keypoints_2d()
         np.testing.assert_allclose(csv.keypoints_2d(), full[~np.isnan(full).any(axis=(1, 2))])  # CSV: no empty frames

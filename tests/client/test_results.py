@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hotpose_client import Frame, Person, PoseSequence
+from hotpose_client import Frame, Person, PoseSequence, formats
 from hotpose_client.bvh import read_bvh
 from hotpose_client.formats import CSV_COLUMNS
-from hotpose_client.results import even_grid
+from hotpose_client.results import even_grid, frame_rate
 
 NAMES = tuple(f"j{i}" for i in range(17))
 
@@ -60,6 +60,14 @@ def test_npz_round_trip_to_float32(tmp_path: Path) -> None:
     back = PoseSequence.from_npz(tmp_path / "s.npz")
     assert_same(seq, back, 1e-5)  # the NPZ stores float32
     assert (back.fps, back.width, back.height, back.joint_names) == (30.0, 640, 480, NAMES)
+    assert back.skeleton_edges == ((0, 1), (1, 2)) and back.coordinates == {"joints_3d": "metres"}
+
+
+def test_npz_written_before_coordinates_were_stored_still_reads(tmp_path: Path) -> None:
+    arrays = formats.npz_arrays(make_sequence(np.random.default_rng(1)).meta(), [])
+    del arrays["coordinates"]
+    formats.write_npz(tmp_path / "old.npz", arrays)
+    assert PoseSequence.from_npz(tmp_path / "old.npz").coordinates == {}
 
 
 def test_csv_round_trip_keeps_people_not_empty_frames(tmp_path: Path) -> None:
@@ -81,7 +89,7 @@ def test_numpy_accessors_align_with_frames() -> None:
     assert np.isnan(seq.joints_3d(1)[5]).all() and not np.isnan(seq.keypoints_2d(1)[5]).any()
     with pytest.raises(ValueError, match="pass track_id"):
         seq.joints_3d()
-    with pytest.raises(KeyError, match="no person with track_id 9"):
+    with pytest.raises(ValueError, match="no person with track_id 9"):
         seq.joints_3d(9)
 
 
@@ -123,3 +131,15 @@ def test_webcam_yields_timed_rgb_frames(astronaut_clip: Path) -> None:
     assert times == sorted(times) and all(img.shape == (512, 512, 3) and img.dtype == np.uint8 for _, img in frames)
     with pytest.raises(OSError, match="cannot open camera"):
         next(webcam("/nonexistent/camera.mp4"))
+
+
+def test_bvh_rate_follows_the_frame_times_when_the_container_states_nonsense(tmp_path: Path) -> None:
+    times = np.arange(90) / 30.0  # 3 s at 30 fps
+    assert frame_rate(29.97, times) == 29.97  # the container's rate, when the times agree with it
+    assert frame_rate(1000.0, times) == pytest.approx(30.0)  # some WebM files state 1000 fps
+    assert frame_rate(0.0, times) == pytest.approx(30.0) and frame_rate(25.0, times[:1]) == 25.0
+    pose = np.random.default_rng(5).normal(size=(17, 3))
+    frames = [Frame(i, float(t), [Person(1, (0, 0, 1, 1), 1.0, np.zeros((17, 3)), pose)]) for i, t in enumerate(times)]
+    PoseSequence(frames, 1000.0, 640, 480, NAMES, ((0, 1),), {}).to_bvh(tmp_path / "webm.bvh")
+    bvh = read_bvh(tmp_path / "webm.bvh")
+    assert len(bvh.motion) == 90 and bvh.frame_time == pytest.approx(1 / 30)

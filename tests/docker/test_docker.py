@@ -54,9 +54,25 @@ def test_dockerfile_stages_and_promises(name: str) -> None:
     assert ("COPY", "--from=builder /opt/hotpose /opt/hotpose") in runtime
 
 
+# The CUDA builds of torch 2.13 on download.pytorch.org (12.8 was dropped in 2.12).
+TORCH_CUDA_BUILDS = {"2.13.0": {"cu126", "cu130"}}
+
+
 def test_cuda_image_uses_the_cuda_runtime_and_wheel() -> None:
     text = (DOCKER / "Dockerfile.cuda").read_text()
-    assert "nvidia/cuda:" in text and "-runtime-" in text and "whl/cu" in text and "HOTPOSE_DEVICE=cuda" in text
+    assert "-runtime-" in text and "HOTPOSE_DEVICE=cuda" in text
+    base = re.search(r"ARG CUDA_IMAGE=nvidia/cuda:(\d+)\.(\d+)\.\d+-", text)
+    wheel = re.search(r"ARG TORCH_INDEX=https://download\.pytorch\.org/whl/(cu\d+)", text)
+    version = re.search(r"ARG TORCH_VERSION=(\S+)", text)
+    assert base and wheel and version
+    assert wheel[1] in TORCH_CUDA_BUILDS[version[1]], f"torch {version[1]} has no {wheel[1]} build"
+    assert wheel[1] == f"cu{base[1]}{base[2]}", "the wheel's CUDA must match the base image's"
+
+
+def test_health_check_follows_the_port_setting() -> None:
+    for name in DOCKERFILES:
+        (health,) = [rest for word, rest in stages(DOCKER / name)["runtime"] if word == "HEALTHCHECK"]
+        assert "HOTPOSE_PORT" in health and ":8000/" not in health
 
 
 def test_compose_has_the_data_volume_and_gpu_reservation() -> None:
@@ -68,6 +84,8 @@ def test_compose_has_the_data_volume_and_gpu_reservation() -> None:
     (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
     assert "hotpose-data" in compose["volumes"]
+    for svc in (cpu, gpu):  # open by default (no API keys), so published on this machine only
+        assert all(p.startswith("127.0.0.1:") for p in svc["ports"])
 
 
 def test_hadolint_passes() -> None:

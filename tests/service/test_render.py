@@ -45,6 +45,7 @@ def test_run_renders_the_clip(astronaut_clip: Path, tiny_weights: Path, tmp_path
     cap.release()
     poses = json.loads((tmp_path / "poses.json").read_text())  # written frame by frame as they were final
     assert (poses["fps"], poses["width"], poses["height"]) == (10.0, 512, 512) and poses["joint_names"][0] == "pelvis"
+    assert poses["skeleton_edges"][0] == [0, 1] and poses["coordinates"]["joints_3d"].startswith("metres")
     assert [f["index"] for f in poses["frames"]] == list(range(30))
     assert sum(len(f["people"]) for f in poses["frames"]) >= 28
     assert list(tmp_path.glob("*.part")) == []

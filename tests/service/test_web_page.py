@@ -208,4 +208,10 @@ def test_uploaded_clip_finishes_and_plays(
         shown = page.js("!document.getElementById('downloads').hidden")
         page.wait_for("window.hotpose.lastPose && window.hotpose.lastPose.people.length > 0", 30, "playback")
         frames = page.js("window.hotpose.clip.frames.length")
+        lifted = page.js("[...new Set(window.hotpose.clip.frames.flatMap((f) => f.people"
+                         ".filter((p) => p.joints_3d).map((p) => p.track_id)))].sort((a, b) => a - b)")  # fmt: skip
+        bvh = page.js("[...document.querySelectorAll('#bvh button')].map((b) => b.dataset.href)")
+        # each BVH button asks for one person, so a clip with several people (or ids) downloads too
+        statuses = page.js(f"Promise.all({json.dumps(bvh)}.map((u) => fetch(u).then((r) => r.status)))")
     assert text == "done: 30 frames" and shown and frames == 30
+    assert lifted and [int(u.split("track_id=")[1]) for u in bvh] == lifted and statuses == [200] * len(bvh)
