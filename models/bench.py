@@ -208,13 +208,29 @@ def format_lifter_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+class BenchInputError(RuntimeError):
+    """A benchmark has nothing to run on: no video given and no sample photo installed."""
+
+
+def astronaut() -> Any:
+    """scikit-image's astronaut photo (RGB, 512x512; NASA, public domain): the person the
+    benchmarks run on when no video is given."""
+    try:
+        from skimage import data
+    except ImportError as e:
+        raise BenchInputError(
+            "without --video the benchmark runs on scikit-image's astronaut photo: "
+            "pip install 'hotpose[bench]' (or scikit-image), or pass --video"
+        ) from e
+    return data.astronaut()
+
+
 def _pan_frames(n: int) -> list[Any]:
-    """A synthetic clip: a 720p window panning over the scikit-image astronaut photo."""
+    """A synthetic clip: a 720p window panning over the astronaut photo."""
     import cv2
     import numpy as np
-    from skimage import data
 
-    img = cv2.resize(data.astronaut(), (720, 720))
+    img = cv2.resize(astronaut(), (720, 720))
     canvas = np.pad(img, ((0, 0), (600, 600), (0, 0)), mode="edge")
     return [np.ascontiguousarray(canvas[:, k : k + 1280]) for k in np.linspace(0, 600, n).astype(int)]
 

@@ -53,9 +53,9 @@ def make_clip(path: Path, frames: int = 120, size: tuple[int, int] = (1280, 720)
             n += 1
         source = f"{SHARED_CLIP.name} (frames 120-{120 + n}) upscaled"
     else:
-        from skimage import data
+        from models.bench import astronaut
 
-        img = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+        img = cv2.cvtColor(astronaut(), cv2.COLOR_RGB2BGR)
         canvas = np.zeros((h, w + 400, 3), np.uint8)
         canvas[(h - 512) // 2 : (h - 512) // 2 + 512, 300:812] = img
         for i in range(frames):

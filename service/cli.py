@@ -121,9 +121,14 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _bench_render(args: argparse.Namespace) -> int:
+    from models.bench import BenchInputError
     from service.bench import bench_render
 
-    report = bench_render(rounds=args.rounds, frames=args.frames, threads=args.threads)
+    try:
+        report = bench_render(rounds=args.rounds, frames=args.frames, threads=args.threads)
+    except BenchInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(report))
     else:
@@ -137,21 +142,30 @@ def _bench_render(args: argparse.Namespace) -> int:
 
 
 def _bench_service(args: argparse.Namespace) -> int:
+    from models.bench import BenchInputError
     from service.bench import bench_service, format_service_report
     from service.settings import Settings
 
     settings = Settings(lifter_weights=args.weights, device=args.device, threads=args.threads)
-    report = bench_service(settings, rounds=args.rounds, seconds=args.seconds, fps=args.fps)
+    try:
+        report = bench_service(settings, rounds=args.rounds, seconds=args.seconds, fps=args.fps)
+    except BenchInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(json.dumps(report) if args.json else format_service_report(report))
     return 0
 
 
 def _bench_detector(args: argparse.Namespace) -> int:
-    from models.bench import bench_detector, format_detector_report
+    from models.bench import BenchInputError, bench_detector, format_detector_report
 
-    report = bench_detector(
-        video=args.video, frames=args.frames, rounds=args.rounds, threads=args.threads, device=args.device
-    )
+    try:
+        report = bench_detector(
+            video=args.video, frames=args.frames, rounds=args.rounds, threads=args.threads, device=args.device
+        )
+    except BenchInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(json.dumps(report) if args.json else format_detector_report(report))
     return 0
 

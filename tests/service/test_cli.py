@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,11 @@ def test_detect2d_rejects_a_non_video(tmp_path, capsys) -> None:  # type: ignore
     path.write_text("not a video")
     assert main(["detect2d", str(path)]) == 1
     assert "not a video" in capsys.readouterr().err
+
+
+def test_bench_without_video_or_sample_photo_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "skimage", None)  # scikit-image comes with the dev and bench extras only
+    assert main(["bench", "detector", "--frames", "2"]) == 1
+    assert "pip install 'hotpose[bench]'" in capsys.readouterr().err
