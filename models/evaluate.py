@@ -1,7 +1,11 @@
 """Evaluating a lifter under the fixed protocol of `models.data` (`hotpose eval-lifter`).
 
-Every frame of every clip, 4 cameras, windows of the model's length with edge
-padding, flip augmentation, two input conditions. Figures in millimetres.
+Every frame of every clip, 4 cameras, non-overlapping windows of the model's length
+with edge padding, flip augmentation, two input conditions. Figures in millimetres.
+
+`stride` (not part of the protocol; every published figure uses the default) lifts
+overlapping windows every `stride` frames instead and gives each frame the mean of the
+windows over it, as the service lifts clips (`LiftPolicy.clip`: every frames // 3).
 """
 
 from __future__ import annotations
@@ -18,21 +22,39 @@ from models.metrics import mpjpe, mpjve, p_mpjpe
 
 
 @torch.no_grad()
-def predict(model: Lifter, x: np.ndarray, batch: int = 8, flip: bool = True) -> np.ndarray:
-    """Normalised 2D [T, 17, 2] of one sequence -> 3D [T, 17, 3], window by window."""
+def predict(model: Lifter, x: np.ndarray, batch: int = 8, flip: bool = True, stride: int | None = None) -> np.ndarray:
+    """Normalised 2D [T, 17, 2] of one sequence -> 3D [T, 17, 3], window by window.
+
+    `stride` < the window: overlapping windows starting every `stride` frames (edge-padded at both
+    ends, so every frame lies in frames / stride of them when that divides), averaged per frame."""
     frames = model.config.frames
-    w, t = windows(x, frames)
     device = next(model.parameters()).device
-    outs = []
-    for i in range(0, len(w), batch):
-        xb = torch.from_numpy(w[i : i + batch]).to(device)
-        yb = flip_augment(model, xb) if flip else model(xb)
-        outs.append(yb.float().cpu().numpy())
-    y = np.concatenate(outs).reshape(-1, 17, 3)[:t]
+
+    def lift(w: np.ndarray) -> np.ndarray:  # [N, F, 17, 2] -> [N, F, 17, 3]
+        outs = []
+        for i in range(0, len(w), batch):
+            xb = torch.from_numpy(w[i : i + batch]).to(device)
+            outs.append((flip_augment(model, xb) if flip else model(xb)).float().cpu().numpy())
+        return np.concatenate(outs)
+
+    if stride is None or stride >= frames:
+        w, t = windows(x, frames)
+        y = lift(w).reshape(-1, 17, 3)[:t]
+    else:
+        if stride < 1:
+            raise ValueError(f"stride must be >= 1, got {stride}")
+        t = len(x)
+        starts = np.arange(stride - frames, t, stride)  # [N] first frame of each window
+        idx = starts[:, None] + np.arange(frames)  # [N, F] frame of each window position
+        ys = lift(x[np.clip(idx, 0, t - 1)])  # [N, F, 17, 3]
+        inside = (idx >= 0) & (idx < t)
+        y = np.zeros((t, 17, 3))
+        np.add.at(y, idx[inside], ys[inside])
+        y /= np.bincount(idx[inside], minlength=t)[:, None, None]
     return y - y[:, :1]  # root-relative, as the targets (the model's pelvis output is not used)
 
 
-def evaluate(model: Lifter, views: list[EvalView], flip: bool = True) -> dict[str, Any]:
+def evaluate(model: Lifter, views: list[EvalView], flip: bool = True, stride: int | None = None) -> dict[str, Any]:
     """MPJPE, P-MPJPE and MPJVE (mm) per input condition, averaged over all frames of all views;
     with several skeleton families in the data, also MPJPE per family (`by_rig`)."""
     was_training = model.training
@@ -44,7 +66,7 @@ def evaluate(model: Lifter, views: list[EvalView], flip: bool = True) -> dict[st
             errs: dict[str, list[np.ndarray]] = {"mpjpe": [], "p_mpjpe": [], "mpjve": []}
             per_rig: dict[str, list[np.ndarray]] = {r: [] for r in rigs}
             for v in views:
-                pred = predict(model, v.inputs[cond], flip=flip)
+                pred = predict(model, v.inputs[cond], flip=flip, stride=stride)
                 errs["mpjpe"].append(mpjpe(pred, v.target))
                 errs["p_mpjpe"].append(p_mpjpe(pred, v.target))
                 errs["mpjve"].append(mpjve(pred, v.target))

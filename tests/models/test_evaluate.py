@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
 
 from models import create_lifter
 from models.data import Clip, eval_views
-from models.evaluate import evaluate
+from models.evaluate import evaluate, predict
 
 
 def _clip(name: str, rig: str, frames: int, seed: int) -> Clip:
@@ -36,3 +38,33 @@ def test_one_family_gives_no_breakdown() -> None:
     model = create_lifter("mlp", device="cpu")
     report = evaluate(model, eval_views([_clip("a", "", 12, 0)]))
     assert "by_rig" not in report["gt2d"] and report["frames_evaluated"] == 48
+
+
+class _WindowProbe(torch.nn.Module):
+    """A lifter stand-in: joint j's output is (x of joint j, j * the frame's position in its window, 0)."""
+
+    def __init__(self, frames: int) -> None:
+        super().__init__()
+        self.config = SimpleNamespace(frames=frames)
+        self.w = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, F, 17, 2] -> [B, F, 17, 3]
+        b, f, j, _ = x.shape
+        pos = torch.arange(f, dtype=x.dtype)[None, :, None] * torch.arange(j, dtype=x.dtype)[None, None, :]
+        return torch.stack([x[..., 0], pos.expand(b, f, j), torch.zeros_like(pos).expand(b, f, j)], -1)
+
+
+@pytest.mark.parametrize("stride", [3, 4, 9])
+def test_overlapping_windows_average_every_window_over_a_frame(stride: int) -> None:
+    frames, t = 9, 23
+    x = np.random.default_rng(0).normal(size=(t, 17, 2)).astype(np.float32)
+    y = predict(_WindowProbe(frames), x, flip=False, stride=stride)
+    np.testing.assert_allclose(y[..., 0], x[..., 0] - x[:, :1, 0], atol=1e-6)  # each frame's own input
+    starts = range(stride - frames, t, stride)
+    for i in range(t):
+        positions = [i - s for s in starts if 0 <= i - s < frames]
+        assert len(positions) >= frames // stride
+        np.testing.assert_allclose(y[i, :, 1], np.mean(positions) * np.arange(17), atol=1e-5)
+    plain = predict(_WindowProbe(frames), x, flip=False)  # the protocol: non-overlapping windows
+    np.testing.assert_allclose(plain[:, 1, 1], np.arange(t) % frames, atol=1e-6)
+    np.testing.assert_allclose(predict(_WindowProbe(frames), x, flip=False, stride=frames), plain)
