@@ -261,6 +261,12 @@ class Augment:
     swing_p: float = 0.0
     limb_deg: float = 75.0
     torso_deg: float = 30.0
+    # fraction of windows placed anywhere over the clip, so that they may run off either end and be
+    # edge-padded there: the others fit inside the clip (padded only when the clip is shorter than
+    # the window). The service lifts a new track's first windows padded at the start (`StreamLifter`),
+    # which windows that fit inside the clip never show; and frames near a clip's ends are drawn
+    # far less often than the middle without them.
+    pad_p: float = 0.0
 
 
 def resample(joints: np.ndarray, start: float, speed: float, frames: int) -> np.ndarray:
@@ -379,7 +385,11 @@ def training_sample(
     bone lengths [17] of the skeleton families to retarget to (`rig_proportions`), if any."""
     speed = math.exp(rng.uniform(math.log(aug.speed[0]), math.log(aug.speed[1])))
     span = speed * (frames - 1)
-    start = rng.uniform(0, max(len(clip.joints) - 1 - span, 0))
+    last = len(clip.joints) - 1
+    if aug.pad_p > 0 and rng.random() < aug.pad_p:  # (no draw when off: earlier runs reproduce)
+        start = rng.uniform(-span, last)  # every frame equally likely in the window; ends edge-padded
+    else:
+        start = rng.uniform(0, max(last - span, 0))
     world = resample(clip.joints, start, speed, frames)
     if proportions and rng.random() < aug.retarget_p:
         a, b = rng.integers(len(proportions), size=2)

@@ -205,6 +205,7 @@ def _train_lifter(args: argparse.Namespace) -> int:
         rig_balance=args.rig_balance,
         retarget_p=args.retarget,
         swing_p=args.swing,
+        pad_p=args.pad,
         ema=args.ema,
         device=args.device,
         amp=args.amp,
@@ -356,6 +357,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         help="fraction of windows given new poses: limbs and upper body turned about their root joints (0: off)",
+    )
+    t.add_argument(
+        "--pad",
+        type=float,
+        default=0.0,
+        help="fraction of windows placed anywhere over a clip, edge-padded where they run off its start "
+        "or end, as the service pads a new track's first windows (0: windows fit inside the clip)",
     )
     t.add_argument("--device", default="cpu", help="where to train: cpu, cuda, cuda:1, ...")
     t.add_argument("--amp", action="store_true", help="bfloat16 autocast for the forward pass (for a GPU)")

@@ -152,6 +152,30 @@ def test_training_sample_shapes_and_noise() -> None:
     assert np.allclose(y[:, 0], 0) and np.isfinite(x).all()
 
 
+def test_padded_windows_run_off_either_end_of_the_clip() -> None:
+    wobble = np.random.default_rng(1).normal(0, 0.02, (300, 17, 3)).astype(np.float32)
+    clip = Clip("c", "s", _walker(300) + wobble, 30.0)  # a new pose every frame: clamped frames repeat
+    aug = Augment(speed=(1.0, 1.0), swing_p=0.0)
+
+    def ends(pad_p: float, seed: int) -> tuple[int, int]:
+        rng = np.random.default_rng(seed)
+        front = back = 0
+        for _ in range(100):
+            _, y = training_sample(clip, 81, rng, Augment(**{**aug.__dict__, "pad_p": pad_p}), DetectorNoise())
+            front += bool(np.allclose(y[0], y[1]))
+            back += bool(np.allclose(y[-1], y[-2]))
+        return front, back
+
+    assert ends(0.0, 0) == (0, 0)  # windows inside the clip: never padded
+    front, back = ends(1.0, 0)  # anchored anywhere: start and end padding, each about 81 / 380 of windows
+    assert 5 <= front <= 45 and 5 <= back <= 45
+    # off by default, with no extra draw: the windows of earlier training runs are unchanged
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    x0, _ = training_sample(clip, 81, a, Augment(), DetectorNoise())
+    x1, _ = training_sample(clip, 81, b, Augment(pad_p=0.0), DetectorNoise())
+    assert np.array_equal(x0, x1) and a.random() == b.random()
+
+
 def test_eval_views_are_fixed_and_four_per_clip() -> None:
     clips = [Clip("a", "s1", _walker(50), 30.0), Clip("b", "s2", _walker(40), 30.0)]
     v1, v2 = eval_views(clips), eval_views(clips)

@@ -167,6 +167,18 @@ def test_dpc_knn_tie_break_is_deterministic() -> None:
     assert (first % 2 == 0).all()
 
 
+def test_pruning_keeps_the_same_frames_under_autocast() -> None:
+    # smooth motion: neighbouring frames are close, where bfloat16 distances would reorder them
+    t = torch.linspace(0, 6, 243)[None, :, None, None]
+    x = torch.sin(t * torch.randn(1, 1, 17, 64) + torch.randn(1, 1, 17, 64)) + 3.0  # [1, 243, 17, 64]
+    plain = token_pruning_cluster(x, 81, 2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(token_pruning_cluster(x, 81, 2), plain)
+        assert torch.equal(
+            token_pruning_cluster(x.bfloat16(), 81, 2), token_pruning_cluster(x.bfloat16().float(), 81, 2)
+        )
+
+
 def test_deterministic_inference_bit_identical() -> None:
     model = small("hot_mixste")
     randomize(model)
