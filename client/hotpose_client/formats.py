@@ -38,7 +38,7 @@ NPZ_ARRAYS = {
     "joint_names": "[J] str",
     "skeleton_edges": "[E, 2] int64",
     "fps": "float64", "width": "int64", "height": "int64",
-    "coordinates": "str: JSON object, units and axes of each field (absent in files from before 0.1.1)",
+    "coordinates": "str: JSON object, units and axes of each field (absent in older files)",
 }  # fmt: skip
 OPTIONAL_NPZ_ARRAYS = {"coordinates"}
 HEAD_KEYS = ("fps", "width", "height", "joint_names", "skeleton_edges", "coordinates")
