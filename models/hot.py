@@ -103,7 +103,6 @@ def dpc_knn_select(x: Tensor, cluster_num: int, k: int) -> Tensor:
     density x distance-to-a-denser-token score, best first. Ties are broken
     deterministically (see the module docstring).
     """
-    b, n, c = x.shape
     with torch.autocast(x.device.type, enabled=False):
         return _dpc_knn_select(x.float(), cluster_num, k)
 
