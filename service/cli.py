@@ -14,10 +14,12 @@ hotpose bench service [...]    clip throughput vs decode, live-stream latency
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -120,15 +122,27 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_command(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A `hotpose bench` handler whose missing input (`BenchInputError`) is one line on stderr, exit 1."""
+
+    @functools.wraps(run)
+    def command(args: argparse.Namespace) -> int:
+        from models.bench import BenchInputError
+
+        try:
+            return run(args)
+        except BenchInputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+
+    return command
+
+
+@_bench_command
 def _bench_render(args: argparse.Namespace) -> int:
-    from models.bench import BenchInputError
     from service.bench import bench_render
 
-    try:
-        report = bench_render(rounds=args.rounds, frames=args.frames, threads=args.threads)
-    except BenchInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    report = bench_render(rounds=args.rounds, frames=args.frames, threads=args.threads)
     if args.json:
         print(json.dumps(report))
     else:
@@ -141,31 +155,24 @@ def _bench_render(args: argparse.Namespace) -> int:
     return 0
 
 
+@_bench_command
 def _bench_service(args: argparse.Namespace) -> int:
-    from models.bench import BenchInputError
     from service.bench import bench_service, format_service_report
     from service.settings import Settings
 
     settings = Settings(lifter_weights=args.weights, device=args.device, threads=args.threads)
-    try:
-        report = bench_service(settings, rounds=args.rounds, seconds=args.seconds, fps=args.fps)
-    except BenchInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    report = bench_service(settings, rounds=args.rounds, seconds=args.seconds, fps=args.fps)
     print(json.dumps(report) if args.json else format_service_report(report))
     return 0
 
 
+@_bench_command
 def _bench_detector(args: argparse.Namespace) -> int:
-    from models.bench import BenchInputError, bench_detector, format_detector_report
+    from models.bench import bench_detector, format_detector_report
 
-    try:
-        report = bench_detector(
-            video=args.video, frames=args.frames, rounds=args.rounds, threads=args.threads, device=args.device
-        )
-    except BenchInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    report = bench_detector(
+        video=args.video, frames=args.frames, rounds=args.rounds, threads=args.threads, device=args.device
+    )
     print(json.dumps(report) if args.json else format_detector_report(report))
     return 0
 
