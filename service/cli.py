@@ -213,6 +213,7 @@ def _train_lifter(args: argparse.Namespace) -> int:
         retarget_p=args.retarget,
         swing_p=args.swing,
         pad_p=args.pad,
+        aim_p=args.aim,
         ema=args.ema,
         device=args.device,
         amp=args.amp,
@@ -371,6 +372,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="fraction of windows placed anywhere over a clip, edge-padded where they run off its start "
         "or end, as the service pads a new track's first windows (0: windows fit inside the clip)",
+    )
+    t.add_argument(
+        "--aim",
+        type=float,
+        default=0.0,
+        help="fraction of windows whose camera is turned up to 25 degrees off the subject (pan; tilt half), "
+        "so people are seen off the image centre (0: cameras aimed at the subject)",
     )
     t.add_argument("--device", default="cpu", help="where to train: cpu, cuda, cuda:1, ...")
     t.add_argument("--amp", action="store_true", help="bfloat16 autocast for the forward pass (for a GPU)")

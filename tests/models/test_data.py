@@ -176,6 +176,32 @@ def test_padded_windows_run_off_either_end_of_the_clip() -> None:
     assert np.array_equal(x0, x1) and a.random() == b.random()
 
 
+def test_turned_cameras_see_the_subject_off_the_image_centre() -> None:
+    clip = Clip("c", "s", _walker(300), 30.0)
+
+    def offsets(aim_p: float) -> np.ndarray:
+        rng = np.random.default_rng(0)
+        aug = Augment(noise_p=0.0, aim_p=aim_p)
+        return np.array([np.linalg.norm(training_sample(clip, 27, rng, aug, DetectorNoise())[0][:, 0].mean(0))
+                         for _ in range(200)])  # fmt: skip
+
+    aimed, turned = offsets(0.0), offsets(1.0)
+    # pan up to 25 degrees at a focal length of 800-1600 px in a 1000 px image: up to 0.75-1.5 units off
+    assert np.percentile(aimed, 90) < 0.35 < np.percentile(turned, 90)
+    assert turned.max() > 0.6
+    # the turn is the camera's: the root-relative target keeps its shape, only its frame changes
+    rng = np.random.default_rng(1)
+    still = Augment(aim_p=1.0, bone_scale=0.0, shoulder_width=(1.0, 1.0), mirror_p=0.0)
+    _, y = training_sample(clip, 27, rng, still, DetectorNoise())
+    hip = np.linalg.norm(clip.joints[0, 1] - clip.joints[0, 0])
+    assert np.allclose(np.linalg.norm(y[:, 1], axis=-1), hip, atol=1e-4)
+    # off by default, with no extra draw: the windows of earlier training runs are unchanged
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    x0, _ = training_sample(clip, 27, a, Augment(), DetectorNoise())
+    x1, _ = training_sample(clip, 27, b, Augment(aim_p=0.0), DetectorNoise())
+    assert np.array_equal(x0, x1) and a.random() == b.random()
+
+
 def test_eval_views_are_fixed_and_four_per_clip() -> None:
     clips = [Clip("a", "s1", _walker(50), 30.0), Clip("b", "s2", _walker(40), 30.0)]
     v1, v2 = eval_views(clips), eval_views(clips)
