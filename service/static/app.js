@@ -327,18 +327,22 @@ function offerBvh(id, frames) {
   const buttons = [...ids].sort((a, b) => a - b).map((track) => {
     const b = document.createElement("button");
     b.textContent = ids.size === 1 ? "BVH" : `BVH id ${track}`;
-    b.dataset.href = `/v1/jobs/${id}/result?format=bvh&track_id=${track}`;
+    b.dataset.href = resultUrl(id, "bvh", track);
     b.addEventListener("click", () => download("bvh", track));
     return b;
   });
   $("bvh").replaceChildren(...buttons);
 }
 
+function resultUrl(id, format, track = null) {
+  return `/v1/jobs/${id}/result?format=${format}` + (track === null ? "" : `&track_id=${track}`);
+}
+
 async function download(format, track = null) {
   const id = state.job && state.job.id;
   if (!id) return;
   try {
-    const r = await api(`/v1/jobs/${id}/result?format=${format}` + (track === null ? "" : `&track_id=${track}`));
+    const r = await api(resultUrl(id, format, track));
     const a = document.createElement("a");
     a.href = URL.createObjectURL(await r.blob());
     a.download = track === null ? `${id}.${format}` : `${id}_id${track}.${format}`;
