@@ -245,12 +245,20 @@ def _add_routes(app: FastAPI) -> None:
             joint_names=list(H36M_JOINTS), skeleton_edges=list(H36M_EDGES), coordinates=COORDINATES,
             limits={"max_upload_mb": s.max_upload_mb, "max_clip_frames": s.max_clip_frames,
                     "max_clip_seconds": s.max_clip_seconds, "max_frame_pixels": s.max_frame_pixels,
-                    "max_streams": s.max_streams, "max_message_mb": s.max_message_mb},
+                    "max_streams": s.max_streams, "max_message_mb": s.max_message_mb,
+                    "max_pending_jobs": s.max_pending_jobs},
         )  # fmt: skip
 
     @app.post("/v1/clips", status_code=202, dependencies=[Auth])
     async def create_clip(request: Request, state: State) -> JSONResponse:
         s = state.settings
+        assert state.store is not None and state.runner is not None
+        if len(state.store.with_status("queued", "running")) >= s.max_pending_jobs:  # before reading the upload
+            raise HTTPException(
+                status_code=429,
+                detail=f"too many clips waiting (limit {s.max_pending_jobs}); try again when one has finished",
+                headers={"Retry-After": "30"},
+            )
         limit = int(s.max_upload_mb * (1 << 20))
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit + (1 << 16):
@@ -267,7 +275,6 @@ def _add_routes(app: FastAPI) -> None:
         if not isinstance(upload, UploadFile) and not hasattr(upload, "read"):
             await form.close()
             raise HTTPException(status_code=422, detail="send the video as the multipart field 'file'")
-        assert state.store is not None and state.runner is not None
         name = Path(getattr(upload, "filename", None) or "upload").name
         job = state.store.create(name)
         suffix = Path(name).suffix.lower()
@@ -402,7 +409,18 @@ def _npz_result(meta: dict[str, Any], lines: Path) -> bytes:
 
 def _bvh_result(meta: dict[str, Any], lines: Path, track_id: int | None) -> bytes:
     """One person's animation (`hotpose_client.bvh`); `track_id` may be omitted when there is one person."""
-    seq = PoseSequence.from_dict({**meta, "frames": list(_frames(lines))})
+    ids: set[int] = set()
+
+    def frames() -> Iterator[dict[str, Any]]:  # one at a time, keeping only the person asked for (long clips)
+        for f in _frames(lines):
+            ids.update(p["track_id"] for p in f["people"])
+            if track_id is not None:
+                f["people"] = [p for p in f["people"] if p["track_id"] == track_id]
+            yield f
+
+    seq = PoseSequence.from_dict({**meta, "frames": frames()})
+    if track_id is not None and track_id not in ids:
+        raise ValueError(f"no person with track_id {track_id} (have {sorted(ids)})")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "result.bvh"
         seq.to_bvh(path, track_id)

@@ -1,8 +1,9 @@
 """Clip jobs: state in SQLite, files under the data directory, processed by worker threads.
 
-Layout of `data_dir`: `jobs.sqlite3` and `jobs/<id>/` holding the upload (`input<suffix>`), the
-frames as NDJSON while they are lifted (`frames.ndjson`, one `FramePoses` per line, in order)
-and `meta.json` (fps, width, height, joint names). A job that was queued or running when the
+Layout of `data_dir`: `jobs.sqlite3` and `jobs/<id>/` holding the upload (`input<suffix>`, deleted
+once the job is done or has failed), the frames as NDJSON while they are lifted (`frames.ndjson`,
+one `FramePoses` per line, in order; a failed job keeps the frames it had lifted) and `meta.json`
+(fps, width, height, joint names). A job that was queued or running when the
 server stopped is queued again at start-up (its upload is on disk; results are recomputed from
 the start); if its upload is gone it is marked failed with the reason. Finished jobs older than
 the retention are deleted with their files.
@@ -193,6 +194,7 @@ class JobRunner:
                 continue
             try:
                 self._run(job_id)
+                self._drop_input(job_id)
                 metrics.JOBS.labels("done").inc()
             except _CancelledError:
                 log.info("job %s: cancelled", job_id)
@@ -201,13 +203,21 @@ class JobRunner:
             except (VideoError, ClipLimitError) as e:
                 log.info("job %s: failed: %s", job_id, e)
                 self.store.update(job_id, status="failed", error=str(e))
+                self._drop_input(job_id)
                 metrics.JOBS.labels("failed").inc()
             except Exception as e:  # noqa: BLE001 - a job never takes the worker down
                 log.exception("job %s: failed", job_id)
                 self.store.update(job_id, status="failed", error=f"internal error: {type(e).__name__}: {e}")
+                self._drop_input(job_id)
                 metrics.JOBS.labels("failed").inc()
             finally:
                 self._cancelled.discard(job_id)
+
+    def _drop_input(self, job_id: str) -> None:
+        """A finished job's upload (up to `max_upload_mb`) is not needed again: only its results are kept."""
+        path = input_path(self.store, job_id)
+        if path is not None:
+            path.unlink(missing_ok=True)
 
     def _run(self, job_id: str) -> None:
         path = input_path(self.store, job_id)

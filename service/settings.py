@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     max_clip_seconds: float = 1800.0
     max_frame_pixels: int = 3840 * 2160
     job_workers: int = 1  # clips processed at once (they share the models' batches)
+    max_pending_jobs: int = 32  # queued or running clips; a new upload over this gets 429
     retention_hours: float = 24.0 * 7  # finished jobs and their files are deleted after this
 
     # live streams

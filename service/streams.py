@@ -20,7 +20,12 @@ with 1008 and a reason; a failure inside the models (not the client's fault) sen
 frame and closes with 1011 and a reason, so a client never waits on a stream that stopped working.
 
 Frame times: the client's `t` (finite seconds); else `index / fps` when the config gives `fps`; else
-the arrival time. Backpressure: at most `live_queue` unprocessed frames wait per stream; when a new frame arrives
+the arrival time. Times must increase: when a client's `t` goes back or repeats (a camera or a looped
+file restarting its clock), that frame and all later ones are moved on to continue one frame step
+after the previous frame, and a stream-level `error` (index null) says so (on the first such frame
+and on every jump back of more than 0.5 s); poses carry the times used.
+
+Backpressure: at most `live_queue` unprocessed frames wait per stream; when a new frame arrives
 on a full queue the oldest waiting one is dropped and reported (never silently), so a client that
 sends faster than the server processes gets the newest frames at bounded memory and latency.
 """
@@ -48,6 +53,7 @@ from service import metrics
 from service.lifting import LiftPolicy
 from service.pipeline import FramePoses, PosePipeline
 from service.smoothing import OneEuroConfig
+from service.video import image_size
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +122,7 @@ class _Session:
     busy: bool = False  # a frame is in the models
     next_index: int = 0
     t_first: float | None = None
+    shifts: int = 0  # frames whose time was moved on because the client's clock went back
     max_pixels: int = 3840 * 2160
 
 
@@ -168,7 +175,7 @@ async def _serve(ws: WebSocket, state: Any, sid: str, executor: ThreadPoolExecut
             if msg.get("type") == "config":
                 cfg = StreamConfig.parse(msg, default, engine.window or 243)
                 first = None
-        except (ValueError, TypeError, AttributeError) as e:
+        except (ValueError, TypeError, AttributeError, OverflowError, RecursionError) as e:
             await ws.close(code=CLOSE_POLICY, reason=f"bad config: {e}"[:120])
             return
     smoothing = OneEuroConfig() if cfg.smoothing else None
@@ -184,6 +191,7 @@ async def _serve(ws: WebSocket, state: Any, sid: str, executor: ThreadPoolExecut
     worker = asyncio.create_task(_process(ws, session, executor))
     max_bytes = int(s.max_message_mb * (1 << 20))
     pending_t: float | None = None
+    idle = False
     try:
         msg = first
         while True:
@@ -194,8 +202,14 @@ async def _serve(ws: WebSocket, state: Any, sid: str, executor: ThreadPoolExecut
                     if not worker.done() and (session.busy or session.queue):
                         continue  # the client may be waiting on us (acks)
                     if not worker.done():
-                        await ws.close(code=CLOSE_POLICY, reason=f"no message for {s.stream_idle_s:g} s")
+                        if session.received:  # frames held for context: answer them before closing
+                            session.ended = True
+                            session.wake.set()
+                            await worker
+                        if ws.application_state == WebSocketState.CONNECTED:
+                            await ws.close(code=CLOSE_POLICY, reason=f"no message for {s.stream_idle_s:g} s")
                     log.info("stream %s: closed after %g s without a message", sid, s.stream_idle_s)
+                    idle = True
                     break
             kind = msg.get("type")
             if kind == "websocket.disconnect" or worker.done() or ws.application_state != WebSocketState.CONNECTED:
@@ -205,6 +219,7 @@ async def _serve(ws: WebSocket, state: Any, sid: str, executor: ThreadPoolExecut
                 index = session.next_index
                 session.next_index += 1
                 if len(data) > max_bytes:
+                    pending_t = None  # the time announced for this frame goes with it
                     await ws.send_json(
                         {"type": "error", "index": index, "message": f"frame larger than {s.max_message_mb:g} MB"}
                     )
@@ -234,10 +249,10 @@ async def _serve(ws: WebSocket, state: Any, sid: str, executor: ThreadPoolExecut
                         break
                     else:
                         raise ValueError(f"unknown message type {m.get('type')!r}")
-                except (ValueError, TypeError, KeyError, AttributeError) as e:
-                    await ws.send_json({"type": "error", "index": None, "message": f"bad message: {e}"})
+                except (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError) as e:
+                    await ws.send_json({"type": "error", "index": None, "message": f"bad message: {e}"[:300]})
             msg = None
-        if session.ended:
+        if session.ended and not idle:
             await worker
             if ws.application_state == WebSocketState.CONNECTED:
                 await ws.close(code=1000)
@@ -267,6 +282,8 @@ def _frame_time(session: _Session, index: int, given: float | None, now: float) 
 async def _process(ws: WebSocket, session: _Session, executor: ThreadPoolExecutor) -> None:
     loop = asyncio.get_running_loop()
     last_t = -float("inf")
+    shift = 0.0  # added to the client's times once its clock went back (see `_monotonic`)
+    step = 1 / 30  # the last positive step between frame times
     while True:
         if not session.queue:
             if session.ended:
@@ -275,7 +292,17 @@ async def _process(ws: WebSocket, session: _Session, executor: ThreadPoolExecuto
             await session.wake.wait()
             continue
         fr = session.queue.popleft()
-        t = max(fr.t, last_t)  # times must not go backwards within a stream
+        t = fr.t + shift
+        if t <= last_t:  # the client's clock went back or stood still: continue one step after the last frame
+            shift = last_t + step - fr.t
+            if t < last_t - 0.5 or session.shifts == 0:
+                await ws.send_json({"type": "error", "index": None, "message": (
+                    f"frame {fr.index}: t = {fr.t:.3f} s is not after the previous frame's; this stream's times "
+                    f"from here on are the client's + {shift:.3f} s (poses carry the times used)")})  # fmt: skip
+            session.shifts += 1
+            t = fr.t + shift
+        elif last_t > -float("inf"):
+            step = min(max(t - last_t, 1 / 240), 1.0)
         last_t = t
         session.received[fr.index] = fr.received
         session.busy = True
@@ -320,11 +347,14 @@ class _NotAnImageError(ValueError):
 
 def _step(pipeline: PosePipeline, index: int, t: float, data: bytes, max_pixels: int) -> list[FramePoses]:
     t0 = time.perf_counter()
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
-    if bgr is None:
+    size = image_size(data)  # from the header: a huge image is refused before it is decoded
+    if size is None:
         raise _NotAnImageError(f"frame {index}: not an image (send JPEG, PNG or WebP bytes)")
-    if bgr.shape[0] * bgr.shape[1] > max_pixels:
-        raise _NotAnImageError(f"frame {index}: {bgr.shape[1]}x{bgr.shape[0]} exceeds the limit of {max_pixels} pixels")
+    if size[0] * size[1] > max_pixels:
+        raise _NotAnImageError(f"frame {index}: {size[0]}x{size[1]} exceeds the limit of {max_pixels} pixels")
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise _NotAnImageError(f"frame {index}: the image does not decode (corrupt or truncated)")
     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     metrics.STAGE_SECONDS.labels("decode").observe(time.perf_counter() - t0)
     metrics.FRAMES.labels("live").inc()

@@ -5,11 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+IMAGE_FORMATS = "JPEG, PNG, WebP, BMP or TIFF"
+# an image's header is read before it is decoded, so that a small file of huge dimensions (a
+# 30000 x 30000 PNG of one colour is a few MB) is refused before it takes gigabytes to decode;
+# JPEG's size sits after its metadata segments (at most 64 KB each)
+HEADER_BYTES = 4 << 20
 
 
 class VideoError(ValueError):
@@ -29,8 +35,11 @@ def probe(path: str | Path) -> VideoInfo:
     if not path.is_file():
         raise VideoError(f"{path}: no such file")
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        img = read_image(path)
-        return VideoInfo(0.0, img.shape[1], img.shape[0], 1)
+        with path.open("rb") as f:
+            size = image_size(f.read(HEADER_BYTES))
+        if size is None:
+            raise VideoError(f"{path}: not a {IMAGE_FORMATS} image")
+        return VideoInfo(0.0, size[0], size[1], 1)
     cap = cv2.VideoCapture(str(path))
     try:
         if not cap.isOpened():
@@ -43,6 +52,76 @@ def probe(path: str | Path) -> VideoInfo:
         )
     finally:
         cap.release()
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the header of a JPEG, PNG, WebP, BMP or TIFF image, without decoding it;
+    None for anything else or a header that does not parse."""
+    try:
+        if data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR":
+            return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        if data.startswith(b"\xff\xd8"):
+            return _jpeg_size(data)
+        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            return _webp_size(data)
+        if data[:2] == b"BM" and len(data) >= 26:
+            if int.from_bytes(data[14:18], "little") == 12:  # OS/2 header: 16-bit sizes
+                return int.from_bytes(data[18:20], "little"), int.from_bytes(data[20:22], "little")
+            w, h = (int.from_bytes(data[k : k + 4], "little", signed=True) for k in (18, 22))
+            return abs(w), abs(h)  # a negative height means rows top-down
+        if data[:4] in (b"II*\x00", b"MM\x00*"):
+            return _tiff_size(data)
+    except IndexError:
+        return None
+    return None
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+            i += 2
+            continue
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame: P, Y, X
+            if i + 9 > len(data):
+                return None
+            return int.from_bytes(data[i + 7 : i + 9], "big"), int.from_bytes(data[i + 5 : i + 7], "big")
+        if marker == 0xDA or length < 2:  # image data before any frame header: not a valid JPEG
+            return None
+        i += 2 + length
+    return None
+
+
+def _webp_size(data: bytes) -> tuple[int, int] | None:
+    chunk = data[12:16]
+    if chunk == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":
+        return int.from_bytes(data[26:28], "little") & 0x3FFF, int.from_bytes(data[28:30], "little") & 0x3FFF
+    if chunk == b"VP8L" and data[20] == 0x2F:
+        bits = int.from_bytes(data[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8X":
+        return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
+    return None
+
+
+def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    order: Literal["little", "big"] = "little" if data[:2] == b"II" else "big"
+    ifd = int.from_bytes(data[4:8], order)
+    count = int.from_bytes(data[ifd : ifd + 2], order)
+    dims: dict[int, int] = {}
+    for k in range(count):
+        e = ifd + 2 + 12 * k
+        tag, kind = int.from_bytes(data[e : e + 2], order), int.from_bytes(data[e + 2 : e + 4], order)
+        if tag in (256, 257) and kind in (3, 4):  # ImageWidth, ImageLength as SHORT or LONG
+            dims[tag] = int.from_bytes(data[e + 8 : e + 8 + (2 if kind == 3 else 4)], order)
+    return (dims[256], dims[257]) if len(dims) == 2 else None
 
 
 def read_image(path: str | Path) -> np.ndarray:

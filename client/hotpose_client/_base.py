@@ -105,7 +105,7 @@ def check(response: httpx.Response) -> httpx.Response:
     message = f"{response.request.method} {response.request.url.path}: {code} {detail}"
     if code in (401, 403):
         raise AuthError(message, status_code=code, detail=detail)
-    if code == 503:
+    if code in (503, 429):  # models loading; too many clips waiting: both worth a later retry
         raise ServerBusy(message, status_code=code, detail=detail)
     if code >= 500:
         raise ServerError(message, status_code=code, detail=detail)

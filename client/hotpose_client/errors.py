@@ -5,7 +5,8 @@
     ├── AuthError                missing or wrong API key (HTTP 401/403, WebSocket close 1008 for the key)
     ├── RequestError             the server refused the request (other 4xx: not a video, too large, no such job)
     ├── ServerError              the server failed or is not ready (5xx)
-    │   └── ServerBusy           too many live streams or models still loading (WebSocket close 1013)
+    │   └── ServerBusy           try again later: models still loading (503), too many clips waiting
+    │                            (429, though not a 5xx), too many live streams (WebSocket close 1013)
     ├── JobFailed                a clip job ended in "failed"; `reason` is the server's
     └── ProtocolError            an answer the SDK does not understand (wrong server or version)
 

@@ -157,10 +157,12 @@ def npz_arrays(meta: dict[str, Any], frames: Iterable[dict[str, Any]]) -> dict[s
             rows["frame"].append(fr["index"])
             rows["time"].append(fr["time"])
             rows["track_id"].append(p["track_id"])
-            rows["bbox"].append(p["bbox"])
+            # as float32 arrays at once: nested lists of Python floats take ~15x the memory (long clips)
+            rows["bbox"].append(np.asarray(p["bbox"], np.float32))
             rows["score"].append(p["score"])
-            rows["kp"].append(p["keypoints_2d"])
-            rows["j3"].append(p["joints_3d"] if p["joints_3d"] is not None else [[np.nan] * 3] * j)
+            rows["kp"].append(np.asarray(p["keypoints_2d"], np.float32))
+            j3 = p["joints_3d"]
+            rows["j3"].append(np.asarray(j3, np.float32) if j3 is not None else np.full((j, 3), np.nan, np.float32))
     return {
         "frame_index": np.asarray(frame_index, np.int64), "frame_time": np.asarray(frame_time, np.float64),
         "frame": np.asarray(rows["frame"], np.int64), "time": np.asarray(rows["time"], np.float64),

@@ -98,6 +98,14 @@ def test_errors_map_to_the_documented_tree(in_process: Make, astronaut_clip: Pat
     assert issubclass(JobFailed, HotposeError) and issubclass(ConnectionError, OSError)
 
 
+def test_too_many_clips_waiting_is_server_busy(make_settings: Callable[..., Settings], astronaut_clip: Path) -> None:
+    with TestClient(create_app(make_settings(max_pending_jobs=0))) as tc:
+        client = PoseClient(base_url="http://testserver", transport=tc._transport)  # type: ignore[arg-type]
+        with client, pytest.raises(ServerBusy) as busy:
+            client.submit_clip(astronaut_clip)  # try again later
+    assert busy.value.status_code == 429 and "too many clips waiting" in str(busy.value)
+
+
 def test_server_down_is_a_connection_error_after_retries() -> None:
     calls = []
 

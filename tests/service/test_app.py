@@ -15,6 +15,7 @@ from starlette.requests import Request
 from service.app import _limited, _UploadTooLargeError, create_app
 from service.jobs import JobStore
 from service.settings import Settings
+from tests.service.test_video import huge_png_header
 
 
 def wait_job(client: TestClient, job_id: str, timeout: float = 120) -> dict:
@@ -61,10 +62,13 @@ def test_a_live_stride_longer_than_the_window_stops_the_start(make_settings: Cal
 
 
 def test_clip_job_result_in_every_format(make_settings: Callable[..., Settings], astronaut_clip: Path) -> None:
-    with TestClient(create_app(make_settings())) as client:
+    settings = make_settings()
+    with TestClient(create_app(settings)) as client:
         job_id = submit(client, astronaut_clip.read_bytes())
         job = wait_job(client, job_id)
         assert job["status"] == "done" and job["progress"] == 1.0 and job["frames_done"] == 30, job
+        kept = {f.name for f in (settings.data_dir / "jobs" / job_id).iterdir()}
+        assert kept == {"frames.ndjson", "meta.json"}  # the upload is deleted once the job is done
         res = client.get(f"/v1/jobs/{job_id}/result").json()
         assert res["width"] == 512 and res["fps"] == 10.0 and res["joint_names"][0] == "pelvis"
         frames = res["frames"]
@@ -96,9 +100,13 @@ def test_clip_job_result_in_every_format(make_settings: Callable[..., Settings],
 def test_bad_uploads_fail_clearly(make_settings: Callable[..., Settings], astronaut_clip: Path) -> None:
     content = astronaut_clip.read_bytes()
     limit_mb = 0.6 * len(content) / (1 << 20)  # the whole clip is over this server's limit, a third is not
-    with TestClient(create_app(make_settings(max_upload_mb=limit_mb, max_clip_frames=10))) as client:
+    settings = make_settings(max_upload_mb=limit_mb, max_clip_frames=10)
+    with TestClient(create_app(settings)) as client:
         bad = wait_job(client, submit(client, b"this is not a video at all" * 100, "notes.mp4"))
         assert bad["status"] == "failed" and "decode" in bad["error"]
+        assert not list((settings.data_dir / "jobs" / bad["job_id"]).glob("input*"))  # nothing left to retry
+        bomb = wait_job(client, submit(client, huge_png_header(30000, 30000), "bomb.png"))  # refused undecoded
+        assert bomb["status"] == "failed" and "30000x30000 exceed the limit" in bomb["error"]
         assert client.get(f"/v1/jobs/{bad['job_id']}/result").status_code == 422
         r = client.post("/v1/clips", files={"file": ("clip.mp4", content, "video/mp4")})
         assert r.status_code == 413
@@ -108,6 +116,13 @@ def test_bad_uploads_fail_clearly(make_settings: Callable[..., Settings], astron
         assert client.post("/v1/clips", files={"video": ("x.mp4", b"abc", "video/mp4")}).status_code == 422
         raw = client.post("/v1/clips", content=b"raw", headers={"content-type": "text/plain"})
         assert raw.status_code in (400, 422)
+
+
+def test_uploads_over_the_pending_job_limit_get_429(make_settings: Callable[..., Settings]) -> None:
+    with TestClient(create_app(make_settings(max_pending_jobs=0))) as client:
+        r = client.post("/v1/clips", files={"file": ("clip.mp4", b"x" * 1000, "video/mp4")})
+    assert r.status_code == 429 and "too many clips waiting (limit 0)" in r.json()["detail"]
+    assert r.headers["retry-after"] == "30"
 
 
 def multipart_chunks(size: int, chunk: int = 1 << 16) -> Iterator[bytes]:

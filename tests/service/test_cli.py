@@ -64,3 +64,14 @@ def test_bench_without_video_or_sample_photo_says_what_to_install(
     monkeypatch.setitem(sys.modules, "skimage", None)  # scikit-image comes with the dev and bench extras only
     assert main(["bench", "detector", "--frames", "2"]) == 1
     assert "pip install 'hotpose[bench]'" in capsys.readouterr().err
+
+
+def test_serve_lets_uvicorn_take_websocket_messages_over_the_frame_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw))
+    monkeypatch.setenv("HOTPOSE_MAX_MESSAGE_MB", "32")
+    assert main(["serve", "--port", "8123"]) == 0
+    # above the frame limit, so that a larger frame gets the stream's own error instead of a 1009 close
+    assert seen["port"] == 8123 and seen["ws_max_size"] == 64 << 20

@@ -19,6 +19,7 @@ from service.bench import free_port
 from service.pipeline import PosePipeline
 from service.settings import Settings
 from tests.conftest import astronaut_frames, fail_stream_frame
+from tests.service.test_video import huge_png_header
 
 
 def jpeg(rgb: np.ndarray) -> bytes:
@@ -115,6 +116,75 @@ def test_an_idle_stream_is_closed_with_a_reason(make_settings: Callable[..., Set
         assert client.app.state.hotpose.streams == set()  # type: ignore[attr-defined]
 
 
+def test_an_idle_stream_answers_the_frames_held_for_context_before_closing(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(stream_idle_s=1.0, live_queue=64)
+    with TestClient(create_app(settings)) as client, client.websocket_connect("/v1/stream") as ws:
+        ws.send_text(json.dumps({"type": "config", "fps": 10, "emit": "delayed", "delay_frames": 20}))
+        assert ws.receive_json()["type"] == "ready"
+        for f in astronaut_frames(5):  # all five held: the lifter waits for 20 frames of future
+            ws.send_bytes(jpeg(f))
+        msgs = []
+        with pytest.raises(WebSocketDisconnect) as e:
+            while True:
+                msgs.append(ws.receive_json())
+        assert e.value.code == 1008 and "no message" in e.value.reason
+    assert [m["index"] for m in msgs if m["type"] == "pose"] == [0, 1, 2, 3, 4]
+
+
+def test_a_client_clock_that_goes_back_moves_later_frames_on(make_settings: Callable[..., Settings]) -> None:
+    frames = astronaut_frames(12)
+    times = [i / 10 for i in range(6)] + [i / 10 for i in range(6)]  # the client's clock restarts at frame 6
+    with TestClient(create_app(make_settings(live_queue=64))) as client, client.websocket_connect("/v1/stream") as ws:
+        ws.send_text(json.dumps({"type": "config", "stride": 1}))
+        assert ws.receive_json()["type"] == "ready"
+        for t, f in zip(times, frames, strict=True):
+            ws.send_text(json.dumps({"type": "frame", "t": t}))
+            ws.send_bytes(jpeg(f))
+        ws.send_text(json.dumps({"type": "end"}))
+        msgs = collect(ws)
+    poses = [m for m in msgs if m["type"] == "pose"]
+    assert [m["index"] for m in poses] == list(range(12))
+    assert np.allclose([m["t"] for m in poses], np.arange(12) / 10, atol=1e-3)  # one step on, not stuck
+    assert sum(len(m["people"]) for m in poses[6:]) >= 5  # the detections after the restart are kept
+    (error,) = [m for m in msgs if m["type"] == "error"]
+    assert error["index"] is None and "frame 6" in error["message"] and "+ 0.600 s" in error["message"]
+
+
+def test_numbers_out_of_range_and_deep_nesting_get_an_error(make_settings: Callable[..., Settings]) -> None:
+    with TestClient(create_app(make_settings(live_queue=64))) as client:
+        with client.websocket_connect("/v1/stream") as ws:
+            ws.send_text(json.dumps({"type": "config", "fps": 10, "stride": 1}))
+            assert ws.receive_json()["type"] == "ready"
+            ws.send_text('{"type": "frame", "t": 1' + "0" * 400 + "}")
+            ws.send_text("[" * 100_000)
+            ws.send_bytes(jpeg(astronaut_frames(1)[0]))
+            ws.send_text(json.dumps({"type": "end"}))
+            msgs = collect(ws)
+        assert [m["index"] for m in msgs if m["type"] == "error"] == [None, None]
+        assert [m["index"] for m in msgs if m["type"] == "pose"] == [0]
+        with client.websocket_connect("/v1/stream") as ws, pytest.raises(WebSocketDisconnect) as e:
+            ws.send_text('{"type": "config", "stride": 1e999}')
+            ws.receive_json()
+        assert e.value.code == 1008 and "bad config" in e.value.reason
+
+
+def test_a_refused_frame_takes_its_announced_time_with_it(make_settings: Callable[..., Settings]) -> None:
+    frames = astronaut_frames(2)
+    settings = make_settings(live_queue=64, max_message_mb=0.5)
+    with TestClient(create_app(settings)) as client, client.websocket_connect("/v1/stream") as ws:
+        ws.send_text(json.dumps({"type": "config", "fps": 10, "stride": 1}))
+        assert ws.receive_json()["type"] == "ready"
+        ws.send_bytes(jpeg(frames[0]))
+        ws.send_text(json.dumps({"type": "frame", "t": 5.0}))
+        ws.send_bytes(b"\0" * 600_000)  # over the limit: refused, and with it the t of 5 s
+        ws.send_bytes(jpeg(frames[1]))  # no time of its own: index / fps
+        ws.send_text(json.dumps({"type": "end"}))
+        msgs = collect(ws)
+    assert [(m["index"], m["t"]) for m in msgs if m["type"] == "pose"] == [(0, 0.0), (2, 0.2)]
+
+
 def test_a_failure_in_the_models_ends_the_stream_out_loud(
     make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -163,12 +233,14 @@ def test_a_frame_over_the_pixel_limit_gets_an_error(make_settings: Callable[...,
     with TestClient(create_app(settings)) as client, client.websocket_connect("/v1/stream") as ws:
         ws.send_text(json.dumps({"type": "config", "fps": 10}))
         assert ws.receive_json()["type"] == "ready"
+        ws.send_bytes(huge_png_header(30000, 30000))  # refused from its header, never decoded
         ws.send_bytes(jpeg(astronaut_frames(1)[0]))
         ws.send_bytes(jpeg(np.zeros((200, 200, 3), np.uint8)))
         ws.send_text(json.dumps({"type": "end"}))
         msgs = collect(ws)
-    assert msgs[0] == {"type": "error", "index": 0, "message": "frame 0: 512x512 exceeds the limit of 65536 pixels"}
-    assert [m["index"] for m in msgs[1:]] == [1] and msgs[1]["type"] == "pose"
+    assert msgs[0] == {"type": "error", "index": 0, "message": "frame 0: 30000x30000 exceeds the limit of 65536 pixels"}
+    assert msgs[1] == {"type": "error", "index": 1, "message": "frame 1: 512x512 exceeds the limit of 65536 pixels"}
+    assert [m["index"] for m in msgs[2:]] == [2] and msgs[2]["type"] == "pose"
 
 
 def test_bad_config_and_too_many_streams_close_with_a_reason(make_settings: Callable[..., Settings]) -> None:
