@@ -120,6 +120,16 @@ def normalize_screen(xy: np.ndarray | Tensor, w: float, h: float) -> np.ndarray 
     return xy[..., :2] / w * 2 - _offset(xy, w, h)
 
 
+def normalize_image(xy: np.ndarray, w: float, h: float) -> np.ndarray:
+    """Pixels [..., 2] of a w x h image -> screen normalisation of the square about its centre whose
+    side is the image's longer one: the same as `normalize_screen` for landscape and square images;
+    for portrait ones the height maps to [-1, 1] (`normalize_screen` would give [-h/w, h/w], up to
+    +-1.8 on a phone video, far larger people than the lifter was trained on). The image centre
+    maps to 0 either way, so the camera frame of the output is the same."""
+    side = max(w, h)
+    return np.asarray(normalize_screen(xy[..., :2] + np.array([(side - w) / 2, (side - h) / 2]), side, side))
+
+
 def denormalize_screen(xy: np.ndarray | Tensor, w: float, h: float) -> np.ndarray | Tensor:
     """Inverse of `normalize_screen`: back to pixels."""
     return (xy[..., :2] + _offset(xy, w, h)) * w / 2

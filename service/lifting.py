@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.keypoints import normalize_screen
+from models.keypoints import normalize_image
 
 LIFTER_FPS = 30.0
 LiftFn = Callable[[np.ndarray], np.ndarray]  # windows [N, F, 17, 2] (normalised) -> [N, F, 17, 3]
@@ -242,7 +242,7 @@ class StreamLifter:
                 buf = None
             if buf is None:
                 buf = self.tracks[track_id] = TrackBuffer(t, self.frames, self.policy)
-            xy_n = np.asarray(normalize_screen(np.asarray(xy, np.float64), width, height), dtype=np.float32)
+            xy_n = normalize_image(np.asarray(xy, np.float64), width, height).astype(np.float32)
             reqs[track_id] = buf.observe(t, xy_n)
         self.pending.append((_Pending(key), reqs))
         seen = {tid for tid, _ in people}

@@ -12,6 +12,7 @@ from models.keypoints import (
     denormalize_screen,
     flip_augment,
     flip_pose,
+    normalize_image,
     normalize_screen,
 )
 
@@ -62,6 +63,14 @@ def test_screen_normalisation_round_trip() -> None:
     np.testing.assert_allclose(denormalize_screen(n, w, h), px)
     t = torch.tensor(px, dtype=torch.float64)
     assert torch.allclose(denormalize_screen(normalize_screen(t, w, h), w, h), t)
+
+
+def test_portrait_images_are_normalised_by_their_long_side() -> None:
+    px = np.array([[0.0, 0.0], [720.0, 1280.0], [360.0, 640.0]])  # corners and centre of a 720 x 1280 frame
+    np.testing.assert_allclose(normalize_image(px, 720, 1280), [[-0.5625, -1], [0.5625, 1], [0, 0]])
+    land = np.random.default_rng(0).uniform(0, 720, (5, 2))
+    np.testing.assert_allclose(normalize_image(land, 1280, 720), normalize_screen(land, 1280, 720))
+    np.testing.assert_allclose(normalize_image(land, 720, 720), normalize_screen(land, 720, 720))
 
 
 def test_flip_pose_is_an_involution() -> None:
