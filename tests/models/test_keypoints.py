@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -38,14 +40,37 @@ def test_coco_to_h36m_hand_made() -> None:
     np.testing.assert_allclose(h[0], [50, 70])  # pelvis: mid-hips
     np.testing.assert_allclose(h[1], [44, 70])  # r_hip
     np.testing.assert_allclose(h[6], [58, 110])  # l_ankle
-    np.testing.assert_allclose(h[8], [50, 30])  # thorax: mid-shoulders
-    np.testing.assert_allclose(h[7], [50, 50])  # spine: mid pelvis-thorax
+    # neck = mid-ears - mid-shoulders = [0, -18], trunk = mid-shoulders - pelvis = [0, -40]
+    np.testing.assert_allclose(h[8], [50, 30 - 0.156 * 18 - 0.049 * 40], rtol=1e-5)  # thorax: above mid-shoulders
+    np.testing.assert_allclose(h[7], (h[0] + h[8]) / 2)  # spine: mid pelvis-thorax
     np.testing.assert_allclose(h[9], [50, 12])  # neck_nose: mid-ears
-    np.testing.assert_allclose(h[10], [50, 12 - 0.9 * 18], rtol=1e-5)  # head: extrapolated above the ears
+    np.testing.assert_allclose(h[10], [50, 12 + 0.074 * 18 - 0.28 * 40], rtol=1e-5)  # head: above the ears
     np.testing.assert_allclose(h[13], [66, 65])  # l_wrist
     np.testing.assert_allclose(h[16], [34, 65])  # r_wrist
     batched = coco_to_h36m(np.stack([coco, coco + 1]))
     np.testing.assert_allclose(batched[1], h + 1)
+
+
+def test_derived_joints_sit_where_the_training_mocap_puts_them() -> None:
+    clips = Path(__file__).resolve().parents[3] / "shared" / "mocap" / "cmu_h36m17_30fps.npz"
+    if not clips.exists():
+        pytest.skip("shared mocap data absent")
+    from models.data import load_clips, split_by_subject
+
+    train, _ = split_by_subject(load_clips(clips))
+    j = np.concatenate([c.joints for c in train])[::7]  # [N, 17, 3] metres
+    coco = np.zeros((len(j), 17, 3))  # the detector's view of the same skeleton: hips, shoulders, ears
+    coco[:, 11], coco[:, 12], coco[:, 5], coco[:, 6] = j[:, 4], j[:, 1], j[:, 11], j[:, 14]
+    coco[:, 3] = coco[:, 4] = j[:, 9]  # ears: their mean is the head's centre
+    xy, zy = coco_to_h36m(coco[..., :2]), coco_to_h36m(coco[..., 2:0:-1])  # (a third channel is a score)
+    h = np.concatenate([xy, zy[..., :1]], axis=-1)
+    trunk = np.median(np.linalg.norm(j[:, 8] - j[:, 0], axis=-1))
+    def error(joint: int) -> float:
+        return float(np.median(np.linalg.norm(h[:, joint] - j[:, joint], axis=-1)))
+
+    # median over frames, as a fraction of the pelvis-thorax length; mid-shoulders as the thorax: 9%,
+    # neck_nose + 0.9 x neck as the head: 21%
+    assert error(8) < 0.02 * trunk and error(10) < 0.08 * trunk
 
 
 def test_coco_to_h36m_rejects_wrong_joint_count() -> None:
