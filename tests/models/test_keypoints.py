@@ -65,6 +65,7 @@ def test_derived_joints_sit_where_the_training_mocap_puts_them() -> None:
     xy, zy = coco_to_h36m(coco[..., :2]), coco_to_h36m(coco[..., 2:0:-1])  # (a third channel is a score)
     h = np.concatenate([xy, zy[..., :1]], axis=-1)
     trunk = np.median(np.linalg.norm(j[:, 8] - j[:, 0], axis=-1))
+
     def error(joint: int) -> float:
         return float(np.median(np.linalg.norm(h[:, joint] - j[:, joint], axis=-1)))
 
