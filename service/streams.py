@@ -106,7 +106,10 @@ class StreamConfig:
 
     def policy(self) -> LiftPolicy:
         delay = self.delay_frames if self.emit == "delayed" else 0
-        return LiftPolicy(stride=self.stride, delay=delay, max_gap_s=1.0, hold_s=0.0)
+        # delayed: a person missed for a frame or a few keeps their pending frames' future context
+        # (the others wait up to 0.2 s more when someone leaves); causal frames have none to keep
+        hold = 0.2 if self.emit == "delayed" else 0.0
+        return LiftPolicy(stride=self.stride, delay=delay, max_gap_s=1.0, hold_s=hold)
 
 
 @dataclass

@@ -175,7 +175,8 @@ async function startLive(source) {
     }
     if (m.type === "ack") s.acked += 1;
     if (m.type === "dropped") { s.dropped += m.indexes.length; m.indexes.forEach((i) => forget(i)); }
-    if (m.type === "error") { s.errors += 1; if (m.index !== null) forget(m.index); setStatus(m.message); }
+    // an error with an index refused that frame; one without is about the stream (it frees no slot)
+    if (m.type === "error") { if (m.index !== null) { s.errors += 1; forget(m.index); } setStatus(m.message); }
     if (m.type === "pose") {
       s.answered += 1;
       s.latency = m.latency_ms;
@@ -207,6 +208,7 @@ async function startLive(source) {
     try {
       const w = Math.min(SEND_WIDTH, video.videoWidth), h = Math.round(video.videoHeight * w / video.videoWidth);
       if (!w || !h) { setTimeout(pump, 50); return; }
+      const t = (performance.now() - t0) / 1000; // the capture time (encoding takes a varying while)
       const canvas = new OffscreenCanvas(w, h);
       canvas.getContext("2d").drawImage(video, 0, 0, w, h);
       const image = canvas.transferToImageBitmap();
@@ -217,7 +219,7 @@ async function startLive(source) {
       if (state.ws !== ws || ws.readyState !== WebSocket.OPEN) return;
       const index = s.sent;
       state.frames.set(index, { image, width: w, height: h });
-      ws.send(JSON.stringify({ type: "frame", t: (performance.now() - t0) / 1000 }));
+      ws.send(JSON.stringify({ type: "frame", t }));
       ws.send(bytes);
       s.sent += 1;
       lastSent = performance.now();

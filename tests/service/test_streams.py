@@ -357,3 +357,20 @@ def test_load_eight_concurrent_streams(make_settings: Callable[..., Settings]) -
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def test_delayed_streams_keep_the_future_context_over_a_missed_detection() -> None:
+    from service.lifting import LiftPolicy, StreamLifter
+    from service.streams import StreamConfig
+    from tests.service.test_lifting import EchoLift, F, H, W, pose
+
+    def emitted_at(policy: LiftPolicy) -> dict[object, int]:
+        sl, at = StreamLifter(F, EchoLift(), policy), {}
+        for i in range(40):
+            for key, _ in sl.push(i, i / 30, [] if i == 20 else [(0, pose(i / 30))], W, H):  # missed at 20
+                at[key] = i
+        return at
+
+    delayed = StreamConfig(emit="delayed", delay_frames=8, stride=4).policy()
+    assert emitted_at(delayed)[19] >= 19 + 8  # frame 19 still waited for its 8 frames of future
+    assert emitted_at(LiftPolicy(stride=4, delay=8, hold_s=0.0))[19] == 20  # without a hold: cut short
