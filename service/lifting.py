@@ -146,18 +146,23 @@ class TrackBuffer:
             return None
         return self._window()
 
-    def _window(self) -> np.ndarray:
-        pad = self.frames - len(self.samples)
+    def _window(self, end_pad: int = 0) -> np.ndarray:
+        """[F, 17, 2]: the newest samples, edge-padded at the start while the buffer fills, and with
+        `end_pad` copies of the newest sample after them."""
+        real = list(self.samples)[len(self.samples) - min(len(self.samples), self.frames - end_pad) :]
+        pad = self.frames - end_pad - len(real)
         assert self.first is not None
-        parts = [np.repeat(self.first[None], pad, axis=0)] if pad else []
-        return np.concatenate([*parts, np.stack(self.samples)]).astype(np.float32)  # [F, 17, 2]
+        start = [np.repeat(self.first[None], pad, axis=0)] if pad else []
+        end = [np.repeat(real[-1][None], end_pad, axis=0)] if end_pad else []
+        return np.concatenate([*start, np.stack(real), *end]).astype(np.float32)
 
-    def deliver(self, out: np.ndarray) -> None:
-        """Outputs [F, 17, 3] of the window ending at the newest sample."""
+    def deliver(self, out: np.ndarray, end_pad: int = 0) -> None:
+        """Outputs [F, 17, 3] of the window ending at the newest sample (+ `end_pad` padded frames)."""
         newest = self.newest
         self.last_lift = newest
-        for g in range(max(self.next_final, newest - self.frames + 1), newest + 1):
-            y = out[self.frames - 1 - (newest - g)]
+        end = newest + end_pad
+        for g in range(max(self.next_final, end - self.frames + 1), newest + 1):
+            y = out[self.frames - 1 - (end - g)]
             if g in self.acc:
                 self.acc[g] += y
                 self.cnt[g] += 1
@@ -166,16 +171,26 @@ class TrackBuffer:
                 self.cnt[g] = 1
         self._finalise(newest - self.policy.delay)
 
-    def flush_window(self) -> np.ndarray | None:
-        """The window that covers every pending sample (None when nothing is pending, or when the last
-        lift already ended at the newest sample: lifting it again would count that window twice)."""
-        if self.next_final > self.newest or self.newest == self.last_lift:
-            return None
-        return self._window()
+    def flush_windows(self) -> list[tuple[np.ndarray, int]]:
+        """(window, end padding) pairs that cover every pending sample at the end of the track.
 
-    def flush_deliver(self, out: np.ndarray | None) -> None:
-        if out is not None:
-            self.deliver(out)
+        The window ending at the newest sample (unless the last lift ended there: it would count
+        twice); with a delay (future context), also windows ending `stride`, 2 `stride`, ... grid
+        frames after it, edge-padded at the end with the newest sample, while they still hold it, as
+        `models.evaluate.predict` pads a clip's end: the last frames of a clip are averaged over
+        about as many windows as the others (3 for clips), not lifted once near a window's end."""
+        if self.next_final > self.newest:
+            return []
+        out = [] if self.newest == self.last_lift else [(self._window(), 0)]
+        if self.policy.delay > 0:
+            step = self.policy.stride
+            out += [(self._window(k), k) for k in range(step, min(self.policy.delay, self.frames - 1) + 1, step)]
+        return out
+
+    def flush_deliver(self, outs: list[tuple[np.ndarray, int]]) -> None:
+        """The outputs [F, 17, 3] of `flush_windows`, each with its end padding."""
+        for y, end_pad in outs:
+            self.deliver(y, end_pad)
         self._finalise(self.newest, resolve_all=True)
 
     def _finalise(self, upto: int, resolve_all: bool = False) -> None:
@@ -262,24 +277,23 @@ class StreamLifter:
         return out
 
     def _run(self, active: list[TrackBuffer], flush: list[TrackBuffer]) -> None:
-        jobs: list[tuple[TrackBuffer, np.ndarray, bool]] = []
+        jobs: list[tuple[TrackBuffer, np.ndarray, int | None]] = []  # (buffer, window, end padding if a flush)
         for b in active:
             w = b.window()
             if w is not None:
-                jobs.append((b, w, False))
+                jobs.append((b, w, None))
         for b in flush:
-            w = b.flush_window()
-            if w is None:
-                b.flush_deliver(None)
-            else:
-                jobs.append((b, w, True))
+            jobs += [(b, w, pad) for w, pad in b.flush_windows()]
+        ends: dict[int, tuple[TrackBuffer, list[tuple[np.ndarray, int]]]] = {id(b): (b, []) for b in flush}
         if jobs:
             out = self.lift(np.stack([w for _, w, _ in jobs]))
-            for (b, _, is_flush), y in zip(jobs, out, strict=True):
-                if is_flush:
-                    b.flush_deliver(y)
-                else:
+            for (b, _, pad), y in zip(jobs, out, strict=True):
+                if pad is None:
                     b.deliver(y)
+                else:
+                    ends[id(b)][1].append((y, pad))
+        for b, outs in ends.values():
+            b.flush_deliver(outs)
 
     def _complete(self) -> list[tuple[object, dict[int, np.ndarray]]]:
         done = []

@@ -79,9 +79,30 @@ def test_delayed_holds_frames_by_the_delay() -> None:
 def test_the_end_does_not_lift_the_last_window_twice() -> None:
     out, lift = run(LiftPolicy(stride=1, delay=5), [i / 30 for i in range(20)])
     assert [k for k, _ in out] == list(range(20))
-    assert sum(lift.calls) == 20  # one window per frame at stride 1; none more for the 5 held at the end
+    # one window per frame at stride 1 (the last one not again), then 5 end-padded ones for the 5 held
+    assert sum(lift.calls) == 20 + 5
     out, lift = run(LiftPolicy(stride=4, delay=5), [i / 30 for i in range(19)])
-    assert [k for k, _ in out] == list(range(19)) and sum(lift.calls) == 5  # grid 3, 7, 11, 15, then 18 at the end
+    # grid 3, 7, 11, 15, then at the end 18 and 18 + 4 padded
+    assert [k for k, _ in out] == list(range(19)) and sum(lift.calls) == 6
+
+
+def test_the_last_frames_of_a_clip_get_end_padded_windows_like_the_others() -> None:
+    from service.lifting import TrackBuffer
+
+    policy = LiftPolicy.clip(F)  # stride 9, delay 26: each frame in ~3 windows
+    buf = TrackBuffer(0.0, F, policy)
+    for i in range(100):
+        buf.observe(i / 30, expected(i / 30))
+        w = buf.window()
+        if w is not None:
+            buf.deliver(np.concatenate([w, np.zeros_like(w[..., :1])], axis=-1))
+    ends = buf.flush_windows()
+    assert [pad for _, pad in ends] == [0, 9, 18]  # the newest frame (99) is in 3 windows, as in a clip's middle
+    window, pad = ends[2]
+    np.testing.assert_allclose(window[-pad - 1 :], np.repeat(expected(99 / 30)[None], pad + 1, axis=0))
+    np.testing.assert_allclose(window[0], expected((99 - (F - pad - 1)) / 30), atol=1e-6)
+    buf.flush_deliver([(np.concatenate([w, np.zeros_like(w[..., :1])], axis=-1), p) for w, p in ends])
+    assert buf.next_final == 100  # every frame final, each read back from its own place in the windows
 
 
 def test_lower_frame_rate_and_jittered_timestamps_are_resampled() -> None:
