@@ -10,6 +10,7 @@ windows over it, as the service lifts clips (`LiftPolicy.clip`: every frames // 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -54,9 +55,19 @@ def predict(model: Lifter, x: np.ndarray, batch: int = 8, flip: bool = True, str
     return y - y[:, :1]  # root-relative, as the targets (the model's pelvis output is not used)
 
 
-def evaluate(model: Lifter, views: list[EvalView], flip: bool = True, stride: int | None = None) -> dict[str, Any]:
+def evaluate(
+    model: Lifter,
+    views: list[EvalView],
+    flip: bool = True,
+    stride: int | None = None,
+    lift_sequence: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> dict[str, Any]:
     """MPJPE, P-MPJPE and MPJVE (mm) per input condition, averaged over all frames of all views;
-    with several skeleton families in the data, also MPJPE per family (`by_rig`)."""
+    with several skeleton families in the data, also MPJPE per family (`by_rig`).
+
+    `lift_sequence` (not the protocol): lifts one view's normalised 2D [T, 17, 2] to 3D [T, 17, 3]
+    some other way (the service's streaming lifter: `hotpose eval-lifter --service`), instead of
+    `predict` with `flip` and `stride`."""
     was_training = model.training
     model.eval()
     out: dict[str, Any] = {}
@@ -66,7 +77,11 @@ def evaluate(model: Lifter, views: list[EvalView], flip: bool = True, stride: in
             errs: dict[str, list[np.ndarray]] = {"mpjpe": [], "p_mpjpe": [], "mpjve": []}
             per_rig: dict[str, list[np.ndarray]] = {r: [] for r in rigs}
             for v in views:
-                pred = predict(model, v.inputs[cond], flip=flip, stride=stride)
+                if lift_sequence is None:
+                    pred = predict(model, v.inputs[cond], flip=flip, stride=stride)
+                else:
+                    pred = lift_sequence(v.inputs[cond])
+                    pred = pred - pred[:, :1]
                 errs["mpjpe"].append(mpjpe(pred, v.target))
                 errs["p_mpjpe"].append(p_mpjpe(pred, v.target))
                 errs["mpjve"].append(mpjve(pred, v.target))

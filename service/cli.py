@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -239,6 +240,9 @@ def _eval_lifter(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.views_every < 1:
+        print("error: --views-every must be >= 1", file=sys.stderr)
+        return 1
     weights = args.weights or default_weights(args.model)
     if weights is None:  # an untrained model's figures would read like real ones
         print(f"error: no trained weights for lifter {args.model!r}: pass --weights", file=sys.stderr)
@@ -249,7 +253,9 @@ def _eval_lifter(args: argparse.Namespace) -> int:
         clips = split_by_subject(clips)[1]
     elif args.split == "train":
         clips = split_by_subject(clips)[0]
-    metrics = evaluate(model, eval_views(clips), stride=args.stride)
+    views = eval_views(clips)[:: args.views_every]
+    service = _service_lifting(model, args) if args.service else None
+    metrics = evaluate(model, views, stride=args.stride, lift_sequence=service[0] if service else None)
     cfg = model.config
     x = torch.zeros(1, cfg.frames, cfg.joints, 2, device=next(model.parameters()).device)
     flops = count_flops(model, x)
@@ -260,6 +266,8 @@ def _eval_lifter(args: argparse.Namespace) -> int:
         "split": args.split,
         "clips": len(clips),
         "window_stride": min(args.stride or cfg.frames, cfg.frames),
+        **({"views_every": args.views_every} if args.views_every > 1 else {}),
+        **(service[1] if service else {}),
         **metrics,
         "gflops_per_window": round(flops["gflops_total"], 3),
         "gflops_linear_per_window": round(flops["gflops_linear"], 3),
@@ -267,6 +275,42 @@ def _eval_lifter(args: argparse.Namespace) -> int:
     }
     print(json.dumps(report))
     return 0
+
+
+def _service_lifting(model: Any, args: argparse.Namespace) -> tuple[Callable[[Any], Any], dict[str, Any]]:
+    """`eval-lifter --service MODE`: each view lifted as the service lifts one tracked person (its
+    streaming lifter, 30 fps frame times; clips with test-time flip, live streams without, as the
+    service's defaults), and the report's description of it."""
+    import numpy as np
+    import torch
+
+    from models.data import EVAL_IMAGE
+    from models.keypoints import denormalize_screen, flip_augment
+    from service.lifting import LiftPolicy, lift_sequence
+    from service.settings import Settings
+    from service.streams import StreamConfig
+
+    frames = model.config.frames
+    device = next(model.parameters()).device
+    defaults = Settings()
+    flip = defaults.flip if args.service == "clip" else defaults.live_flip
+    if args.service == "clip":
+        policy = LiftPolicy.clip(frames)
+    else:
+        stride = args.live_stride or defaults.live_stride
+        policy = StreamConfig(emit=args.service, stride=stride, delay_frames=defaults.live_delay_frames).policy()
+
+    @torch.no_grad()
+    def lift(w: Any) -> Any:  # [N, F, 17, 2] -> [N, F, 17, 3]
+        x = torch.from_numpy(w).to(device)
+        return (flip_augment(model, x) if flip else model(x)).float().cpu().numpy()
+
+    def run(x: Any) -> Any:  # normalised 2D of the protocol's square image -> 3D
+        px = np.asarray(denormalize_screen(x, EVAL_IMAGE, EVAL_IMAGE))
+        return lift_sequence(lift, px, np.arange(len(x)) / 30.0, policy, EVAL_IMAGE, EVAL_IMAGE, frames)
+
+    about = {"service": args.service, "lift_stride": policy.stride, "delay_frames": policy.delay, "flip": flip}
+    return run, about
 
 
 def _bench_lifter(args: argparse.Namespace) -> int:
@@ -428,6 +472,15 @@ def build_parser() -> argparse.ArgumentParser:
         default="all",
         help="all clips (held-out files), or the training file's validation / training subjects",
     )
+    e.add_argument(
+        "--service",
+        choices=["clip", "causal", "delayed"],
+        default=None,
+        help="not the protocol: lift each view as the service lifts a tracked person in a clip job or a "
+        "live stream (streaming lifter, the service's default stride, delay and flip)",
+    )
+    e.add_argument("--live-stride", type=int, default=None, help="with --service causal/delayed: lift stride")
+    e.add_argument("--views-every", type=int, default=1, help="evaluate every N-th view only (a quicker subset)")
     e.add_argument("--device", default=None)
     e.add_argument("--threads", type=int, default=None)
     e.set_defaults(func=_eval_lifter)

@@ -301,3 +301,16 @@ class StreamLifter:
             p, reqs = self.pending.popleft()
             done.append((p.key, {tid: r.value for tid, r in reqs.items() if r.value is not None}))
         return done
+
+
+def lift_sequence(
+    lift: LiftFn, xy: np.ndarray, times: np.ndarray, policy: LiftPolicy, width: int, height: int, frames: int
+) -> np.ndarray:
+    """One person seen in every frame: pixels [T, 17, 2] at `times` (seconds) -> 3D [T, 17, 3],
+    lifted exactly as the service lifts a track under `policy` (`hotpose eval-lifter --service`)."""
+    streamer = StreamLifter(frames, lift, policy)
+    out: dict[object, np.ndarray] = {}
+    for i, (t, pose) in enumerate(zip(times, xy, strict=True)):
+        out.update((key, y[0]) for key, y in streamer.push(i, float(t), [(0, pose)], width, height))
+    out.update((key, y[0]) for key, y in streamer.flush())
+    return np.stack([out[i] for i in range(len(xy))])

@@ -1,4 +1,5 @@
-"""Video -> 3D poses with no web framework: decode -> detect -> track -> window -> lift -> smooth.
+"""Video -> 3D poses with no web framework: decode -> detect -> track -> window -> lift (the 2D shown
+on live streams is smoothed; the lifter gets the detector's own).
 
 One `PosePipeline` per video or live stream; the clip jobs, the WebSocket sessions and the
 `hotpose run` command line all use it. The models are passed in as functions (`detect`, `lift`),
@@ -120,8 +121,12 @@ class PosePipeline:
 
     def push_people(self, index: int, t: float, people: list[Person], width: int, height: int) -> list[FramePoses]:
         fp = FramePoses(index, t)
+        raw: list[tuple[int, np.ndarray]] = []  # what the lifter gets: the detector's own 2D
         for p in people:
             kp = p.h36m17()
+            raw.append((p.track_id, kp[:, :2]))
+            # smoothing is for the 2D shown: the lifter was trained on unfiltered, noisy 2D, and lifting
+            # the filtered 2D measured worse in MPJPE and MPJVE alike (its lag; README, live mode)
             if self.smoothing is not None:
                 f = self.filters.setdefault(p.track_id, OneEuroFilter(self.smoothing))
                 kp = np.concatenate([f(t, kp[:, :2]), kp[:, 2:]], axis=1).astype(np.float32)
@@ -132,7 +137,7 @@ class PosePipeline:
             del self.filters[tid]
         if self.streamer is None:
             return [fp]
-        done = self.streamer.push(fp, t, [(q.track_id, q.keypoints_2d[:, :2]) for q in fp.people], width, height)
+        done = self.streamer.push(fp, t, raw, width, height)
         return [_fill(key, y3d) for key, y3d in done]
 
     def flush(self) -> list[FramePoses]:

@@ -75,3 +75,23 @@ def test_serve_lets_uvicorn_take_websocket_messages_over_the_frame_limit(monkeyp
     assert main(["serve", "--port", "8123"]) == 0
     # above the frame limit, so that a larger frame gets the stream's own error instead of a 1009 close
     assert seen["port"] == 8123 and seen["ws_max_size"] == 64 << 20
+
+
+def test_eval_lifter_can_lift_as_the_service_does(
+    tmp_path: Path, tiny_weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from tests.models.test_train import _mocap_file
+
+    data = _mocap_file(tmp_path / "mocap.npz")  # 3 clips of 60-80 frames, 4 cameras each
+    base = ["eval-lifter", "--data", str(data), "--weights", str(tiny_weights), "--views-every", "2"]
+    assert main([*base, "--service", "causal", "--live-stride", "4"]) == 0
+    live = json.loads(capsys.readouterr().out)
+    assert (live["service"], live["lift_stride"], live["delay_frames"], live["flip"]) == ("causal", 4, 0, False)
+    assert live["views_every"] == 2 and live["frames_evaluated"] == 2 * (60 + 70 + 80)  # 6 of the 12 views
+    assert main([*base, "--service", "clip"]) == 0
+    clip = json.loads(capsys.readouterr().out)
+    assert (clip["service"], clip["lift_stride"], clip["delay_frames"], clip["flip"]) == ("clip", 9, 26, True)
+    assert clip["noisy2d"]["mpjpe_mm"] != live["noisy2d"]["mpjpe_mm"]  # the two ways lift differently
+    assert main([*base, "--views-every", "0"]) == 1 and "--views-every" in capsys.readouterr().err

@@ -197,3 +197,14 @@ def test_policy_is_checked() -> None:
         LiftPolicy(stride=0)
     with pytest.raises(ValueError):
         LiftPolicy(hold_s=2.0, max_gap_s=1.0)
+
+
+def test_lift_sequence_gives_every_frame_its_own_pose() -> None:
+    from service.lifting import lift_sequence
+
+    times = np.arange(50) / 30
+    xy = np.stack([pose(t) for t in times])
+    for policy in (LiftPolicy(stride=4), LiftPolicy(stride=4, delay=8), LiftPolicy.clip(F)):
+        y = lift_sequence(EchoLift(), xy, times, policy, W, H, F)
+        assert y.shape == (50, 17, 3)
+        np.testing.assert_allclose(y[..., :2], np.stack([expected(t) for t in times]), atol=1e-5)

@@ -79,6 +79,30 @@ def test_a_person_back_after_a_gap_gets_a_fresh_filter() -> None:
     np.testing.assert_allclose(back.people[0].keypoints_2d, at(200.0).h36m17(), atol=1e-4)  # no pull to x = 0
 
 
+def test_the_lifter_gets_the_detector_2d_and_smoothing_is_for_the_2d_shown() -> None:
+    from models.detector import Person
+    from models.keypoints import normalize_image
+
+    rng = np.random.default_rng(0)
+    seen: list[np.ndarray] = []
+
+    def lift(windows: np.ndarray) -> np.ndarray:
+        seen.append(windows[:, -1])  # each window's newest frame [N, 17, 2]
+        return np.zeros((*windows.shape[:3], 3), np.float32)
+
+    pipe = PosePipeline(lambda f: [], lift, 27, LiftPolicy(stride=1), OneEuroConfig())
+    for i in range(20):
+        kp33 = np.zeros((33, 3), np.float32)
+        kp33[:, :2] = np.linspace(100, 400, 66).reshape(33, 2) + rng.normal(0, 5, (33, 2))  # jittery
+        kp33[:, 2] = 1.0
+        person = Person(track_id=1, bbox=(100, 100, 400, 400), score=0.9, keypoints33=kp33)
+        (shown,) = pipe.push_people(i, i / 30, [person], 640, 480)
+        raw = person.h36m17()[:, :2]
+        np.testing.assert_allclose(seen[-1][0], normalize_image(raw, 640, 480), atol=1e-5)  # unfiltered
+        if i > 0:  # what is shown is filtered
+            assert not np.allclose(shown.people[0].keypoints_2d[:, :2], raw, atol=0.5)
+
+
 def test_clip_pipeline_end_to_end(tiny_lifter, detector: BlazePose) -> None:  # type: ignore[no-untyped-def]
     img = data.astronaut()
     canvas = np.pad(img, ((0, 0), (100, 100), (0, 0)), mode="edge")
