@@ -16,14 +16,19 @@ every window that covered it before it became final.
 
 Emission (`LiftPolicy.delay`, in grid frames):
 - `delay == 0` ("causal"): a grid frame is final as soon as a window ending at
-  or after it has been lifted. The lowest latency; the model sees no future.
+  or after it has been lifted. The lowest latency; a frame waits for the next
+  lift (up to `stride` - 1 grid frames) and sees only the frames that arrived
+  meanwhile as future context.
   A frame's 3D is the grid sample at or just before its time (at most 1/30 s
   earlier).
 - `delay > 0` ("delayed"): a grid frame is final once `delay` newer samples
   exist, so windows see up to `delay` frames of future context (more
   accurate), at `delay / 30` s of extra latency. Clip jobs use
   `delay = frames - 1` with a stride of `frames // 3`: every frame averages
-  about three windows, as offline.
+  about three windows, as offline. When a track ends (the clip's end, a person
+  gone), windows ending `stride`, 2 `stride`, ... (up to `delay`) grid frames
+  after its newest sample, edge-padded there, give its last frames as many
+  windows as the others.
 
 A person missing for longer than `hold_s` has its pending frames finalised
 with the context it has (so other people's frames are not held back); one
