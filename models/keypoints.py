@@ -92,8 +92,8 @@ HEAD_FIT = (-0.074, 0.28)
 
 def coco_to_h36m(coco: np.ndarray) -> np.ndarray:
     """COCO-17 [..., 17, D] -> Human3.6M-17 [..., 17, D] (D = 2 or 3; a third
-    channel is a score and is averaged like the coordinates; the head top takes the lower of
-    its sources' scores).
+    channel is a score: a joint taken directly keeps its own, pelvis and neck_nose the mean of
+    their two, thorax, spine and head the lowest of the hips', shoulders' and ears' means).
 
     Derived joints, chosen to match the motion capture the shipped lifter is trained on
     (`shared/mocap`: there `neck_nose` is the skeleton's head joint, not the nose tip, `thorax` sits

@@ -285,7 +285,7 @@ def _frame_time(session: _Session, index: int, given: float | None, now: float) 
 async def _process(ws: WebSocket, session: _Session, executor: ThreadPoolExecutor) -> None:
     loop = asyncio.get_running_loop()
     last_t = -float("inf")
-    shift = 0.0  # added to the client's times once its clock went back (see `_monotonic`)
+    shift = 0.0  # added to the client's times once its clock went back (module docstring: frame times)
     step = 1 / 30  # the last positive step between frame times
     while True:
         if not session.queue:
