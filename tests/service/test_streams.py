@@ -29,13 +29,19 @@ def jpeg(rgb: np.ndarray) -> bytes:
 
 
 def collect(ws, until_close: bool = True) -> list[dict]:  # type: ignore[no-untyped-def]
+    msgs, closed = receive_until_closed(ws)
+    assert closed.code == 1000
+    return msgs
+
+
+def receive_until_closed(ws) -> tuple[list[dict], WebSocketDisconnect]:  # type: ignore[no-untyped-def]
+    """Every message until the server closes the stream, and the close (code, reason)."""
     msgs = []
     while True:
         try:
             msgs.append(ws.receive_json())
         except WebSocketDisconnect as e:
-            assert e.code == 1000
-            return msgs
+            return msgs, e
 
 
 @pytest.mark.parametrize("emit", ["causal", "delayed"])
@@ -125,11 +131,8 @@ def test_an_idle_stream_answers_the_frames_held_for_context_before_closing(
         assert ws.receive_json()["type"] == "ready"
         for f in astronaut_frames(5):  # all five held: the lifter waits for 20 frames of future
             ws.send_bytes(jpeg(f))
-        msgs = []
-        with pytest.raises(WebSocketDisconnect) as e:
-            while True:
-                msgs.append(ws.receive_json())
-        assert e.value.code == 1008 and "no message" in e.value.reason
+        msgs, closed = receive_until_closed(ws)
+    assert closed.code == 1008 and "no message" in closed.reason
     assert [m["index"] for m in msgs if m["type"] == "pose"] == [0, 1, 2, 3, 4]
 
 
@@ -198,11 +201,8 @@ def test_a_failure_in_the_models_ends_the_stream_out_loud(
         assert ws.receive_json()["type"] == "ready"
         for f in frames:
             ws.send_bytes(jpeg(f))
-        msgs = []
-        with pytest.raises(WebSocketDisconnect) as e:
-            while True:
-                msgs.append(ws.receive_json())
-    assert e.value.code == 1011 and "internal error at frame 1" in e.value.reason
+        msgs, closed = receive_until_closed(ws)
+    assert closed.code == 1011 and "internal error at frame 1" in closed.reason
     message = "internal error at frame 1: RuntimeError: CUDA out of memory"
     assert msgs[-1] == {"type": "error", "index": 1, "message": message}
     assert [m["index"] for m in msgs if m["type"] == "pose"] == [0]
