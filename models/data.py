@@ -204,6 +204,7 @@ class EvalView:
     inputs: dict[str, np.ndarray]  # condition -> [T, 17, 2] normalised 2D
     target: np.ndarray  # [T, 17, 3] root-relative camera frame, metres
     rig: str = ""  # the clip's skeleton family
+    subject: str = ""  # the clip's subject
 
 
 def _seed(*parts: object) -> int:
@@ -225,7 +226,7 @@ def eval_views(clips: list[Clip], noise: DetectorNoise | None = None) -> list[Ev
             out.append(EvalView(clip.name, k, {
                 "gt2d": np.asarray(normalize_screen(px, EVAL_IMAGE, EVAL_IMAGE), dtype=np.float32),
                 "noisy2d": np.asarray(normalize_screen(noisy, EVAL_IMAGE, EVAL_IMAGE), dtype=np.float32),
-            }, tgt, clip.rig))  # fmt: skip
+            }, tgt, clip.rig, clip.subject))  # fmt: skip
     return out
 
 

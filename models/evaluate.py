@@ -63,7 +63,8 @@ def evaluate(
     lift_sequence: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """MPJPE, P-MPJPE and MPJVE (mm) per input condition, averaged over all frames of all views;
-    with several skeleton families in the data, also MPJPE per family (`by_rig`).
+    with several skeleton families or subjects in the data, also MPJPE per family (`by_rig`) and
+    per subject (`by_subject`).
 
     `lift_sequence` (not the protocol): lifts one view's normalised 2D [T, 17, 2] to 3D [T, 17, 3]
     some other way (the service's streaming lifter: `hotpose eval-lifter --service`), instead of
@@ -71,11 +72,11 @@ def evaluate(
     was_training = model.training
     model.eval()
     out: dict[str, Any] = {}
-    rigs = sorted({v.rig for v in views})
+    groups = {"by_rig": sorted({v.rig for v in views}), "by_subject": sorted({v.subject for v in views})}
     try:
         for cond in ("gt2d", "noisy2d"):
             errs: dict[str, list[np.ndarray]] = {"mpjpe": [], "p_mpjpe": [], "mpjve": []}
-            per_rig: dict[str, list[np.ndarray]] = {r: [] for r in rigs}
+            per: dict[str, dict[str, list[np.ndarray]]] = {k: {g: [] for g in v} for k, v in groups.items()}
             for v in views:
                 if lift_sequence is None:
                     pred = predict(model, v.inputs[cond], flip=flip, stride=stride)
@@ -85,13 +86,15 @@ def evaluate(
                 errs["mpjpe"].append(mpjpe(pred, v.target))
                 errs["p_mpjpe"].append(p_mpjpe(pred, v.target))
                 errs["mpjve"].append(mpjve(pred, v.target))
-                per_rig[v.rig].append(errs["mpjpe"][-1])
+                per["by_rig"][v.rig].append(errs["mpjpe"][-1])
+                per["by_subject"][v.subject].append(errs["mpjpe"][-1])
             out[cond] = {f"{k}_mm": round(1000 * float(np.concatenate(e).mean()), 2) for k, e in errs.items()}
-            if len(rigs) > 1:
-                out[cond]["by_rig"] = {
-                    r: {"mpjpe_mm": round(1000 * float(np.concatenate(e).mean()), 2), "frames": sum(map(len, e))}
-                    for r, e in per_rig.items()
-                }
+            for key, found in per.items():
+                if len(found) > 1:
+                    out[cond][key] = {
+                        g: {"mpjpe_mm": round(1000 * float(np.concatenate(e).mean()), 2), "frames": sum(map(len, e))}
+                        for g, e in found.items()
+                    }
         out["frames_evaluated"] = int(sum(len(v.target) for v in views))
     finally:
         model.train(was_training)

@@ -164,7 +164,8 @@ def _bench_service(args: argparse.Namespace) -> int:
     from service.bench import bench_service, format_service_report
     from service.settings import Settings
 
-    settings = Settings(lifter_weights=args.weights, device=args.device, threads=args.threads)
+    given = {"lifter": args.lifter, "lifter_weights": args.weights, "device": args.device, "threads": args.threads}
+    settings = Settings(**{k: v for k, v in given.items() if v is not None})  # the rest from HOTPOSE_* / defaults
     report = bench_service(settings, rounds=args.rounds, seconds=args.seconds, fps=args.fps)
     print(json.dumps(report) if args.json else format_service_report(report))
     return 0
@@ -520,6 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     br.set_defaults(func=_bench_render)
 
     bs = bsub.add_parser("service", help="720p clip throughput vs decode; live latency for 1 and 4 streams")
+    bs.add_argument("--lifter", default=None, help="hot_mixste or mixste (default: HOTPOSE_LIFTER, else hot_mixste)")
     bs.add_argument("--weights", type=Path, default=None, help="lifter checkpoint (default: the shipped one)")
     bs.add_argument("--rounds", type=int, default=3)
     bs.add_argument("--seconds", type=float, default=20.0, help="length of each live run")

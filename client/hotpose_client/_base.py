@@ -263,8 +263,9 @@ def file_size(f: IO[bytes]) -> int | None:
 class StreamState:
     """The client's view of one live stream, shared by the sync and async implementations.
 
-    Every frame sent is accounted for by the end: `answered + len(dropped) + len(errors)` equals
-    `sent` once the server has closed the stream normally.
+    Every frame sent is accounted for by the end: `answered + len(dropped)` + the errors that carry
+    a frame index equals `sent` once the server has closed the stream normally (an error with index
+    None is about the stream: a bad message, a client clock that went back).
     """
 
     sent: int = 0

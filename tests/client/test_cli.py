@@ -32,6 +32,9 @@ def test_errors_are_one_line_and_exit_1(
     (tmp_path / "a.mp4").write_bytes(b"x")
     assert main(["--url", live_server.url, "--api-key", "bad", "clip", str(tmp_path / "a.mp4"), "-o", "x.json"]) == 1
     assert "401" in capsys.readouterr().err
+    # the connection options work after the command too
+    assert main(["clip", str(tmp_path / "a.mp4"), "-o", "x.json", "--url", live_server.url, "--api-key", "bad"]) == 1
+    assert "401" in capsys.readouterr().err
     assert main(["--url", live_server.url, "clip", str(tmp_path / "a.mp4"), "-o", "x.gif"]) == 1
     assert "unknown output format" in capsys.readouterr().err
 

@@ -31,13 +31,17 @@ def test_per_rig_breakdown_adds_up_to_the_overall_mpjpe() -> None:
         mean = sum(v["mpjpe_mm"] * v["frames"] for v in by_rig.values()) / 240
         assert mean == pytest.approx(report[cond]["mpjpe_mm"], abs=0.02)
         assert by_rig["short"]["mpjpe_mm"] != by_rig["tall"]["mpjpe_mm"]
+        by_subject = report[cond]["by_subject"]  # _clip names the subject after the clip
+        assert {s: v["frames"] for s, v in by_subject.items()} == {"a": 120, "b": 80, "c": 40}
+        mean = sum(v["mpjpe_mm"] * v["frames"] for v in by_subject.values()) / 240
+        assert mean == pytest.approx(report[cond]["mpjpe_mm"], abs=0.02)
 
 
 def test_one_family_gives_no_breakdown() -> None:
     torch.manual_seed(0)
     model = create_lifter("mlp", device="cpu")
     report = evaluate(model, eval_views([_clip("a", "", 12, 0)]))
-    assert "by_rig" not in report["gt2d"] and report["frames_evaluated"] == 48
+    assert "by_rig" not in report["gt2d"] and "by_subject" not in report["gt2d"] and report["frames_evaluated"] == 48
 
 
 class _WindowProbe(torch.nn.Module):

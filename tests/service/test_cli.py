@@ -95,3 +95,17 @@ def test_eval_lifter_can_lift_as_the_service_does(
     assert (clip["service"], clip["lift_stride"], clip["delay_frames"], clip["flip"]) == ("clip", 9, 26, True)
     assert clip["noisy2d"]["mpjpe_mm"] != live["noisy2d"]["mpjpe_mm"]  # the two ways lift differently
     assert main([*base, "--views-every", "0"]) == 1 and "--views-every" in capsys.readouterr().err
+
+
+def test_bench_service_takes_unset_flags_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import service.bench
+
+    seen = []
+    monkeypatch.setattr(service.bench, "bench_service", lambda settings, **kw: seen.append(settings) or {})
+    monkeypatch.setattr(service.bench, "format_service_report", lambda report: "")
+    monkeypatch.setenv("HOTPOSE_THREADS", "3")
+    monkeypatch.setenv("HOTPOSE_LIFTER", "mixste")
+    assert main(["bench", "service"]) == 0
+    assert (seen[-1].threads, seen[-1].lifter) == (3, "mixste")  # not overridden by unset flags
+    assert main(["bench", "service", "--lifter", "hot_mixste", "--threads", "1"]) == 0
+    assert (seen[-1].threads, seen[-1].lifter) == (1, "hot_mixste")
