@@ -23,20 +23,26 @@ from models.metrics import mpjpe, mpjve, p_mpjpe
 
 
 @torch.no_grad()
+def lift_windows(model: Lifter, w: np.ndarray, flip: bool = True, batch: int = 8) -> np.ndarray:
+    """Windows [N, F, 17, 2] -> 3D [N, F, 17, 3], `batch` at a time, with test-time flip or not."""
+    device = next(model.parameters()).device
+    outs = []
+    for i in range(0, len(w), batch):
+        xb = torch.from_numpy(np.ascontiguousarray(w[i : i + batch], dtype=np.float32)).to(device)
+        outs.append((flip_augment(model, xb) if flip else model(xb)).float().cpu().numpy())
+    return np.concatenate(outs)
+
+
+@torch.no_grad()
 def predict(model: Lifter, x: np.ndarray, batch: int = 8, flip: bool = True, stride: int | None = None) -> np.ndarray:
     """Normalised 2D [T, 17, 2] of one sequence -> 3D [T, 17, 3], window by window.
 
     `stride` < the window: overlapping windows starting every `stride` frames (edge-padded at both
     ends, so every frame lies in frames / stride of them when that divides), averaged per frame."""
     frames = model.config.frames
-    device = next(model.parameters()).device
 
-    def lift(w: np.ndarray) -> np.ndarray:  # [N, F, 17, 2] -> [N, F, 17, 3]
-        outs = []
-        for i in range(0, len(w), batch):
-            xb = torch.from_numpy(w[i : i + batch]).to(device)
-            outs.append((flip_augment(model, xb) if flip else model(xb)).float().cpu().numpy())
-        return np.concatenate(outs)
+    def lift(w: np.ndarray) -> np.ndarray:
+        return lift_windows(model, w, flip, batch)
 
     if stride is None or stride >= frames:
         w, t = windows(x, frames)

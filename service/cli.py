@@ -283,16 +283,15 @@ def _service_lifting(model: Any, args: argparse.Namespace) -> tuple[Callable[[An
     streaming lifter, 30 fps frame times; clips with test-time flip, live streams without, as the
     service's defaults), and the report's description of it."""
     import numpy as np
-    import torch
 
     from models.data import EVAL_IMAGE
-    from models.keypoints import denormalize_screen, flip_augment
+    from models.evaluate import lift_windows
+    from models.keypoints import denormalize_screen
     from service.lifting import LiftPolicy, lift_sequence
     from service.settings import Settings
     from service.streams import StreamConfig
 
     frames = model.config.frames
-    device = next(model.parameters()).device
     defaults = Settings()
     flip = defaults.flip if args.service == "clip" else defaults.live_flip
     if args.service == "clip":
@@ -301,10 +300,8 @@ def _service_lifting(model: Any, args: argparse.Namespace) -> tuple[Callable[[An
         stride = args.live_stride or defaults.live_stride
         policy = StreamConfig(emit=args.service, stride=stride, delay_frames=defaults.live_delay_frames).policy()
 
-    @torch.no_grad()
-    def lift(w: Any) -> Any:  # [N, F, 17, 2] -> [N, F, 17, 3]
-        x = torch.from_numpy(w).to(device)
-        return (flip_augment(model, x) if flip else model(x)).float().cpu().numpy()
+    def lift(w: Any) -> Any:  # [N, F, 17, 2] -> [N, F, 17, 3], the whole batch the service would send
+        return lift_windows(model, w, flip, batch=len(w))
 
     def run(x: Any) -> Any:  # normalised 2D of the protocol's square image -> 3D
         px = np.asarray(denormalize_screen(x, EVAL_IMAGE, EVAL_IMAGE))

@@ -154,7 +154,7 @@ class TrackBuffer:
     def _window(self, end_pad: int = 0) -> np.ndarray:
         """[F, 17, 2]: the newest samples, edge-padded at the start while the buffer fills, and with
         `end_pad` copies of the newest sample after them."""
-        real = list(self.samples)[len(self.samples) - min(len(self.samples), self.frames - end_pad) :]
+        real = list(self.samples)[-(self.frames - end_pad) :]  # the newest, up to what fits before the padding
         pad = self.frames - end_pad - len(real)
         assert self.first is not None
         start = [np.repeat(self.first[None], pad, axis=0)] if pad else []
