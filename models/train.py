@@ -86,6 +86,9 @@ class TrainConfig:
     swing_p: float = 0.0  # fraction of windows given new poses by `swing_limbs` (`Augment`)
     pad_p: float = 0.0  # fraction of windows that may run off a clip's ends, edge-padded (`Augment`)
     aim_p: float = 0.0  # fraction of windows seen by a camera turned off the subject (`Augment`)
+    # ranges of the training cameras' focal length (px in a 1000 px image) and distance (m) (`Augment`)
+    focal: tuple[float, float] = Augment.focal
+    distance: tuple[float, float] = Augment.distance
     # Decay of an exponential moving average of the weights (`WeightAverage`); 0: off. When on,
     # validation and the file at `out` use the average, and the last step's own weights are saved
     # next to it (`raw_path`) and validated too, so the two are compared in the same run.
@@ -221,7 +224,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             log.info("time codes: %s", started)
     guide = RecoveryGuide(model) if cfg.recovery_guide > 0 and hasattr(model, "cross_attention") else None
     frames = model.config.frames
-    aug = Augment(retarget_p=cfg.retarget_p, swing_p=cfg.swing_p, pad_p=cfg.pad_p, aim_p=cfg.aim_p)
+    aug = Augment(
+        retarget_p=cfg.retarget_p,
+        swing_p=cfg.swing_p,
+        pad_p=cfg.pad_p,
+        aim_p=cfg.aim_p,
+        focal=tuple(cfg.focal),
+        distance=tuple(cfg.distance),
+    )
     batches = window_batches(train_clips, frames, cfg, aug)
     embed: list[torch.nn.Parameter] = []
     other: list[torch.nn.Parameter] = []

@@ -195,6 +195,7 @@ def _overrides(pairs: list[str]) -> dict[str, object]:
 
 
 def _train_lifter(args: argparse.Namespace) -> int:
+    from models.data import Augment
     from models.train import TrainConfig, train
 
     cfg = TrainConfig(
@@ -219,6 +220,8 @@ def _train_lifter(args: argparse.Namespace) -> int:
         swing_p=args.swing,
         pad_p=args.pad,
         aim_p=args.aim,
+        focal=tuple(args.focal) if args.focal else Augment.focal,
+        distance=tuple(args.distance) if args.distance else Augment.distance,
         ema=args.ema,
         device=args.device,
         amp=args.amp,
@@ -424,6 +427,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="fraction of windows whose camera is turned up to 25 degrees off the subject (pan; tilt half), "
         "so people are seen off the image centre (0: cameras aimed at the subject)",
+    )
+    t.add_argument(
+        "--focal",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("LO", "HI"),
+        help="training cameras' focal length range in px of a 1000 px image, 500 / tan(hfov / 2) "
+        "(default 800 1600; the protocol's is 1145, a 70-degree webcam's about 715)",
+    )
+    t.add_argument(
+        "--distance",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("LO", "HI"),
+        help="training cameras' distance range from the subject, metres (default 3 8)",
     )
     t.add_argument("--device", default="cpu", help="where to train: cpu, cuda, cuda:1, ...")
     t.add_argument("--amp", action="store_true", help="bfloat16 autocast for the forward pass (for a GPU)")

@@ -53,6 +53,27 @@ def test_train_writes_a_checkpoint_that_rebuilds_itself(tmp_path: Path) -> None:
     assert header["meta"]["val_subjects"] == ["cmu005"] and len(header["meta"]["data_sha256"]) == 64
 
 
+def test_train_draws_its_cameras_from_the_configured_ranges(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import models.train
+
+    class SeenError(Exception):
+        pass
+
+    seen: list[object] = []
+
+    def stop(clips, frames, cfg, aug):  # type: ignore[no-untyped-def]
+        seen.append(aug)
+        raise SeenError  # no need to train: the windows' augmentation is what is checked
+
+    monkeypatch.setattr(models.train, "window_batches", stop)
+    cfg = TrainConfig(data=_mocap_file(tmp_path / "m.npz"), out=tmp_path / "o.pt", overrides=TINY, steps=1,
+                      focal=(550.0, 700.0), distance=(2.0, 2.5), aim_p=0.3)  # fmt: skip
+    with pytest.raises(SeenError):
+        train(cfg)
+    (aug,) = seen
+    assert (aug.focal, aug.distance, aug.aim_p) == ((550.0, 700.0), (2.0, 2.5), 0.3)  # type: ignore[attr-defined]
+
+
 def test_warm_start_copies_a_mixste_into_a_hot_mixste(tmp_path: Path) -> None:
     from models import create_lifter, save_checkpoint
     from models.checkpoint import CheckpointError

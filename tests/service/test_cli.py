@@ -109,3 +109,18 @@ def test_bench_service_takes_unset_flags_from_the_environment(monkeypatch: pytes
     assert (seen[-1].threads, seen[-1].lifter) == (3, "mixste")  # not overridden by unset flags
     assert main(["bench", "service", "--lifter", "hot_mixste", "--threads", "1"]) == 0
     assert (seen[-1].threads, seen[-1].lifter) == (1, "hot_mixste")
+
+
+def test_train_lifter_passes_camera_ranges_and_keeps_the_defaults_when_unset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import models.train
+    from models.data import Augment
+
+    seen: list[models.train.TrainConfig] = []
+    monkeypatch.setattr(models.train, "train", lambda cfg: seen.append(cfg) or {})
+    base = ["train-lifter", "--data", str(tmp_path / "m.npz"), "--out", str(tmp_path / "o.pt")]
+    assert main(base) == 0
+    assert main([*base, "--focal", "550", "1600", "--distance", "2", "8"]) == 0
+    assert (seen[0].focal, seen[0].distance) == (Augment.focal, Augment.distance)
+    assert (seen[1].focal, seen[1].distance) == ((550.0, 1600.0), (2.0, 8.0))
