@@ -10,6 +10,7 @@ from models.data import (
     Augment,
     Clip,
     DetectorNoise,
+    EvalCameras,
     bone_lengths,
     eval_views,
     load_clips,
@@ -200,6 +201,20 @@ def test_turned_cameras_see_the_subject_off_the_image_centre() -> None:
     x0, _ = training_sample(clip, 27, a, Augment(), DetectorNoise())
     x1, _ = training_sample(clip, 27, b, Augment(aim_p=0.0), DetectorNoise())
     assert np.array_equal(x0, x1) and a.random() == b.random()
+
+
+def test_other_eval_cameras_change_only_the_cameras() -> None:
+    clips = [Clip("a", "s1", _walker(50), 30.0)]
+    protocol, same = eval_views(clips), eval_views(clips, cameras=EvalCameras())
+    assert all(np.array_equal(a.inputs["noisy2d"], b.inputs["noisy2d"]) for a, b in zip(protocol, same, strict=True))
+    webcam = eval_views(clips, cameras=EvalCameras(focal=715.0, distance=(2.3, 3.2)))
+    for p, w in zip(protocol, webcam, strict=True):
+        # the same poses and frames: only the camera (its rotation) differs in the targets
+        assert np.allclose(np.linalg.norm(p.target, axis=-1), np.linalg.norm(w.target, axis=-1), atol=1e-5)
+        # closer with a shorter focal length: about the same size on screen, stronger perspective
+        h_p = np.ptp(p.inputs["gt2d"][..., 1], axis=-1).mean()
+        h_w = np.ptp(w.inputs["gt2d"][..., 1], axis=-1).mean()
+        assert 0.8 < h_w / h_p < 1.6 and not np.allclose(p.inputs["gt2d"], w.inputs["gt2d"], atol=0.01)
 
 
 def test_eval_views_are_fixed_and_four_per_clip() -> None:

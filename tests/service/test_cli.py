@@ -97,6 +97,23 @@ def test_eval_lifter_can_lift_as_the_service_does(
     assert main([*base, "--views-every", "0"]) == 1 and "--views-every" in capsys.readouterr().err
 
 
+def test_eval_lifter_labels_other_cameras_as_not_the_protocol(
+    tmp_path: Path, tiny_weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from tests.models.test_train import _mocap_file
+
+    base = ["eval-lifter", "--data", str(_mocap_file(tmp_path / "mocap.npz")), "--weights", str(tiny_weights)]
+    assert main(base) == 0
+    protocol = json.loads(capsys.readouterr().out)
+    assert main([*base, "--camera-focal", "715", "--camera-distance", "2.3", "3.2"]) == 0
+    webcam = json.loads(capsys.readouterr().out)
+    assert "cameras" not in protocol and webcam["cameras"] == {"focal_px": 715.0, "distance_m": [2.3, 3.2]}
+    assert webcam["frames_evaluated"] == protocol["frames_evaluated"]
+    assert webcam["gt2d"]["mpjpe_mm"] != protocol["gt2d"]["mpjpe_mm"]
+
+
 def test_bench_service_takes_unset_flags_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     import service.bench
 
