@@ -257,13 +257,11 @@ def _eval_lifter(args: argparse.Namespace) -> int:
         clips = split_by_subject(clips)[1]
     elif args.split == "train":
         clips = split_by_subject(clips)[0]
-    cameras = EvalCameras()
-    if args.camera_focal is not None or args.camera_distance is not None:
-        cameras = EvalCameras(
-            focal=args.camera_focal or cameras.focal,
-            distance=tuple(args.camera_distance) if args.camera_distance else cameras.distance,
-        )
-    not_protocol = {"focal_px": cameras.focal, "distance_m": list(cameras.distance)}
+    protocol = EvalCameras()
+    cameras = EvalCameras(
+        focal=args.camera_focal or protocol.focal,
+        distance=tuple(args.camera_distance) if args.camera_distance else protocol.distance,
+    )
     views = eval_views(clips, cameras=cameras)[:: args.views_every]
     service = _service_lifting(model, args) if args.service else None
     metrics = evaluate(model, views, stride=args.stride, lift_sequence=service[0] if service else None)
@@ -278,7 +276,7 @@ def _eval_lifter(args: argparse.Namespace) -> int:
         "clips": len(clips),
         "window_stride": min(args.stride or cfg.frames, cfg.frames),
         **({"views_every": args.views_every} if args.views_every > 1 else {}),
-        **({"cameras": not_protocol} if cameras != EvalCameras() else {}),
+        **({"cameras": {"focal_px": cameras.focal, "distance_m": [*cameras.distance]}} if cameras != protocol else {}),
         **(service[1] if service else {}),
         **metrics,
         "gflops_per_window": round(flops["gflops_total"], 3),
