@@ -229,8 +229,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         swing_p=cfg.swing_p,
         pad_p=cfg.pad_p,
         aim_p=cfg.aim_p,
-        focal=tuple(cfg.focal),
-        distance=tuple(cfg.distance),
+        focal=cfg.focal,
+        distance=cfg.distance,
     )
     batches = window_batches(train_clips, frames, cfg, aug)
     embed: list[torch.nn.Parameter] = []
