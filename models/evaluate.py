@@ -10,7 +10,8 @@ windows over it, as the service lifts clips (`LiftPolicy.clip`: every frames // 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from fnmatch import fnmatchcase
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,8 @@ from models import Lifter
 from models.data import EvalView, windows
 from models.keypoints import flip_augment
 from models.metrics import mpjpe, mpjve, p_mpjpe
+
+GROUP_OTHER = "other"  # `evaluate`'s `by_group`: the clips that no named group matches
 
 
 @torch.no_grad()
@@ -67,10 +70,16 @@ def evaluate(
     flip: bool = True,
     stride: int | None = None,
     lift_sequence: Callable[[np.ndarray], np.ndarray] | None = None,
+    clip_groups: Mapping[str, Sequence[str]] | None = None,
+    by_clip: bool = False,
 ) -> dict[str, Any]:
     """MPJPE, P-MPJPE and MPJVE (mm) per input condition, averaged over all frames of all views;
     with several skeleton families or subjects in the data, also MPJPE per family (`by_rig`) and
     per subject (`by_subject`).
+
+    `clip_groups` (name -> clip-name glob patterns): also MPJPE per group of clips (`by_group`),
+    each clip in the first group with a matching pattern, clips matching none in `"other"`.
+    `by_clip`: also MPJPE per clip (`by_clip`).
 
     `lift_sequence` (not the protocol): lifts one view's normalised 2D [T, 17, 2] to 3D [T, 17, 3]
     some other way (the service's streaming lifter: `hotpose eval-lifter --service`), instead of
@@ -78,7 +87,17 @@ def evaluate(
     was_training = model.training
     model.eval()
     out: dict[str, Any] = {}
-    groups = {"by_rig": sorted({v.rig for v in views}), "by_subject": sorted({v.subject for v in views})}
+    keys: dict[str, Callable[[EvalView], str]] = {"by_rig": lambda v: v.rig, "by_subject": lambda v: v.subject}
+    always: set[str] = set()  # groupings reported even with one group (asked for by name)
+    if clip_groups is not None:
+        if GROUP_OTHER in clip_groups:
+            raise ValueError(f"clip group name {GROUP_OTHER!r} is reserved for the clips no group matches")
+        keys["by_group"] = lambda v: clip_group(v.clip, clip_groups)
+        always.add("by_group")
+    if by_clip:
+        keys["by_clip"] = lambda v: v.clip
+        always.add("by_clip")
+    groups = {key: sorted({group_of(v) for v in views}) for key, group_of in keys.items()}
     try:
         for cond in ("gt2d", "noisy2d"):
             errs: dict[str, list[np.ndarray]] = {"mpjpe": [], "p_mpjpe": [], "mpjve": []}
@@ -92,11 +111,11 @@ def evaluate(
                 errs["mpjpe"].append(mpjpe(pred, v.target))
                 errs["p_mpjpe"].append(p_mpjpe(pred, v.target))
                 errs["mpjve"].append(mpjve(pred, v.target))
-                per["by_rig"][v.rig].append(errs["mpjpe"][-1])
-                per["by_subject"][v.subject].append(errs["mpjpe"][-1])
+                for key, group_of in keys.items():
+                    per[key][group_of(v)].append(errs["mpjpe"][-1])
             out[cond] = {f"{k}_mm": round(1000 * float(np.concatenate(e).mean()), 2) for k, e in errs.items()}
             for key, found in per.items():
-                if len(found) > 1:
+                if len(found) > 1 or key in always:
                     out[cond][key] = {
                         g: {"mpjpe_mm": round(1000 * float(np.concatenate(e).mean()), 2), "frames": sum(map(len, e))}
                         for g, e in found.items()
@@ -105,3 +124,11 @@ def evaluate(
     finally:
         model.train(was_training)
     return out
+
+
+def clip_group(clip: str, clip_groups: Mapping[str, Sequence[str]]) -> str:
+    """The first group with a glob pattern matching the clip name (case-sensitive), else `"other"`."""
+    for name, patterns in clip_groups.items():
+        if any(fnmatchcase(clip, pattern) for pattern in patterns):
+            return name
+    return GROUP_OTHER

@@ -247,6 +247,11 @@ def _eval_lifter(args: argparse.Namespace) -> int:
     if args.views_every < 1:
         print("error: --views-every must be >= 1", file=sys.stderr)
         return 1
+    try:
+        clip_groups = _clip_groups(args.group) if args.group else None
+    except ValueError as e:
+        print(f"error: --group: {e}", file=sys.stderr)
+        return 1
     weights = args.weights or default_weights(args.model)
     if weights is None:  # an untrained model's figures would read like real ones
         print(f"error: no trained weights for lifter {args.model!r}: pass --weights", file=sys.stderr)
@@ -264,7 +269,14 @@ def _eval_lifter(args: argparse.Namespace) -> int:
     )
     views = eval_views(clips, cameras=cameras)[:: args.views_every]
     service = _service_lifting(model, args) if args.service else None
-    metrics = evaluate(model, views, stride=args.stride, lift_sequence=service[0] if service else None)
+    metrics = evaluate(
+        model,
+        views,
+        stride=args.stride,
+        lift_sequence=service[0] if service else None,
+        clip_groups=clip_groups,
+        by_clip=args.by_clip,
+    )
     cfg = model.config
     x = torch.zeros(1, cfg.frames, cfg.joints, 2, device=next(model.parameters()).device)
     flops = count_flops(model, x)
@@ -277,6 +289,7 @@ def _eval_lifter(args: argparse.Namespace) -> int:
         "window_stride": min(args.stride or cfg.frames, cfg.frames),
         **({"views_every": args.views_every} if args.views_every > 1 else {}),
         **({"cameras": {"focal_px": cameras.focal, "distance_m": [*cameras.distance]}} if cameras != protocol else {}),
+        **({"clip_groups": clip_groups} if clip_groups else {}),
         **(service[1] if service else {}),
         **metrics,
         "gflops_per_window": round(flops["gflops_total"], 3),
@@ -285,6 +298,22 @@ def _eval_lifter(args: argparse.Namespace) -> int:
     }
     print(json.dumps(report))
     return 0
+
+
+def _clip_groups(specs: list[str]) -> dict[str, list[str]]:
+    """`--group NAME=GLOB[,GLOB...]` options -> {name: [glob, ...]}, in the order given."""
+    from models.evaluate import GROUP_OTHER
+
+    groups: dict[str, list[str]] = {}
+    for spec in specs:
+        name, sep, globs = spec.partition("=")
+        patterns = [g for g in globs.split(",") if g]
+        if not sep or not name or not patterns:
+            raise ValueError(f"expected NAME=GLOB[,GLOB...], got {spec!r}")
+        if name == GROUP_OTHER or name in groups:
+            raise ValueError(f"group name {name!r} is {'reserved' if name == GROUP_OTHER else 'given twice'}")
+        groups[name] = patterns
+    return groups
 
 
 def _service_lifting(model: Any, args: argparse.Namespace) -> tuple[Callable[[Any], Any], dict[str, Any]]:
@@ -520,6 +549,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="not the protocol: the cameras' distance range from the subject, metres (protocol: 4.5 5.5)",
     )
     e.add_argument("--views-every", type=int, default=1, help="evaluate every N-th view only (a quicker subset)")
+    e.add_argument(
+        "--group",
+        action="append",
+        default=[],
+        metavar="NAME=GLOB[,GLOB...]",
+        help="also MPJPE per group of clips ('by_group'), clip names matched by glob patterns, first match "
+        "wins, the rest in 'other'; repeatable "
+        "(e.g. ballet='dragonforged_05_0[2-9],dragonforged_05_1?,dragonforged_05_20')",
+    )
+    e.add_argument("--by-clip", action="store_true", help="also MPJPE per clip ('by_clip')")
     e.add_argument("--device", default=None)
     e.add_argument("--threads", type=int, default=None)
     e.set_defaults(func=_eval_lifter)

@@ -10,7 +10,7 @@ import torch
 
 from models import create_lifter
 from models.data import Clip, eval_views
-from models.evaluate import evaluate, predict
+from models.evaluate import clip_group, evaluate, predict
 
 
 def _clip(name: str, rig: str, frames: int, seed: int) -> Clip:
@@ -42,6 +42,38 @@ def test_one_family_gives_no_breakdown() -> None:
     model = create_lifter("mlp", device="cpu")
     report = evaluate(model, eval_views([_clip("a", "", 12, 0)]))
     assert "by_rig" not in report["gt2d"] and "by_subject" not in report["gt2d"] and report["frames_evaluated"] == 48
+
+
+def test_clip_groups_and_per_clip_figures_add_up_to_the_overall_mpjpe() -> None:
+    torch.manual_seed(0)
+    model = create_lifter("mlp", device="cpu")
+    clips = [_clip("dance_01", "", 30, 0), _clip("dance_02", "", 20, 1), _clip("walk_01", "", 10, 2)]
+    report = evaluate(model, eval_views(clips), clip_groups={"dance": ["dance_*"]}, by_clip=True)
+    for cond in ("gt2d", "noisy2d"):
+        by_group, by_clip = report[cond]["by_group"], report[cond]["by_clip"]
+        assert {g: v["frames"] for g, v in by_group.items()} == {"dance": 200, "other": 40}
+        assert {c: v["frames"] for c, v in by_clip.items()} == {"dance_01": 120, "dance_02": 80, "walk_01": 40}
+        dance = (by_clip["dance_01"]["mpjpe_mm"] * 120 + by_clip["dance_02"]["mpjpe_mm"] * 80) / 200
+        assert dance == pytest.approx(by_group["dance"]["mpjpe_mm"], abs=0.02)
+        assert by_clip["walk_01"]["mpjpe_mm"] == by_group["other"]["mpjpe_mm"]
+        mean = sum(v["mpjpe_mm"] * v["frames"] for v in by_group.values()) / 240
+        assert mean == pytest.approx(report[cond]["mpjpe_mm"], abs=0.02)
+    one = evaluate(model, eval_views(clips[2:]), clip_groups={"dance": ["dance_*"]})  # asked for: shown even alone
+    assert one["gt2d"]["by_group"] == {"other": {"mpjpe_mm": one["gt2d"]["mpjpe_mm"], "frames": 40}}
+    assert "by_clip" not in one["gt2d"]
+    with pytest.raises(ValueError, match="reserved"):
+        evaluate(model, eval_views(clips), clip_groups={"other": ["walk_*"]})
+
+
+def test_a_clip_joins_the_first_group_that_matches_it() -> None:
+    groups = {"ballet": ["d_05_0[2-9]", "d_05_1?"], "dance": ["d_*"]}
+    assert [clip_group(c, groups) for c in ("d_05_01", "d_05_02", "d_05_19", "d_05_20", "walk")] == [
+        "dance",
+        "ballet",
+        "ballet",
+        "dance",
+        "other",
+    ]
 
 
 class _WindowProbe(torch.nn.Module):

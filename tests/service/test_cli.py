@@ -114,6 +114,26 @@ def test_eval_lifter_labels_other_cameras_as_not_the_protocol(
     assert webcam["gt2d"]["mpjpe_mm"] != protocol["gt2d"]["mpjpe_mm"]
 
 
+def test_eval_lifter_reports_groups_of_clips_by_name(
+    tmp_path: Path, tiny_weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from tests.models.test_train import _mocap_file
+
+    base = ["eval-lifter", "--data", str(_mocap_file(tmp_path / "mocap.npz")), "--weights", str(tiny_weights)]
+    assert main([*base, "--group", "first=c0", "--group", "later=c1,c9", "--by-clip"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["clip_groups"] == {"first": ["c0"], "later": ["c1", "c9"]}
+    frames = {g: v["frames"] for g, v in report["noisy2d"]["by_group"].items()}
+    assert frames == {"first": 4 * 60, "later": 4 * 70, "other": 4 * 80}
+    assert set(report["gt2d"]["by_clip"]) == {"c0", "c1", "c2"}
+    for bad in ("first", "=c0", "first=", "other=c0"):
+        assert main([*base, "--group", bad]) == 1
+        assert "--group" in capsys.readouterr().err
+    assert main([*base, "--group", "a=c0", "--group", "a=c1"]) == 1 and "given twice" in capsys.readouterr().err
+
+
 def test_bench_service_takes_unset_flags_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     import service.bench
 
