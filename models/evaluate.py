@@ -90,8 +90,7 @@ def evaluate(
     keys: dict[str, Callable[[EvalView], str]] = {"by_rig": lambda v: v.rig, "by_subject": lambda v: v.subject}
     always: set[str] = set()  # groupings reported even with one group (asked for by name)
     if clip_groups is not None:
-        if GROUP_OTHER in clip_groups:
-            raise ValueError(f"clip group name {GROUP_OTHER!r} is reserved for the clips no group matches")
+        check_clip_groups(clip_groups)
         keys["by_group"] = lambda v: clip_group(v.clip, clip_groups)
         always.add("by_group")
     if by_clip:
@@ -124,6 +123,12 @@ def evaluate(
     finally:
         model.train(was_training)
     return out
+
+
+def check_clip_groups(clip_groups: Mapping[str, Sequence[str]]) -> None:
+    """Raises ValueError when a group takes the name kept for the clips no group matches."""
+    if GROUP_OTHER in clip_groups:
+        raise ValueError(f"clip group name {GROUP_OTHER!r} is reserved for the clips no group matches")
 
 
 def clip_group(clip: str, clip_groups: Mapping[str, Sequence[str]]) -> str:

@@ -302,7 +302,7 @@ def _eval_lifter(args: argparse.Namespace) -> int:
 
 def _clip_groups(specs: list[str]) -> dict[str, list[str]]:
     """`--group NAME=GLOB[,GLOB...]` options -> {name: [glob, ...]}, in the order given."""
-    from models.evaluate import GROUP_OTHER
+    from models.evaluate import check_clip_groups
 
     groups: dict[str, list[str]] = {}
     for spec in specs:
@@ -310,9 +310,10 @@ def _clip_groups(specs: list[str]) -> dict[str, list[str]]:
         patterns = [g for g in globs.split(",") if g]
         if not sep or not name or not patterns:
             raise ValueError(f"expected NAME=GLOB[,GLOB...], got {spec!r}")
-        if name == GROUP_OTHER or name in groups:
-            raise ValueError(f"group name {name!r} is {'reserved' if name == GROUP_OTHER else 'given twice'}")
+        if name in groups:
+            raise ValueError(f"group name {name!r} is given twice")
         groups[name] = patterns
+    check_clip_groups(groups)
     return groups
 
 
