@@ -235,58 +235,81 @@ def _pan_frames(n: int) -> list[Any]:
     return [np.ascontiguousarray(canvas[:, k : k + 1280]) for k in np.linspace(0, 600, n).astype(int)]
 
 
-def bench_detector(
-    video: Path | None = None, frames: int = 60, rounds: int = 20, threads: int | None = None, device: str = "cpu"
-) -> dict[str, Any]:
-    """BlazePose latency: per frame (full and tracking mode) and per landmark batch; litert when installed."""
+def _three_people_frames(n: int) -> list[Any]:
+    """A synthetic 720p clip with three people: three copies of the astronaut (the middle one
+    mirrored), 400 px tall, the outer two drifting apart and back (18 px at most)."""
+    import cv2
     import numpy as np
 
-    from models.detector.blazepose import DET_SIZE, LMK_SIZE, BlazePose, BlazePoseConfig
+    img = cv2.resize(astronaut(), (400, 400))
+    copies = [img, np.ascontiguousarray(img[:, ::-1]), img]
+    out = []
+    for i in range(n):
+        canvas = np.full((720, 1280, 3), 128, np.uint8)
+        for k, person in enumerate(copies):
+            phase = i % 80
+            x = 20 + 420 * k + int(round((k - 1) * 0.45 * min(phase, 80 - phase) / 2))
+            canvas[200:600, x : x + 400] = person
+        out.append(canvas)
+    return out
+
+
+STAGES: tuple[tuple[str, str], ...] = (
+    ("nanodet", "blazepose_full"),
+    ("blazepose_face", "blazepose_full"),
+    ("nanodet", "blazepose_heavy"),
+)
+
+
+def bench_detector(
+    video: Path | None = None,
+    frames: int = 60,
+    rounds: int = 20,
+    threads: int | None = None,
+    device: str = "cpu",
+    stages: tuple[tuple[str, str], ...] = STAGES,
+) -> dict[str, Any]:
+    """The 2D stage's latency: each person detector (per image) and keypoint model (per crop) alone
+    at batch 1 and 4, and whole stages per frame in tracking mode on 720p clips with one and three
+    people (or on `video`); the TFLite interpreter on BlazePose's models as a reference, when installed."""
+    import numpy as np
+
+    from models.detector import KEYPOINT_MODELS, PERSON_DETECTORS, create_detector
+    from models.detector.blazepose import DET_SIZE, LMK_SIZE
 
     if threads:
         torch.set_num_threads(threads)
     if video is not None:
         from service.video import iter_frames
 
-        clip = [f for i, _, f in iter_frames(video) if i < frames]
+        clips = {"video": [f for i, _, f in iter_frames(video) if i < frames]}
     else:
-        clip = _pan_frames(frames)
+        clips = {"1 person": _pan_frames(frames), "3 people": _three_people_frames(frames)}
+    first = next(iter(clips.values()))
     report: dict[str, Any] = {
-        "threads": torch.get_num_threads(),
-        "frames": len(clip),
-        "device": device,
-        "frame_size": list(clip[0].shape[:2]),
-    }
+        "threads": torch.get_num_threads(), "frames": len(first), "device": device,
+        "frame_size": list(first[0].shape[:2]), "models": {}, "stages": [],
+    }  # fmt: skip
 
-    tracking = BlazePose(BlazePoseConfig(), device=device)
-    full = BlazePose(BlazePoseConfig(), device=device)
-
-    def run_full(frame: Any) -> None:
-        rois = [r for r, _ in full.detect(frame)]
-        full.landmarks(frame, rois)
-
-    per_frame: dict[str, list[float]] = {"full_mode": [], "tracking_mode": []}
-    for frame in clip[:3]:  # warm-up
-        run_full(frame)
-    for frame in clip:
-        for name, fn in (("full_mode", run_full), ("tracking_mode", tracking.process)):
-            t0 = time.perf_counter()
-            fn(frame)
-            per_frame[name].append(time.perf_counter() - t0)
-    for name, ts in per_frame.items():
-        report[f"{name}_ms_median"] = 1000 * statistics.median(ts)
-        report[f"{name}_ms_p90"] = 1000 * sorted(ts)[int(0.9 * (len(ts) - 1))]
-
-    det_in = torch.rand(1, 3, DET_SIZE, DET_SIZE, device=device) * 2 - 1
-    fns: dict[str, Callable[[], Any]] = {"detector_model": partial(full.detector, det_in)}
-    for b in (1, 4, 16):
-        fns[f"landmarks_b{b}"] = partial(full.landmarker, torch.rand(b, 3, LMK_SIZE, LMK_SIZE, device=device))
+    # models alone: the network call on a batch of 1 and 4 inputs (preprocessing not included)
+    fns: dict[str, Callable[[], Any]] = {}
+    dets = {name: make(device, None) for name, make in PERSON_DETECTORS.items()}
+    kps = {name: make(device, None) for name, make in KEYPOINT_MODELS.items()}
+    for name, det in dets.items():
+        model = getattr(det, "model")  # noqa: B009
+        size = DET_SIZE if name == "blazepose_face" else 416
+        for b in (1, 4):
+            fns[f"{name} b{b}"] = partial(model, torch.rand(b, 3, size, size, device=device))
+    for name, kp in kps.items():
+        model = getattr(kp, "model")  # noqa: B009
+        for b in (1, 4):
+            fns[f"{name} b{b}"] = partial(model, torch.rand(b, 3, LMK_SIZE, LMK_SIZE, device=device))
     try:
         from ai_edge_litert.interpreter import Interpreter
 
         for key, module, size, lo in (
-            ("litert_detector", full.detector, DET_SIZE, -1.0),
-            ("litert_landmarks_b1", full.landmarker, LMK_SIZE, 0.0),
+            ("litert blazepose_face b1", getattr(dets["blazepose_face"], "model"), DET_SIZE, -1.0),  # noqa: B009
+            ("litert blazepose_full b1", getattr(kps["blazepose_full"], "model"), LMK_SIZE, 0.0),  # noqa: B009
         ):
             interp = Interpreter(model_path=str(module.path), num_threads=1)
             interp.allocate_tensors()
@@ -302,27 +325,62 @@ def bench_detector(
         log.info("ai-edge-litert not installed: no interpreter reference")
     with torch.inference_mode():
         times = time_interleaved(fns, rounds, warmup=2)
-    for name, ts in times.items():
-        report[f"{name}_ms"] = 1000 * statistics.median(ts)
-    for b in (4, 16):
-        report[f"landmarks_per_crop_b{b}_ms"] = report[f"landmarks_b{b}_ms"] / b
+    for key, ts in times.items():
+        name, _, batch = key.rpartition(" ")
+        b = int(batch[1:])
+        report["models"].setdefault(name, {})[f"b{b}_ms"] = 1000 * statistics.median(ts)
+        report["models"][name][f"b{b}_ms_per_input"] = 1000 * statistics.median(ts) / b
+
+    # whole stages, tracking mode, frame by frame (interleaved between stages)
+    for clip_name, clip in clips.items():
+        runs = {f"{d}+{k}": create_detector(d, k, device=device) for d, k in stages}
+        calls = {name: 0 for name in runs}
+        for name, stage in runs.items():
+            inner = getattr(stage, "person_detector")  # noqa: B009
+            original = inner.detect_batch
+
+            def counted(frames_: list[Any], name: str = name, original: Any = original, calls: Any = calls) -> Any:
+                calls[name] += len(frames_)
+                return original(frames_)
+
+            inner.detect_batch = counted
+        per: dict[str, list[float]] = {name: [] for name in runs}
+        found: dict[str, list[int]] = {name: [] for name in runs}
+        for i, frame in enumerate(clip):
+            for name, stage in runs.items():
+                t0 = time.perf_counter()
+                people = stage.process(frame, i / 30.0)
+                per[name].append(time.perf_counter() - t0)
+                found[name].append(len(people))
+        for name, ts in per.items():
+            report["stages"].append({
+                "clip": clip_name, "stage": name, "median_ms": 1000 * statistics.median(ts),
+                "p90_ms": 1000 * sorted(ts)[int(0.9 * (len(ts) - 1))], "detector_runs": calls[name],
+                "people_median": float(np.median(found[name])),
+            })  # fmt: skip
     return report
 
 
 def format_detector_report(r: dict[str, Any]) -> str:
     lines = [
-        f"device {r['device']}, {r['threads']} threads, "
-        f"{r['frames']} frames of {r['frame_size'][1]}x{r['frame_size'][0]}",
-        "| what | median ms |",
-        "|---|---|",
-        f"| per frame, full mode (detector + landmarks every frame) | {r['full_mode_ms_median']:.1f} |",
-        f"| per frame, tracking mode | {r['tracking_mode_ms_median']:.1f} (p90 {r['tracking_mode_ms_p90']:.1f}) |",
-        f"| detector model, 1 image | {r['detector_model_ms']:.1f} |",
-        f"| landmark model, 1 crop | {r['landmarks_b1_ms']:.1f} |",
-        f"| landmark model, batch 4 (per crop) | {r['landmarks_b4_ms']:.1f} ({r['landmarks_per_crop_b4_ms']:.1f}) |",
-        f"| landmark model, batch 16 (per crop) | {r['landmarks_b16_ms']:.1f} ({r['landmarks_per_crop_b16_ms']:.1f}) |",
+        f"device {r['device']}, {r['threads']} threads, {r['frames']} frames of "
+        f"{r['frame_size'][1]}x{r['frame_size'][0]}",
+        "| model alone | batch 1 ms | batch 4 ms (per input) |",
+        "|---|---|---|",
     ]
-    if "litert_detector_ms" in r:
-        lines.append(f"| litert interpreter (1 thread), detector | {r['litert_detector_ms']:.1f} |")
-        lines.append(f"| litert interpreter (1 thread), landmarks | {r['litert_landmarks_b1_ms']:.1f} |")
+    for name, m in r["models"].items():
+        b4 = f"{m['b4_ms']:.1f} ({m['b4_ms_per_input']:.1f})" if "b4_ms" in m else "-"
+        lines.append(f"| {name} | {m['b1_ms']:.1f} | {b4} |")
+    lines += [
+        "",
+        "| 2D stage, tracking mode | clip | median ms/frame | p90 | detector runs | people (median) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for s in r["stages"]:
+        lines.append(
+            f"| {s['stage']} | {s['clip']} | {s['median_ms']:.1f} | {s['p90_ms']:.1f} | "
+            f"{s['detector_runs']}/{r['frames']} | {s['people_median']:g} |"
+        )
     return "\n".join(lines)
+
+

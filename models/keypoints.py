@@ -68,6 +68,11 @@ COCO_JOINTS: tuple[str, ...] = (
     "r_ankle",
 )
 
+COCO_EDGES: tuple[tuple[int, int], ...] = (
+    (0, 1), (0, 2), (1, 3), (2, 4), (5, 6), (5, 7), (7, 9), (6, 8), (8, 10),
+    (5, 11), (6, 12), (11, 12), (11, 13), (13, 15), (12, 14), (14, 16),
+)  # fmt: skip
+
 # H36M joints copied straight from one COCO joint.
 _COCO_DIRECT: dict[int, int] = {
     1: 12,  # r_hip
@@ -125,6 +130,31 @@ def coco_to_h36m(coco: np.ndarray) -> np.ndarray:
         least = np.minimum(np.minimum(shoulders[..., 2], out[..., 0, 2]), out[..., 9, 2])
         out[..., 7, 2] = out[..., 8, 2] = out[..., 10, 2] = least
     return out
+
+
+# BlazePose's 33 landmarks -> COCO-17 (nose, eyes, ears, shoulders, elbows, wrists, hips, knees, ankles).
+BLAZEPOSE_TO_COCO: tuple[int, ...] = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
+
+# Keypoint layouts a 2D model may emit: name -> (joint count, indices of the COCO-17 joints in it).
+LAYOUTS: dict[str, tuple[int, tuple[int, ...]]] = {
+    "coco17": (17, tuple(range(17))),
+    "blazepose33": (33, BLAZEPOSE_TO_COCO),
+}
+
+
+def to_coco17(keypoints: np.ndarray, layout: str) -> np.ndarray:
+    """Keypoints [..., K, D] in a named layout (`LAYOUTS`) -> COCO-17 [..., 17, D]."""
+    if layout not in LAYOUTS:
+        raise KeyError(f"unknown keypoint layout {layout!r}; known: {', '.join(sorted(LAYOUTS))}")
+    count, idx = LAYOUTS[layout]
+    if keypoints.shape[-2] != count:
+        raise ValueError(f"layout {layout} has {count} joints, got keypoints {keypoints.shape}")
+    return np.asarray(keypoints)[..., list(idx), :]
+
+
+def to_h36m(keypoints: np.ndarray, layout: str) -> np.ndarray:
+    """Keypoints [..., K, D] in a named layout -> Human3.6M-17 (through COCO-17, `coco_to_h36m`)."""
+    return coco_to_h36m(to_coco17(keypoints, layout))
 
 
 def normalize_screen(xy: np.ndarray | Tensor, w: float, h: float) -> np.ndarray | Tensor:

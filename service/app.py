@@ -238,7 +238,7 @@ def _add_routes(app: FastAPI) -> None:
             lifter.update(engine.lifter.config.to_dict())
         return InfoResponse(
             version=__version__, device=engine.device,
-            detector={"name": "blazepose", **engine.detector.config.__dict__},
+            detector=engine.describe_2d(),
             lifter=lifter, window=engine.window,
             live={"stride": s.live_stride, "flip": s.live_flip, "delay_frames": s.live_delay_frames,
                   "queue": s.live_queue, "smoothing": s.live_smoothing, "emit": ["causal", "delayed"]},

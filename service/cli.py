@@ -7,7 +7,7 @@ hotpose run VIDEO -o out.json  the whole pipeline in process: 2D and 3D poses of
 hotpose train-lifter [...]     train a lifter on motion capture
 hotpose eval-lifter --data NPZ evaluate a lifter under the fixed protocol (one JSON line)
 hotpose bench lifter [...]     params, FLOPs and latency of mixste vs hot_mixste
-hotpose bench detector [...]   BlazePose latency per frame and per crop batch
+hotpose bench detector [...]   2D models alone and whole 2D stages per frame (1 and 3 people)
 hotpose bench service [...]    clip throughput vs decode, live-stream latency
 """
 
@@ -55,22 +55,44 @@ def _fetch_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_2d_flags(p: argparse.ArgumentParser) -> None:
+    """The 2D stage's flags; their defaults are the HOTPOSE_* settings."""
+    from models.detector import KEYPOINT_MODELS, PERSON_DETECTORS
+
+    p.add_argument("--person-detector", choices=sorted(PERSON_DETECTORS), default=None,
+                   help="default HOTPOSE_PERSON_DETECTOR or nanodet")  # fmt: skip
+    p.add_argument("--keypoints", choices=sorted(KEYPOINT_MODELS), default=None,
+                   help="default HOTPOSE_KEYPOINTS or blazepose_full")  # fmt: skip
+
+
+def _create_2d(args: argparse.Namespace) -> Any:
+    """The 2D stage of the flags over the settings (the same defaults as the server)."""
+    from models.detector import create_detector
+    from service.settings import Settings
+
+    s = Settings()
+    return create_detector(
+        args.person_detector or s.person_detector, args.keypoints or s.keypoints, s.tracker,
+        device=args.device, home=s.home, tracker_config={"max_gap_s": s.track_max_gap_s},
+        redetect_every=s.redetect_every, lost_redetect_every=s.lost_redetect_every,
+    )  # fmt: skip
+
+
 def _detect2d(args: argparse.Namespace) -> int:
     import cv2
 
-    from models.detector import create_detector
     from models.detector.weights import WeightsError
     from service.render import draw_people
     from service.video import VideoError, iter_frames, probe
 
     try:
         info = probe(args.path)
-        detector = create_detector(args.detector, device=args.device)
+        detector = _create_2d(args)
         writer = None
         out = sys.stdout
         still = info.frames == 1 and info.fps == 0.0
         for index, t, frame in iter_frames(args.path):
-            people = detector.process_image(frame) if still else detector.process(frame)
+            people = detector.process_image(frame) if still else detector.process(frame, t)
             record = {"index": index, "time": round(t, 4), "people": [p.to_dict() for p in people]}
             out.write(json.dumps(record) + "\n")
             if args.render:
@@ -90,7 +112,6 @@ def _detect2d(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from models import create_lifter, default_weights
     from models.checkpoint import CheckpointError
-    from models.detector import create_detector
     from models.detector.weights import WeightsError
     from service.pipeline import PersonPose, clip_pipeline, iter_poses, write_poses_json
     from service.video import VideoError, iter_frames, probe
@@ -101,7 +122,7 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     try:
         info = probe(args.video)
-        detector = create_detector(args.detector, device=args.device)
+        detector = _create_2d(args)
         lifter = create_lifter(args.lifter, weights=weights, device=args.device)
         t0 = time.perf_counter()
         # frames go to the file as they are final; only --render keeps the people of every frame
@@ -391,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("path", type=Path, help="an image or a video")
     d.add_argument("--format", choices=["json"], default="json", help="output format (JSON lines)")
     d.add_argument("--render", type=Path, default=None, help="also write the video with skeletons drawn (.mp4)")
-    d.add_argument("--detector", default="blazepose")
+    _add_2d_flags(d)
     d.add_argument("--device", default=None, help="cpu, cuda (default: cuda when present)")
     d.set_defaults(func=_detect2d)
 
@@ -400,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", type=Path, required=True)
     r.add_argument("--lifter", default="hot_mixste")
     r.add_argument("--weights", type=Path, default=None, help="default: the weights shipped for --lifter")
-    r.add_argument("--detector", default="blazepose")
+    _add_2d_flags(r)
     r.add_argument("--device", default=None)
     r.add_argument("--render", type=Path, default=None, help="also write the video with 2D skeletons and a 3D panel")
     r.set_defaults(func=_run)
@@ -587,7 +608,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bl.add_argument("--json", action="store_true", help="print the raw report as one JSON line")
     bl.set_defaults(func=_bench_lifter)
-    bd = bsub.add_parser("detector", help="BlazePose: full and tracking mode per frame, crop batches, vs litert")
+    bd = bsub.add_parser(
+        "detector", help="2D models alone (batch 1 and 4) and whole 2D stages per frame, 720p, 1 and 3 people"
+    )
     bd.add_argument("--video", type=Path, default=None, help="frames to run on (default: a synthetic pan)")
     bd.add_argument("--frames", type=int, default=60)
     bd.add_argument("--rounds", type=int, default=20, help="timed calls per crop batch size")

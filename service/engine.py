@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from models import Lifter, create_lifter, default_weights
-from models.detector import Person
-from models.detector.blazepose import BlazePose, BlazePoseConfig, StreamState
+from models.detector import Person, create_detector
+from models.detector.topdown import StreamState, TopDown
 from service import metrics
 from service.lifting import LiftPolicy
 from service.pipeline import DetectFn, PosePipeline, lift_windows
@@ -32,7 +32,13 @@ class EngineConfig:
     lifter: str = "hot_mixste"
     lifter_weights: Path | None = None  # None: the weights shipped with the package
     device: str | None = None  # None: CUDA when present
-    home: Path | None = None  # BlazePose weights cache
+    home: Path | None = None  # 2D weights cache
+    person_detector: str = "nanodet"
+    keypoints: str = "blazepose_full"
+    tracker: str = "motion"
+    redetect_every: int = 10
+    lost_redetect_every: int = 2
+    track_max_gap_s: float = 3.0
     detector_batch: BatchConfig = BatchConfig(max_batch=8, max_wait_ms=2.0)
     lifter_batch: BatchConfig = BatchConfig(max_batch=16, max_wait_ms=5.0)
     flip: bool = True  # test-time flip averaging in the lifter (2x lifter cost)
@@ -42,7 +48,9 @@ class EngineConfig:
     def from_settings(cls, s: Settings) -> EngineConfig:
         return cls(
             lifter=s.lifter, lifter_weights=s.lifter_weights, device=s.device, home=s.home, flip=s.flip,
-            threads=s.threads,
+            threads=s.threads, person_detector=s.person_detector, keypoints=s.keypoints, tracker=s.tracker,
+            redetect_every=s.redetect_every, lost_redetect_every=s.lost_redetect_every,
+            track_max_gap_s=s.track_max_gap_s,
             detector_batch=BatchConfig(s.detector_max_batch, s.detector_max_wait_ms),
             lifter_batch=BatchConfig(s.lifter_max_batch, s.lifter_max_wait_ms),
         )  # fmt: skip
@@ -55,7 +63,13 @@ class Engine:
             torch.set_num_threads(config.threads)
         device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.device = device
-        self.detector = BlazePose(BlazePoseConfig(), device=device, home=config.home)
+        stage = create_detector(
+            config.person_detector, config.keypoints, config.tracker, device=device, home=config.home,
+            tracker_config={"max_gap_s": config.track_max_gap_s},
+            redetect_every=config.redetect_every, lost_redetect_every=config.lost_redetect_every,
+        )
+        assert isinstance(stage, TopDown)
+        self.detector = stage
         weights = config.lifter_weights or default_weights(config.lifter)
         self.weights = weights
         self.lifter: Lifter | None = None
@@ -64,7 +78,7 @@ class Engine:
         else:
             self.lifter = create_lifter(config.lifter, weights=weights, device=device)
         self.window = self.lifter.config.frames if self.lifter is not None else 0
-        self.det_scheduler: BatchScheduler[tuple[np.ndarray, StreamState], list[Person]] = BatchScheduler(
+        self.det_scheduler: BatchScheduler[tuple[np.ndarray, StreamState, float], list[Person]] = BatchScheduler(
             "detector", self._detect_batch, config.detector_batch
         )
         self.lift_scheduler: BatchScheduler[tuple[np.ndarray, bool], np.ndarray] = BatchScheduler(
@@ -74,7 +88,7 @@ class Engine:
     def warm_up(self) -> None:
         """One inference through each model (and its scheduler) before the service reports ready."""
         st = self.detector.new_stream()
-        self.det_scheduler.submit((np.zeros((256, 256, 3), np.uint8), st)).result()
+        self.det_scheduler.submit((np.zeros((256, 256, 3), np.uint8), st, 0.0)).result()
         if self.lifter is not None:
             self.lift_scheduler.submit((np.zeros((self.window, 17, 2), np.float32), self.config.flip)).result()
 
@@ -84,8 +98,8 @@ class Engine:
 
     # --- model calls (run on the scheduler threads) -----------------------------------
 
-    def _detect_batch(self, items: list[tuple[np.ndarray, StreamState]]) -> list[list[Person]]:
-        return self.detector.process_batch(items)
+    def _detect_batch(self, items: list[tuple[np.ndarray, StreamState, float]]) -> list[list[Person]]:
+        return self.detector.process_batch([(f, st) for f, st, _ in items], [t for _, _, t in items])
 
     def _lift_batch(self, items: list[tuple[np.ndarray, bool]]) -> list[np.ndarray]:
         """Windows [F, 17, 2] with their flip flag -> 3D; one model call per flag present."""
@@ -105,8 +119,8 @@ class Engine:
         """A detect function bound to a new stream's tracking state."""
         st = self.detector.new_stream()
 
-        def detect(frame: np.ndarray) -> list[Person]:
-            return self.det_scheduler.submit((frame, st)).result()
+        def detect(frame: np.ndarray, t: float) -> list[Person]:
+            return self.det_scheduler.submit((frame, st, t)).result()
 
         return detect
 
@@ -123,4 +137,22 @@ class Engine:
         """A pipeline for one clip or stream (default policy: offline clip quality; flip: the config's)."""
         lift = (lambda w: self.lift(w, flip)) if self.lifter is not None else None
         window = self.window or 1
-        return PosePipeline(self.detect_fn(), lift, window, policy or LiftPolicy.clip(window), smoothing)
+        policy = policy or LiftPolicy.clip(window, self.config.track_max_gap_s)
+        return PosePipeline(self.detect_fn(), lift, window, policy, smoothing)
+
+    def describe_2d(self) -> dict[str, object]:
+        """What runs in the 2D stage (`/v1/info`)."""
+        d = self.detector
+        return {
+            "person_detector": {"name": d.person_detector.name, **_fields(getattr(d.person_detector, "config", None))},
+            "keypoints": {
+                "name": d.keypoint_model.name, "layout": d.keypoint_model.layout,
+                **_fields(getattr(d.keypoint_model, "config", None)),
+            },
+            "tracker": {"name": self.config.tracker, "max_gap_s": self.config.track_max_gap_s},
+            "schedule": _fields(d.config),
+        }  # fmt: skip
+
+
+def _fields(config: object) -> dict[str, object]:
+    return dict(vars(config)) if config is not None else {}

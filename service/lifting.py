@@ -67,9 +67,10 @@ class LiftPolicy:
             raise ValueError("hold_s must not exceed max_gap_s")
 
     @classmethod
-    def clip(cls, frames: int) -> LiftPolicy:
-        """Offline quality for whole clips: ~3 windows per frame, full future context."""
-        return cls(stride=max(frames // 3, 1), delay=frames - 1, max_gap_s=1.0, hold_s=1.0)
+    def clip(cls, frames: int, max_gap_s: float = 3.0) -> LiftPolicy:
+        """Offline quality for whole clips: ~3 windows per frame, full future context. A person
+        hidden up to `max_gap_s` (the tracker's gap) continues their buffer when found again."""
+        return cls(stride=max(frames // 3, 1), delay=frames - 1, max_gap_s=max_gap_s, hold_s=min(1.0, max_gap_s))
 
 
 @dataclass

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 FILTER_RESET_S = 0.25  # a person unseen for longer starts a fresh 2D filter (no pull to where they were)
 
-DetectFn = Callable[[np.ndarray], list[Person]]  # the next RGB frame of this stream -> people
+DetectFn = Callable[[np.ndarray, float], list[Person]]  # the next RGB frame of this stream, its time (s) -> people
 
 
 @dataclass
@@ -117,7 +117,7 @@ class PosePipeline:
     def push(self, index: int, t: float, frame: np.ndarray) -> list[FramePoses]:
         """One RGB uint8 frame [H, W, 3] at time t (seconds, non-decreasing)."""
         self.height, self.width = frame.shape[:2]
-        return self.push_people(index, t, self.detect(frame), self.width, self.height)
+        return self.push_people(index, t, self.detect(frame, t), self.width, self.height)
 
     def push_people(self, index: int, t: float, people: list[Person], width: int, height: int) -> list[FramePoses]:
         fp = FramePoses(index, t)
@@ -163,7 +163,7 @@ def iter_poses(frames: Iterable[tuple[int, float, np.ndarray]], pipeline: PosePi
     yield from pipeline.flush()
 
 
-def clip_pipeline(detector: Detector, lifter: Lifter | None) -> PosePipeline:
+def clip_pipeline(detector: Detector, lifter: Lifter | None, max_gap_s: float = 3.0) -> PosePipeline:
     """The pipeline of one whole video with the models called directly (the `hotpose run` command)."""
     detector.reset()
     lift: LiftFn | None = None
@@ -171,7 +171,7 @@ def clip_pipeline(detector: Detector, lifter: Lifter | None) -> PosePipeline:
     if lifter is not None:
         window = lifter.config.frames
         lift = lambda w: lift_windows(lifter, w)  # noqa: E731
-    return PosePipeline(detector.process, lift, window, LiftPolicy.clip(max(window, 1)))
+    return PosePipeline(detector.process, lift, window, LiftPolicy.clip(max(window, 1), max_gap_s))
 
 
 # Units and axes of the result fields, in every result (JSON, NPZ) and in `/v1/info`.

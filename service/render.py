@@ -1,4 +1,4 @@
-"""Drawing with OpenCV (no matplotlib in per-frame loops): BlazePose skeletons for `detect2d`, and
+"""Drawing with OpenCV (no matplotlib in per-frame loops): 2D skeletons in each model's layout for `detect2d`, and
 for `hotpose run --render` the H36M-17 2D skeleton on each frame beside a 3D panel."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from models.detector.base import Person
-from models.keypoints import H36M_EDGES
+from models.keypoints import COCO_EDGES, H36M_EDGES
 
 # BlazePose-33 body edges (face omitted beyond nose-eyes-ears).
 BLAZEPOSE_EDGES: tuple[tuple[int, int], ...] = (
@@ -21,6 +21,12 @@ BLAZEPOSE_EDGES: tuple[tuple[int, int], ...] = (
     (27, 29), (27, 31), (24, 26), (26, 28), (28, 30), (28, 32),
 )  # fmt: skip
 _LEFT = {11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31, 2, 7}
+_COCO_LEFT = {1, 3, 5, 7, 9, 11, 13, 15}
+# layout -> (edges, left-side joints)
+LAYOUT_EDGES: dict[str, tuple[tuple[tuple[int, int], ...], set[int]]] = {
+    "blazepose33": (BLAZEPOSE_EDGES, _LEFT),
+    "coco17": (COCO_EDGES, _COCO_LEFT),
+}
 
 
 def _colour(track_id: int) -> tuple[int, int, int]:
@@ -29,12 +35,14 @@ def _colour(track_id: int) -> tuple[int, int, int]:
 
 
 def draw_people(frame_rgb: np.ndarray, people: list[Person], min_visibility: float = 0.3) -> np.ndarray:
-    """A copy of the frame with every person's BlazePose skeleton, box, track id and score drawn."""
+    """A copy of the frame with every person's skeleton (in their keypoints' layout), box, track id and
+    score drawn."""
     out = frame_rgb.copy()
     scale, thick = _size(out)
     for p in people:
         col = _colour(p.track_id)
-        _skeleton(out, p.keypoints33, BLAZEPOSE_EDGES, col, thick, min_visibility, left=_LEFT)
+        edges, left = LAYOUT_EDGES[p.layout]
+        _skeleton(out, p.keypoints, edges, col, thick, min_visibility, left=left)
         x0, y0, x1, y1 = (int(v) for v in p.bbox)
         cv2.rectangle(out, (x0, y0), (x1, y1), col, 1)
         _label(out, f"#{p.track_id} {p.score:.2f}", p.bbox, col, scale, thick)

@@ -21,6 +21,14 @@ class Settings(BaseSettings):
     lifter: str = "hot_mixste"
     lifter_weights: Path | None = None  # None: the weights shipped in models/weights
     flip: bool = True  # test-time flip averaging in the lifter
+    # The 2D stage (README, "choosing the 2D stage"): a person detector, a keypoint model on each
+    # person's crop, a tracker; names from the registries of `models.detector`.
+    person_detector: str = "nanodet"  # "nanodet" (body-based) or "blazepose_face" (face-anchored)
+    keypoints: str = "blazepose_full"  # "blazepose_full" or "blazepose_heavy"
+    tracker: str = "motion"
+    redetect_every: int = 10  # frames between person-detector runs while everyone is tracked
+    lost_redetect_every: int = 2  # frames between person-detector runs while a tracked person is lost
+    track_max_gap_s: float = 3.0  # a person hidden up to this long keeps their id (and their lifter buffer)
     home: Path = Path("~/.cache/hotpose").expanduser()  # weights cache
     data_dir: Path = Path("~/.local/share/hotpose").expanduser()  # jobs (SQLite) and results
 

