@@ -163,6 +163,8 @@ class Tracker(Protocol):
 
     def drop(self, track_id: int) -> None: ...
 
+    def kept(self) -> set[int]: ...
+
 
 class Detector(Protocol):
     """The whole 2D stage as callers use it (`create_detector`)."""

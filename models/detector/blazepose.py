@@ -167,10 +167,13 @@ class BlazePoseFaceDetector:
 @dataclass(frozen=True)
 class BlazePoseLandmarksConfig:
     variant: str = "full"  # "full" (pose_landmark_full, the mediapipe wheel) or "heavy" (@mediapipe/pose)
-    # A detected box becomes a square crop centred on the box, its side this many times the box's
-    # longer side (README, "choosing the 2D stage": the median ratio of the crop the landmarks
-    # themselves place to the detector's box, measured on the shared clips).
-    box_scale: float = 1.25
+    # A detected box becomes a square crop whose side is `box_scale` x the box's longer side, centred
+    # `box_shift` x that side below the box's centre: the medians of the crop the landmarks themselves
+    # place against NanoDet's box of the same person (199 pairs on the shared development clips; README,
+    # "choosing the 2D stage"). BlazePose's crop is centred on the hips, below a seated or half-visible
+    # person's box centre.
+    box_scale: float = 1.7
+    box_shift: float = 0.17
     refine_kernel: int = 7  # heatmap refinement window (cells)
     refine_min_confidence: float = 0.5
     roi_scale: float = 1.25  # next crop from the landmarks' ROI points
@@ -204,8 +207,9 @@ class BlazePoseLandmarks:
         if detection.roi is not None:
             return detection.roi
         x0, y0, x1, y1 = (float(v) for v in detection.box)
-        side = max(x1 - x0, y1 - y0) * self.config.box_scale
-        return Roi((x0 + x1) / 2, (y0 + y1) / 2, side, side, 0.0)
+        long = max(x1 - x0, y1 - y0)
+        side = long * self.config.box_scale
+        return Roi((x0 + x1) / 2, (y0 + y1) / 2 + self.config.box_shift * long, side, side, 0.0)
 
     def crops(self, frame: np.ndarray, rois: list[Roi]) -> Tensor:
         """[P, 3, 256, 256] float crops in [0, 1], replicate borders."""

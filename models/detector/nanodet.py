@@ -10,6 +10,12 @@ graph (`shared/design/weights-sources.md`):
   bins (reg_max 10): the softmax expectation of a side's bins times the stride is the distance from
   the cell centre ((i + 0.5) * stride) to that side (Generalized Focal Loss).
 Class 0 is person. Overlapping boxes are suppressed with plain NMS.
+
+Wide frames: letterboxed whole, a 16:9 frame shrinks to 416 px wide and a person 100 px tall in a
+720p frame becomes 33 px, below what NanoDet finds. A frame whose sides differ by `tile_ratio` or
+more is also run as square tiles (side = the short side, overlapping, in the same batch): the same
+person is 58 px there. Tile boxes that touch a tile's inner edge are people cut by the tile (the
+whole frame or the overlapping tile has them whole) and are dropped before NMS.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ class NanoDetConfig:
     nms_iou: float = 0.6
     max_detections: int = 32
     min_size_px: float = 8.0  # boxes smaller than this (in the frame) are noise
+    tile_ratio: float = 1.5  # frames at least this much wider than tall (or taller than wide) also run as tiles
 
 
 def _nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
@@ -109,21 +116,63 @@ class NanoDet:
         dist = torch.cat(list(outs[3:]), dim=1).reshape(x.shape[0], -1, 4, REG_MAX + 1)
         return scores.float().cpu().numpy(), dist.float().cpu().numpy()
 
+    def tiles(self, frame: np.ndarray) -> list[tuple[int, int, int, int]]:
+        """Square tiles (x0, y0, x1, y1) covering a wide or tall frame; none for a squarish one."""
+        h, w = frame.shape[:2]
+        short, long = min(h, w), max(h, w)
+        if long < self.config.tile_ratio * short:
+            return []
+        n = -(-long // short) + 1  # overlapping: one more than would tile it edge to edge
+        starts = np.linspace(0, long - short, n).round().astype(int)
+        return [(int(s), 0, int(s) + short, h) if w >= h else (0, int(s), w, int(s) + short) for s in starts]
+
     def detect_batch(self, frames: list[np.ndarray]) -> list[list[Detection]]:
-        """People per frame (one model call), best first; boxes in frame pixels."""
+        """People per frame (one model call for all frames and their tiles), best first; frame pixels."""
         if not frames:
             return []
-        x, geo = self.preprocess(frames)
+        views: list[tuple[int, tuple[int, int, int, int] | None]] = []  # (frame, tile or None: whole)
+        for k, frame in enumerate(frames):
+            views.append((k, None))
+            views += [(k, tile) for tile in self.tiles(frame)]
+        images = [frames[k] if tile is None else frames[k][tile[1] : tile[3], tile[0] : tile[2]] for k, tile in views]
+        x, geo = self.preprocess(images)
         scores, dist = self.raw(x)
-        return [self._decode(scores[b], dist[b], geo[b], frames[b].shape[:2]) for b in range(len(frames))]
+        boxes: list[list[np.ndarray]] = [[] for _ in frames]
+        confs: list[list[np.ndarray]] = [[] for _ in frames]
+        for b, (k, tile) in enumerate(views):
+            bx, sc = self._decode(scores[b], dist[b], geo[b], images[b].shape[:2])
+            if tile is not None and len(bx):
+                h, w = frames[k].shape[:2]
+                inner = np.zeros(len(bx), bool)  # touching an edge of the tile that is not the frame's
+                th, tw = images[b].shape[:2]
+                for axis, lo, size, full in ((0, tile[0], tw, w), (1, tile[1], th, h)):
+                    if lo > 0:
+                        inner |= bx[:, axis] <= 2.0
+                    if lo + size < full:
+                        inner |= bx[:, axis + 2] >= size - 2.0
+                bx, sc = bx[~inner] + np.array([tile[0], tile[1], tile[0], tile[1]]), sc[~inner]
+            boxes[k].append(bx)
+            confs[k].append(sc)
+        return [self._merge(np.concatenate(boxes[k]), np.concatenate(confs[k])) for k in range(len(frames))]
+
+    def _merge(self, boxes: np.ndarray, scores: np.ndarray) -> list[Detection]:
+        cfg = self.config
+        out = []
+        for i in _nms(boxes, scores, cfg.nms_iou)[: cfg.max_detections]:
+            b = boxes[i]
+            if max(b[2] - b[0], b[3] - b[1]) < cfg.min_size_px:
+                continue
+            out.append(Detection(b.astype(np.float64), float(scores[i])))
+        return out
 
     def _decode(
         self, scores: np.ndarray, dist: np.ndarray, geo: tuple[float, float, float], hw: tuple[int, ...]
-    ) -> list[Detection]:
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One image's person boxes [K, 4] (its pixels) and scores [K] over the threshold, before NMS."""
         cfg = self.config
         keep = np.nonzero(scores >= cfg.score_threshold)[0]
         if keep.size == 0:
-            return []
+            return np.zeros((0, 4)), np.zeros(0)
         d = dist[keep]  # [K, 4, 11]
         p = np.exp(d - d.max(-1, keepdims=True))
         p /= p.sum(-1, keepdims=True)
@@ -133,12 +182,4 @@ class NanoDet:
         scale, px, py = geo
         boxes = (boxes - np.array([px, py, px, py])) / scale  # letterbox -> frame pixels
         h, w = hw
-        boxes = np.clip(boxes, 0, [w, h, w, h])
-        s = scores[keep]
-        out = []
-        for i in _nms(boxes, s, cfg.nms_iou)[: cfg.max_detections]:
-            b = boxes[i]
-            if max(b[2] - b[0], b[3] - b[1]) < cfg.min_size_px:
-                continue
-            out.append(Detection(b.astype(np.float64), float(s[i])))
-        return out
+        return np.clip(boxes, 0, [w, h, w, h]), scores[keep]

@@ -92,6 +92,12 @@ def load_weights(model_json: Path) -> tuple[dict[str, Any], dict[str, np.ndarray
             shape = [int(d) for d in w["shape"]]
             n = math.prod(shape)
             q = w.get("quantization")
+            stored = np.dtype(_QUANT[q["dtype"]] if q is not None else _DTYPES[w["dtype"]])
+            if offset + n * stored.itemsize > len(blob):
+                raise TFJSGraphError(
+                    f"{model_json}: {w['name']} needs bytes {offset}-{offset + n * stored.itemsize} "
+                    f"but {group['paths']} hold {len(blob)} (a truncated or mismatched weights file)"
+                )
             dt: np.dtype[Any]
             if q is None:
                 dt = np.dtype(_DTYPES[w["dtype"]])

@@ -40,12 +40,22 @@ class TopDownConfig:
     # Detector schedule in tracking mode (README, "choosing the 2D stage" and `hotpose bench detector`).
     redetect_every: int = 10  # frames between detector runs while everyone is tracked (0: every frame)
     lost_redetect_every: int = 2  # frames between detector runs while a tracked person is lost
-    confirm_frames: int = 2  # temporal gating (1: report people on their first detection)
-    pose_threshold: float = 0.5  # the keypoint model's pose score under which a crop holds no person
+    confirm_frames: int = 2  # temporal gating: a new person is reported once found in this many frames in a row
+    # ... found by the detector each time (True), or by the detector first and then by the keypoint model's
+    # pose score in the crop their keypoints place (False: a detector that misses someone for a frame, as
+    # NanoDet does a face-blurred person, does not reset their confirmation)
+    gate_by_detector: bool = False
+    pose_threshold: float = 0.5  # the keypoint model's pose score under which a new crop holds no person
+    track_threshold: float = 0.3  # ... and under which a tracked person is lost (hysteresis, as MediaPipe's two)
     detection_iou: float = 0.3  # a detection overlapping a tracked person's box this much is that person
     duplicate_iou: float = 0.5  # two crops that converged on one person: keep the better one
-    refine_new: bool = True  # a new person's keypoints are read again from the crop they place
+    duplicate_distance: float = 0.15  # ... or whose shared keypoints lie this close (x the keypoints' extent)
+    refine_new: bool = True  # a new person's keypoints are read again from the crop they place; the better kept
+    retry_lost: bool = True  # a tracked person whose crop holds no pose is tried once more in their last good crop
     max_people: int = 16
+
+
+_Found = tuple[int | None, Keypoints, Roi]  # (track id or None, keypoints, the crop they came from)
 
 
 @dataclass
@@ -62,6 +72,7 @@ class StreamState:
     confirm_frames: int = 2
     frame_index: int = 0
     rois: dict[int, Roi] = field(default_factory=dict)  # track id -> crop for the next frame
+    good: dict[int, Roi] = field(default_factory=dict)  # track id -> the crop of their last accepted keypoints
     boxes: dict[int, np.ndarray] = field(default_factory=dict)  # track id -> its last box
     hits: dict[int, int] = field(default_factory=dict)  # unconfirmed track id -> consecutive detections
     confirmed: set[int] = field(default_factory=set)
@@ -128,6 +139,7 @@ class TopDown:
         cands = [[_Candidate(roi, tid) for tid, roi in st.rois.items()] for _, st in items]
         need = [k for k, (_, st) in enumerate(items) if self._needs_detector(st, bool(cands[k]))]
         found = self.person_detector.detect_batch([items[k][0] for k in need])
+        fallback: list[dict[int, Roi]] = [{} for _ in items]  # track id -> the crop of a detection of them
         for k, dets in zip(need, found, strict=True):
             st = items[k][1]
             tracked = [(tid, box) for tid, box in st.boxes.items() if tid in st.rois]
@@ -135,18 +147,22 @@ class TopDown:
             for det in dets:
                 ious = [float(box_ious(det.box, box[None])[0]) for _, box in tracked]
                 if ious and max(ious) > cfg.detection_iou:  # already tracked: the detection confirms them
+                    best = tracked[int(np.argmax(ious))][0]
+                    fallback[k].setdefault(best, self.keypoint_model.roi_for(det))
                     redetected.update(tid for (tid, _), v in zip(tracked, ious, strict=True) if v > cfg.detection_iou)
                     continue
                 cands[k].append(_Candidate(self.keypoint_model.roi_for(det), None))
-            # an unconfirmed track the detector did not find again is dropped (temporal gating)
-            cands[k] = [
-                c for c in cands[k] if c.track_id is None or c.track_id not in st.hits or c.track_id in redetected
-            ]
+            if cfg.gate_by_detector:  # an unconfirmed track the detector did not find again is dropped
+                cands[k] = [
+                    c for c in cands[k] if c.track_id is None or c.track_id not in st.hits or c.track_id in redetected
+                ]
         cands = [c[: cfg.max_people] for c in cands]
         crops = [(frame, [c.roi for c in cands[k]]) for k, (frame, _) in enumerate(items)]
         results = self.keypoint_model.estimate_batch(crops)
         if cfg.refine_new:
             self._refine_new(items, cands, results)
+        if cfg.retry_lost:
+            self._retry_lost(items, cands, results, fallback)
         return [self._finish(st, cands[k], results[k], ts[k]) for k, (_, st) in enumerate(items)]
 
     # --- steps ---------------------------------------------------------------------------
@@ -162,12 +178,9 @@ class TopDown:
     def _refine_new(
         self, items: list[tuple[np.ndarray, StreamState]], cands: list[list[_Candidate]], results: list[list[Keypoints]]
     ) -> None:
-        """Read a new person's keypoints again from the crop their first keypoints place."""
-        again: list[list[int]] = [
-            [i for i, (c, r) in enumerate(zip(cands[k], results[k], strict=True))
-             if c.track_id is None and r.score >= self.config.pose_threshold]
-            for k in range(len(items))
-        ]  # fmt: skip
+        """Read a new person's keypoints again from the crop their first keypoints place (a box is a rough
+        guess of where the keypoint model wants the crop), keeping the answer with the better pose score."""
+        again = [[i for i, c in enumerate(cands[k]) if c.track_id is None] for k in range(len(items))]
         if not any(again):
             return
         second = self.keypoint_model.estimate_batch(
@@ -175,22 +188,56 @@ class TopDown:
         )
         for k, idx in enumerate(again):
             for i, res in zip(idx, second[k], strict=True):
-                if res.score >= self.config.pose_threshold:
+                if res.score > results[k][i].score:
                     cands[k][i] = _Candidate(results[k][i].next_roi, None)
+                    results[k][i] = res
+
+    def _retry_lost(
+        self,
+        items: list[tuple[np.ndarray, StreamState]],
+        cands: list[list[_Candidate]],
+        results: list[list[Keypoints]],
+        detected: list[dict[int, Roi]],
+    ) -> None:
+        """A tracked person's new crop (placed by last frame's keypoints) can miss them: a fast move, a
+        blurred or hidden face. Before calling them lost, try once more: in the crop of this frame's
+        detection of them if there is one, else in the crop that last found them."""
+        retry: list[list[tuple[int, Roi]]] = [[] for _ in items]
+        for k, (_, st) in enumerate(items):
+            for i, (c, r) in enumerate(zip(cands[k], results[k], strict=True)):
+                if c.track_id is None or r.score >= self.config.track_threshold:
+                    continue
+                roi = detected[k].get(c.track_id) or st.good.get(c.track_id)
+                if roi is not None and roi is not c.roi:
+                    retry[k].append((i, roi))
+        if not any(retry):
+            return
+        crops = [(frame, [roi for _, roi in retry[k]]) for k, (frame, _) in enumerate(items)]
+        second = self.keypoint_model.estimate_batch(crops)
+        for k, pairs in enumerate(retry):
+            for (i, roi), res in zip(pairs, second[k], strict=True):
+                if res.score > results[k][i].score:
+                    cands[k][i] = _Candidate(roi, cands[k][i].track_id)
                     results[k][i] = res
 
     def _finish(self, st: StreamState, candidates: list[_Candidate], found: list[Keypoints], t: float) -> list[Person]:
         """Pose filter, duplicates, track ids, gating and next crops for one stream's frame."""
         cfg = self.config
-        people = [(c.track_id, r) for c, r in zip(candidates, found, strict=True) if r.score >= cfg.pose_threshold]
+        people = [
+            (c.track_id, r, c.roi)
+            for c, r in zip(candidates, found, strict=True)
+            if r.score >= (cfg.pose_threshold if c.track_id is None else cfg.track_threshold)
+        ]
         people = self._drop_duplicates(people)
-        assigned = st.tracker.update([(tid, r.bbox) for tid, r in people], t)
+        assigned = st.tracker.update([(tid, r.bbox) for tid, r, _ in people], t)
         st.rois, st.boxes = {}, {}
+        st.good = {tid: roi for tid, roi in st.good.items() if tid in st.tracker.kept()}
         out: list[Person] = []
         hits: dict[int, int] = {}
-        for track_id, (_, res) in zip(assigned, people, strict=True):
+        for track_id, (_, res, roi) in zip(assigned, people, strict=True):
             st.rois[track_id] = res.next_roi
             st.boxes[track_id] = res.bbox
+            st.good[track_id] = roi
             if track_id not in st.confirmed:
                 n = st.hits.get(track_id, 0) + 1
                 if n < st.confirm_frames:
@@ -213,12 +260,24 @@ class TopDown:
         st.frame_index += 1
         return out
 
-    def _drop_duplicates(self, people: list[tuple[int | None, Keypoints]]) -> list[tuple[int | None, Keypoints]]:
+    def _drop_duplicates(self, people: list[_Found]) -> list[_Found]:
         """Two crops that converged on the same person: keep the tracked one, else the more confident."""
         ranked = sorted(people, key=lambda p: (p[0] is None, -p[1].score))
-        kept: list[tuple[int | None, Keypoints]] = []
-        for tid, res in ranked:
-            if kept and box_ious(res.bbox, np.stack([r.bbox for _, r in kept])).max() > self.config.duplicate_iou:
-                continue
-            kept.append((tid, res))
+        kept: list[_Found] = []
+        for found in ranked:
+            if not any(self._same_person(found[1], other) for _, other, _ in kept):
+                kept.append(found)
         return kept
+
+    def _same_person(self, a: Keypoints, b: Keypoints) -> bool:
+        """Boxes overlapping more than `duplicate_iou`, or keypoints within `duplicate_distance` of the
+        box size on average over the joints both see (two crops of one half-visible person can give boxes
+        of different extent around the same joints)."""
+        if box_ious(a.bbox, b.bbox[None])[0] > self.config.duplicate_iou:
+            return True
+        both = (a.keypoints[:, 2] > 0.5) & (b.keypoints[:, 2] > 0.5)
+        if both.sum() < 4:
+            return False
+        size = max(float(np.ptp(a.keypoints[both, 1])), float(np.ptp(a.keypoints[both, 0])), 1.0)
+        dist = np.linalg.norm(a.keypoints[both, :2] - b.keypoints[both, :2], axis=1).mean()
+        return bool(dist < self.config.duplicate_distance * size)

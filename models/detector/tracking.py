@@ -76,6 +76,10 @@ class MotionTracker:
         """Ids missing from the last update that may still come back (within `max_gap_s`)."""
         return [tid for tid, tr in self.tracks.items() if tr.last_t < self.now]
 
+    def kept(self) -> set[int]:
+        """Every id the tracker still holds (seen now or lost within `max_gap_s`)."""
+        return set(self.tracks)
+
     def drop(self, track_id: int) -> None:
         """Forget a track (an unconfirmed person who was not found again)."""
         self.tracks.pop(track_id, None)

@@ -45,7 +45,7 @@ def test_detect2d_on_an_image(tmp_path, capsys) -> None:  # type: ignore[no-unty
     line = json.loads(capsys.readouterr().out.strip())
     assert line["index"] == 0
     (person,) = line["people"]  # a still image: no temporal gating
-    assert person["track_id"] == 1 and len(person["keypoints33"]) == 33
+    assert person["track_id"] == 1 and person["layout"] == "blazepose33" and len(person["keypoints"]) == 33
     assert len(person["coco17"]) == 17 and len(person["h36m17"]) == 17
 
 

@@ -7,7 +7,7 @@ import pytest
 from skimage import data
 
 from models import create_lifter
-from models.detector.blazepose import BlazePose, BlazePoseConfig
+from models.detector import Detector, create_detector
 from service.lifting import LiftPolicy
 from service.pipeline import PosePipeline, lift_windows, process_frames
 from service.smoothing import OneEuroConfig, OneEuroFilter
@@ -20,8 +20,8 @@ def tiny_lifter():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def detector() -> BlazePose:
-    return BlazePose(BlazePoseConfig(), device="cpu")
+def detector() -> Detector:
+    return create_detector(device="cpu")  # the default 2D stage
 
 
 def test_lift_windows_shapes_and_flip(tiny_lifter) -> None:  # type: ignore[no-untyped-def]
@@ -38,8 +38,8 @@ def test_a_still_pose_lifts_the_same_at_any_frame_spacing(tiny_lifter) -> None: 
     kp33[:, 0] = np.linspace(200, 300, 33)
     kp33[:, 1] = np.linspace(100, 400, 33)
     kp33[:, 2] = 1.0
-    person = Person(track_id=1, bbox=(200, 100, 300, 400), score=0.9, keypoints33=kp33, world33=np.zeros((33, 3)))
-    pipe = PosePipeline(lambda f: [person], lambda w: lift_windows(tiny_lifter, w), 27, LiftPolicy.clip(27))
+    person = Person(track_id=1, bbox=(200, 100, 300, 400), score=0.9, keypoints=kp33, layout="blazepose33", world=np.zeros((33, 3)))
+    pipe = PosePipeline(lambda f, t: [person], lambda w: lift_windows(tiny_lifter, w), 27, LiftPolicy.clip(27))
     out = []
     for i, t in enumerate([0.0, 0.02, 0.5, 0.51, 1.3]):  # irregular
         out += pipe.push_people(i, t, [person], 640, 480)
@@ -66,9 +66,9 @@ def test_a_person_back_after_a_gap_gets_a_fresh_filter() -> None:
         kp33[:, 0] = np.linspace(200, 300, 33) + x
         kp33[:, 1] = np.linspace(100, 400, 33)
         kp33[:, 2] = 1.0
-        return Person(track_id=1, bbox=(200 + x, 100, 300 + x, 400), score=0.9, keypoints33=kp33)
+        return Person(track_id=1, bbox=(200 + x, 100, 300 + x, 400), score=0.9, keypoints=kp33, layout="blazepose33")
 
-    pipe = PosePipeline(lambda f: [], None, 0, LiftPolicy.clip(27), OneEuroConfig())
+    pipe = PosePipeline(lambda f, t: [], None, 0, LiftPolicy.clip(27), OneEuroConfig())
     for i in range(30):  # still at x = 0
         pipe.push_people(i, i / 30, [at(0.0)], 640, 480)
     pipe.push_people(30, 1.0, [], 640, 480)  # a missed frame keeps the filter
@@ -90,12 +90,12 @@ def test_the_lifter_gets_the_detector_2d_and_smoothing_is_for_the_2d_shown() -> 
         seen.append(windows[:, -1])  # each window's newest frame [N, 17, 2]
         return np.zeros((*windows.shape[:3], 3), np.float32)
 
-    pipe = PosePipeline(lambda f: [], lift, 27, LiftPolicy(stride=1), OneEuroConfig())
+    pipe = PosePipeline(lambda f, t: [], lift, 27, LiftPolicy(stride=1), OneEuroConfig())
     for i in range(20):
         kp33 = np.zeros((33, 3), np.float32)
         kp33[:, :2] = np.linspace(100, 400, 66).reshape(33, 2) + rng.normal(0, 5, (33, 2))  # jittery
         kp33[:, 2] = 1.0
-        person = Person(track_id=1, bbox=(100, 100, 400, 400), score=0.9, keypoints33=kp33)
+        person = Person(track_id=1, bbox=(100, 100, 400, 400), score=0.9, keypoints=kp33, layout="blazepose33")
         (shown,) = pipe.push_people(i, i / 30, [person], 640, 480)
         raw = person.h36m17()[:, :2]
         np.testing.assert_allclose(seen[-1][0], normalize_image(raw, 640, 480), atol=1e-5)  # unfiltered
@@ -103,7 +103,7 @@ def test_the_lifter_gets_the_detector_2d_and_smoothing_is_for_the_2d_shown() -> 
             assert not np.allclose(shown.people[0].keypoints_2d[:, :2], raw, atol=0.5)
 
 
-def test_clip_pipeline_end_to_end(tiny_lifter, detector: BlazePose) -> None:  # type: ignore[no-untyped-def]
+def test_clip_pipeline_end_to_end(tiny_lifter, detector: Detector) -> None:  # type: ignore[no-untyped-def]
     img = data.astronaut()
     canvas = np.pad(img, ((0, 0), (100, 100), (0, 0)), mode="edge")
     frames = [(i, i / 10.0, np.ascontiguousarray(canvas[:, 5 * i : 5 * i + 512])) for i in range(30)]

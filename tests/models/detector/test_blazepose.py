@@ -5,8 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from models.detector import create_detector
-from models.detector.blazepose import BlazePose, Roi, roi_from_points, ssd_anchors, weighted_nms
+from models.detector import Detection, Roi, create_detector
+from models.detector.blazepose import roi_from_points, ssd_anchors, weighted_nms
+from models.detector.topdown import TopDown
 
 
 def test_anchors() -> None:
@@ -29,7 +30,7 @@ def test_roi_warp_and_back_agree() -> None:
 
     img = np.zeros((300, 400, 3), np.uint8)
     cv2.circle(img, (250, 100), 6, (255, 255, 255), -1)
-    roi = Roi(220.0, 130.0, 150.0, 0.7)
+    roi = Roi(220.0, 130.0, 150.0, 150.0, 0.7)
     crop = cv2.warpAffine(img, roi.warp_matrix(256), (256, 256), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
     ys, xs = np.nonzero(crop[..., 0] > 128)
     centre = np.array([[xs.mean() + 0.5, ys.mean() + 0.5]]) / 256
@@ -60,7 +61,8 @@ def test_astronaut_keypoints_land_on_the_body(fresh: BlazePose, astronaut: np.nd
     # the person occupies the left ~60% of the photo; head and shoulders are inside it
     for k in (nose, l_sh, r_sh, coco[1], coco[2]):
         assert 40 < k[0] < 330 and 60 < k[1] < 300
-    assert p.score > 0.9 and p.keypoints33.shape == (33, 3) and p.h36m17().shape == (17, 3)
+    assert p.score > 0.9 and p.layout == "blazepose33" and p.keypoints.shape == (33, 3)
+    assert p.h36m17().shape == (17, 3) and p.world is not None and p.world.shape == (33, 3)
 
 
 def test_two_people_side_by_side(fresh: BlazePose, astronaut: np.ndarray) -> None:
@@ -86,7 +88,7 @@ def test_a_person_back_from_a_short_occlusion_keeps_their_id(fresh: BlazePose, a
     assert right_before == right_after and len(right_before) == 1
 
 
-def test_empty_image_gives_no_person(fresh: BlazePose) -> None:
+def test_empty_image_gives_no_person(fresh: TopDown) -> None:
     for img in (np.zeros((480, 640, 3), np.uint8), np.full((480, 640, 3), 200, np.uint8)):
         assert fresh.process(img) == [] and fresh.process(img) == []
 
@@ -101,17 +103,21 @@ def test_pan_keeps_one_track(fresh: BlazePose, astronaut: np.ndarray) -> None:
     assert set(ids) == {ids[0]}
 
 
-def test_rejects_wrong_input(fresh: BlazePose) -> None:
+def test_rejects_wrong_input(fresh: TopDown) -> None:
     with pytest.raises(ValueError, match="RGB uint8"):
         fresh.process(np.zeros((10, 10), np.uint8))
 
 
-def test_create_detector_unknown_name() -> None:
-    with pytest.raises(KeyError, match="blazepose"):
+def test_create_detector_unknown_names() -> None:
+    with pytest.raises(KeyError, match="person detector 'hrnet'; known: blazepose_face, nanodet"):
         create_detector("hrnet")
+    with pytest.raises(KeyError, match="keypoint model 'openpose'; known: blazepose_full, blazepose_heavy"):
+        create_detector("nanodet", "openpose")
+    with pytest.raises(TypeError, match="redetect_evry"):
+        create_detector("nanodet", redetect_evry=3)
 
 
-def test_batch_of_streams_equals_one_stream_at_a_time(blazepose: BlazePose, astronaut: np.ndarray) -> None:
+def test_batch_of_streams_equals_one_stream_at_a_time(blazepose: TopDown, astronaut: np.ndarray) -> None:
     canvas = np.pad(astronaut, ((0, 0), (200, 200), (0, 0)), mode="edge")
     video_a = [np.ascontiguousarray(canvas[:, k : k + 512]) for k in range(0, 96, 8)]
     video_b = [np.ascontiguousarray(np.concatenate([astronaut, astronaut], axis=1)) for _ in range(12)]
@@ -127,11 +133,22 @@ def test_batch_of_streams_equals_one_stream_at_a_time(blazepose: BlazePose, astr
         # Batched convolutions round differently (1e-4 px); the astronaut's hips are out of the
         # photo, so later ROIs (placed from hidden landmarks) amplify that: compare the first frame.
         for p, q in zip(alone[k][1], seq[1], strict=True):
-            np.testing.assert_allclose(p.keypoints33[:, :2], q.keypoints33[:, :2], atol=0.5)
+            np.testing.assert_allclose(p.keypoints[:, :2], q.keypoints[:, :2], atol=0.5)
     assert sum(len(t[1]) for t in together) == 22  # two people from the second frame on
-    roi = blazepose.detect(video_a[3])[0][0]
-    one = blazepose.landmarks(video_a[3], [roi])[0]["keypoints"]
-    two = blazepose.landmarks_batch([(video_a[3], [roi]), (video_b[3], [roi])])[0][0]["keypoints"]
+    det = blazepose.person_detector.detect_batch([video_a[3]])[0][0]
+    roi = blazepose.keypoint_model.roi_for(det)
+    one = blazepose.keypoint_model.estimate_batch([(video_a[3], [roi])])[0][0].keypoints
+    two = blazepose.keypoint_model.estimate_batch([(video_a[3], [roi]), (video_b[3], [roi])])[0][0].keypoints
     np.testing.assert_allclose(one, two, atol=0.01)
     with pytest.raises(ValueError, match="twice"):
         blazepose.process_batch([(video_a[0], sa), (video_a[1], sa)])
+
+
+def test_face_detector_gives_its_own_crop_and_a_box_gives_a_square(blazepose: TopDown, astronaut: np.ndarray) -> None:
+    det = blazepose.person_detector.detect_batch([astronaut])[0][0]
+    assert det.roi is not None and blazepose.keypoint_model.roi_for(det) is det.roi
+    box = Detection(np.array([100.0, 50.0, 200.0, 450.0]), 0.9)  # 100 x 400 px
+    roi = blazepose.keypoint_model.roi_for(box)
+    # measured: the landmarks' own crop is 1.7 x the box's long side, centred 0.17 of it below the box's centre
+    assert (roi.cx, roi.cy, roi.angle) == (150.0, pytest.approx(250.0 + 0.17 * 400), 0.0)
+    assert roi.width == roi.height == pytest.approx(1.7 * 400)
