@@ -44,6 +44,9 @@ def test_health_info_metrics(make_settings: Callable[..., Settings]) -> None:
         assert info["lifter"]["name"] == "hot_mixste" and info["lifter"]["trained"] is True
         assert info["joint_names"][0] == "pelvis" and len(info["skeleton_edges"]) == 16
         assert "camera frame" in info["coordinates"]["joints_3d"] and info["limits"]["max_streams"] == 8
+        two_d = info["detector"]
+        assert two_d["person_detector"]["name"] == "nanodet" and two_d["keypoints"]["name"] == "blazepose_full"
+        assert two_d["keypoints"]["layout"] == "blazepose33" and two_d["tracker"]["max_gap_s"] == 3.0
         text = client.get("/metrics").text
         assert "hotpose_batch_size" in text and "hotpose_active_streams" in text
 
@@ -210,3 +213,21 @@ def test_api_keys(make_settings: Callable[..., Settings]) -> None:
         assert client.get("/v1/info", headers={"Authorization": "Bearer k2"}).status_code == 200
         assert client.get("/v1/info?api_key=k1").status_code == 200
         assert client.get("/v1/info?api_key=wrong").status_code == 401
+
+
+def test_the_2d_stage_is_chosen_by_settings(make_settings: Callable[..., Settings], astronaut_clip: Path) -> None:
+    """The second person detector and the second keypoint model, selected by settings alone."""
+    settings = make_settings(person_detector="blazepose_face", keypoints="blazepose_heavy", redetect_every=5)
+    with TestClient(create_app(settings)) as client:
+        two_d = client.get("/v1/info").json()["detector"]
+        assert two_d["person_detector"]["name"] == "blazepose_face"
+        assert two_d["keypoints"]["name"] == "blazepose_heavy" and two_d["schedule"]["redetect_every"] == 5
+        job = wait_job(client, submit(client, astronaut_clip.read_bytes()))
+        assert job["status"] == "done", job
+        frames = client.get(f"/v1/jobs/{job['job_id']}/result").json()["frames"]
+        assert sum(len(f["people"]) for f in frames) >= 25  # the astronaut, in 30 frames
+
+
+def test_an_unknown_2d_model_stops_the_start(make_settings: Callable[..., Settings]) -> None:
+    with pytest.raises(KeyError, match="person detector 'yolo'"), TestClient(create_app(make_settings(person_detector="yolo"))):
+        pass

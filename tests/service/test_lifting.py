@@ -208,3 +208,25 @@ def test_lift_sequence_gives_every_frame_its_own_pose() -> None:
         y = lift_sequence(EchoLift(), xy, times, policy, W, H, F)
         assert y.shape == (50, 17, 3)
         np.testing.assert_allclose(y[..., :2], np.stack([expected(t) for t in times]), atol=1e-5)
+
+
+def test_a_person_back_within_the_tracker_gap_continues_their_buffer() -> None:
+    """Hidden 2.5 s (within the tracker's 3 s and a 243-frame window): the same buffer, every frame
+    resolved; the hidden frames are simply absent from the output."""
+    frames = 243
+    lift = lambda w: np.concatenate([w, np.zeros_like(w[..., :1])], axis=-1)  # noqa: E731
+    sl = StreamLifter(frames, lift, LiftPolicy.clip(frames, max_gap_s=3.0))
+    times = [i / 30 for i in range(60)] + [(60 + 75 + i) / 30 for i in range(60)]  # a 75-frame gap
+    out = []
+    first = None
+    for i, t in enumerate(times):
+        out += sl.push(i, t, [(7, pose(t))], W, H)
+        first = first or sl.tracks[7]
+        assert sl.tracks[7] is first  # never a new buffer
+    out += sl.flush()
+    assert [k for k, _ in out] == list(range(len(times))) and all(7 in p for _, p in out)
+    short = StreamLifter(frames, lift, LiftPolicy.clip(frames, max_gap_s=1.0))
+    short.push(0, 0.0, [(7, pose(0.0))], W, H)
+    buf = short.tracks[7]
+    short.push(1, 2.5, [(7, pose(2.5))], W, H)
+    assert short.tracks[7] is not buf  # beyond the policy's gap: a new buffer
