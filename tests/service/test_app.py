@@ -229,5 +229,6 @@ def test_the_2d_stage_is_chosen_by_settings(make_settings: Callable[..., Setting
 
 
 def test_an_unknown_2d_model_stops_the_start(make_settings: Callable[..., Settings]) -> None:
-    with pytest.raises(KeyError, match="person detector 'yolo'"), TestClient(create_app(make_settings(person_detector="yolo"))):
+    app = create_app(make_settings(person_detector="yolo"))
+    with pytest.raises(KeyError, match="person detector 'yolo'"), TestClient(app):
         pass

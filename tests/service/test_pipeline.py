@@ -38,7 +38,7 @@ def test_a_still_pose_lifts_the_same_at_any_frame_spacing(tiny_lifter) -> None: 
     kp33[:, 0] = np.linspace(200, 300, 33)
     kp33[:, 1] = np.linspace(100, 400, 33)
     kp33[:, 2] = 1.0
-    person = Person(track_id=1, bbox=(200, 100, 300, 400), score=0.9, keypoints=kp33, layout="blazepose33", world=np.zeros((33, 3)))
+    person = Person(1, (200, 100, 300, 400), 0.9, keypoints=kp33, layout="blazepose33", world=np.zeros((33, 3)))
     pipe = PosePipeline(lambda f, t: [person], lambda w: lift_windows(tiny_lifter, w), 27, LiftPolicy.clip(27))
     out = []
     for i, t in enumerate([0.0, 0.02, 0.5, 0.51, 1.3]):  # irregular

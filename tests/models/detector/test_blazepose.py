@@ -48,7 +48,7 @@ def test_weighted_nms_merges_overlaps() -> None:
     assert score == 0.9 and box[0] == pytest.approx(0.25) and kp[0, 0] == pytest.approx(0.25)
 
 
-def test_astronaut_keypoints_land_on_the_body(fresh: BlazePose, astronaut: np.ndarray) -> None:
+def test_astronaut_keypoints_land_on_the_body(fresh: TopDown, astronaut: np.ndarray) -> None:
     people = fresh.process(astronaut)
     people = fresh.process(astronaut)  # second frame: confirmed by the detector twice
     assert len(people) == 1
@@ -65,7 +65,7 @@ def test_astronaut_keypoints_land_on_the_body(fresh: BlazePose, astronaut: np.nd
     assert p.h36m17().shape == (17, 3) and p.world is not None and p.world.shape == (33, 3)
 
 
-def test_two_people_side_by_side(fresh: BlazePose, astronaut: np.ndarray) -> None:
+def test_two_people_side_by_side(fresh: TopDown, astronaut: np.ndarray) -> None:
     two = np.concatenate([astronaut, astronaut], axis=1)
     results = [fresh.process(two) for _ in range(4)]
     assert [len(r) for r in results[1:]] == [2, 2, 2]
@@ -76,7 +76,7 @@ def test_two_people_side_by_side(fresh: BlazePose, astronaut: np.ndarray) -> Non
     assert len(left) == 1 and len(right) == 1
 
 
-def test_a_person_back_from_a_short_occlusion_keeps_their_id(fresh: BlazePose, astronaut: np.ndarray) -> None:
+def test_a_person_back_from_a_short_occlusion_keeps_their_id(fresh: TopDown, astronaut: np.ndarray) -> None:
     two = np.concatenate([astronaut, astronaut], axis=1)
     left_only = two.copy()
     left_only[:, 512:] = 128  # the right person hidden for two frames
@@ -93,7 +93,7 @@ def test_empty_image_gives_no_person(fresh: TopDown) -> None:
         assert fresh.process(img) == [] and fresh.process(img) == []
 
 
-def test_pan_keeps_one_track(fresh: BlazePose, astronaut: np.ndarray) -> None:
+def test_pan_keeps_one_track(fresh: TopDown, astronaut: np.ndarray) -> None:
     canvas = np.pad(astronaut, ((0, 0), (200, 200), (0, 0)), mode="edge")
     ids = []
     for k in range(0, 400, 8):

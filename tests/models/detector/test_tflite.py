@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.detector.topdown import TopDown
 from models.detector.tflite import TFLiteModule
+from models.detector.topdown import TopDown
 
 litert = pytest.importorskip("ai_edge_litert.interpreter")
 
