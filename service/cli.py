@@ -6,6 +6,7 @@ hotpose detect2d PATH          2D people per frame of an image or video, as JSON
 hotpose run VIDEO -o out.json  the whole pipeline in process: 2D and 3D poses of every person
 hotpose train-lifter [...]     train a lifter on motion capture
 hotpose eval-lifter --data NPZ evaluate a lifter under the fixed protocol (one JSON line)
+hotpose eval-2d --videos DIR   2D stages on the shared several-people clips (raga, office)
 hotpose bench lifter [...]     params, FLOPs and latency of mixste vs hot_mixste
 hotpose bench detector [...]   2D models alone and whole 2D stages per frame (1 and 3 people)
 hotpose bench service [...]    clip throughput vs decode, live-stream latency
@@ -254,6 +255,29 @@ def _train_lifter(args: argparse.Namespace) -> int:
     )
     metrics = train(cfg)
     print(json.dumps({"out": str(args.out), **metrics}))
+    return 0
+
+
+def _eval_2d(args: argparse.Namespace) -> int:
+    import torch
+
+    from models.detector import create_detector
+    from models.detector.footage import FOOTAGE_HEADER, OFFICE, RAGA, evaluate_footage, format_footage_report
+
+    for name in (RAGA, OFFICE):
+        if not (args.videos / name).is_file():
+            print(f"error: {args.videos / name} is missing (the clips of shared/videos)", file=sys.stderr)
+            return 1
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not args.json:
+        print(FOOTAGE_HEADER, flush=True)
+    for spec in args.stage:  # a row as each stage finishes (minutes each)
+        det, _, kp = spec.partition("+")
+        stage = create_detector(det, kp or "blazepose_full", device=args.device)
+        report = evaluate_footage(stage, args.videos)
+        line = json.dumps({"stage": spec, **report}) if args.json else format_footage_report(spec, report)
+        print(line, flush=True)
     return 0
 
 
@@ -533,6 +557,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave the time tensors at zero (the paper's start) instead of sinusoidal time codes",
     )
     t.set_defaults(func=_train_lifter)
+
+    ev = sub.add_parser("eval-2d", help="2D stages on the shared several-people clips (models/detector/footage.py)")
+    ev.add_argument("--videos", type=Path, required=True, help="the folder of the shared clips (shared/videos)")
+    ev.add_argument(
+        "--stage", nargs="+", default=["nanodet+blazepose_full", "blazepose_face+blazepose_full"],
+        help="PERSON_DETECTOR+KEYPOINTS, one or more",
+    )  # fmt: skip
+    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--threads", type=int, default=None)
+    ev.add_argument("--json", action="store_true", help="one JSON line per stage")
+    ev.set_defaults(func=_eval_2d)
 
     e = sub.add_parser("eval-lifter", help="MPJPE / P-MPJPE / MPJVE under the fixed protocol, one JSON line")
     e.add_argument("--data", type=Path, required=True, help="mocap npz (format of shared/mocap)")

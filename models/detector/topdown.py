@@ -49,7 +49,10 @@ class TopDownConfig:
     track_threshold: float = 0.3  # ... and under which a tracked person is lost (hysteresis, as MediaPipe's two)
     detection_iou: float = 0.3  # a detection overlapping a tracked person's box this much is that person
     duplicate_iou: float = 0.5  # two crops that converged on one person: keep the better one
-    duplicate_distance: float = 0.15  # ... or whose shared keypoints lie this close (x the keypoints' extent)
+    duplicate_distance: float = 0.15  # ... or whose shared keypoints lie this close (median, x their extent)
+    # a lost person is searched for (every `lost_redetect_every` frames) once tracked this many frames: a
+    # second crop of someone that lives a frame or two (a weak box beside them) is not chased for 3 s
+    chase_min_frames: int = 4
     refine_new: bool = True  # a new person's keypoints are read again from the crop they place; the better kept
     retry_lost: bool = True  # a tracked person whose crop holds no pose is tried once more in their last good crop
     max_people: int = 16
@@ -172,7 +175,7 @@ class TopDown:
         i = st.frame_index
         if not tracking or st.hits or cfg.redetect_every <= 0 or i % cfg.redetect_every == 0:
             return True
-        lost = st.tracker.lost()
+        lost = st.tracker.lost(cfg.chase_min_frames)
         return bool(lost) and (cfg.lost_redetect_every <= 1 or i % cfg.lost_redetect_every == 0)
 
     def _refine_new(
@@ -228,7 +231,12 @@ class TopDown:
             for c, r in zip(candidates, found, strict=True)
             if r.score >= (cfg.pose_threshold if c.track_id is None else cfg.track_threshold)
         ]
-        people = self._drop_duplicates(people)
+        kept = self._drop_duplicates(people)
+        merged = {f[0] for f in people if f[0] is not None} - {f[0] for f in kept}
+        for tid in merged:  # a second crop of someone already found: not a lost person
+            st.tracker.drop(tid)
+            st.confirmed.discard(tid)
+        people = kept
         assigned = st.tracker.update([(tid, r.bbox) for tid, r, _ in people], t)
         st.rois, st.boxes = {}, {}
         st.good = {tid: roi for tid, roi in st.good.items() if tid in st.tracker.kept()}
@@ -272,12 +280,12 @@ class TopDown:
     def _same_person(self, a: Keypoints, b: Keypoints) -> bool:
         """Boxes overlapping more than `duplicate_iou`, or keypoints within `duplicate_distance` of the
         box size on average over the joints both see (two crops of one half-visible person can give boxes
-        of different extent around the same joints)."""
+        of different extent around the same joints; the median, as a partial view misplaces a few)."""
         if box_ious(a.bbox, b.bbox[None])[0] > self.config.duplicate_iou:
             return True
         both = (a.keypoints[:, 2] > 0.5) & (b.keypoints[:, 2] > 0.5)
         if both.sum() < 4:
             return False
         size = max(float(np.ptp(a.keypoints[both, 1])), float(np.ptp(a.keypoints[both, 0])), 1.0)
-        dist = np.linalg.norm(a.keypoints[both, :2] - b.keypoints[both, :2], axis=1).mean()
+        dist = np.median(np.linalg.norm(a.keypoints[both, :2] - b.keypoints[both, :2], axis=1))
         return bool(dist < self.config.duplicate_distance * size)

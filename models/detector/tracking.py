@@ -72,9 +72,10 @@ class MotionTracker:
         self.now = -float("inf")  # time of the last update
         self._next_id = 1
 
-    def lost(self) -> list[int]:
-        """Ids missing from the last update that may still come back (within `max_gap_s`)."""
-        return [tid for tid, tr in self.tracks.items() if tr.last_t < self.now]
+    def lost(self, min_hits: int = 1) -> list[int]:
+        """Ids seen at least `min_hits` times, missing from the last update, that may still come back
+        (within `max_gap_s`)."""
+        return [tid for tid, tr in self.tracks.items() if tr.last_t < self.now and tr.hits >= min_hits]
 
     def kept(self) -> set[int]:
         """Every id the tracker still holds (seen now or lost within `max_gap_s`)."""
