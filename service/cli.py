@@ -270,6 +270,17 @@ def _eval_2d(args: argparse.Namespace) -> int:
             return 1
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.crop_fit:
+        from models.detector.footage import crop_fit
+
+        for spec in args.stage:
+            det, _, kp = spec.partition("+")
+            fit = crop_fit(create_detector(det, kp or "blazepose_full", device=args.device), args.videos)
+            print(json.dumps({"stage": spec, **fit}) if args.json else (
+                f"{spec}: {fit['pairs']:.0f} pairs; crop side / box long side {fit['side_ratio']:.3f}, "
+                f"crop centre - box centre {fit['centre_dx']:+.3f}, {fit['centre_dy']:+.3f} (box long sides)"
+            ))  # fmt: skip
+        return 0
     if not args.json:
         print(FOOTAGE_HEADER, flush=True)
     for spec in args.stage:  # a row as each stage finishes (minutes each)
@@ -567,6 +578,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--threads", type=int, default=None)
     ev.add_argument("--json", action="store_true", help="one JSON line per stage")
+    ev.add_argument(
+        "--crop-fit", action="store_true",
+        help="instead: the medians of the keypoint model's own crop against the detector's box (box -> crop mapping)",
+    )  # fmt: skip
     ev.set_defaults(func=_eval_2d)
 
     e = sub.add_parser("eval-lifter", help="MPJPE / P-MPJPE / MPJVE under the fixed protocol, one JSON line")

@@ -169,9 +169,9 @@ class BlazePoseLandmarksConfig:
     variant: str = "full"  # "full" (pose_landmark_full, the mediapipe wheel) or "heavy" (@mediapipe/pose)
     # A detected box becomes a square crop whose side is `box_scale` x the box's longer side, centred
     # `box_shift` x that side below the box's centre: the medians of the crop the landmarks themselves
-    # place against NanoDet's box of the same person (199 pairs on the shared development clips; README,
-    # "choosing the 2D stage"). BlazePose's crop is centred on the hips, below a seated or half-visible
-    # person's box centre.
+    # place against NanoDet's box of the same person on the shared development clips
+    # (`hotpose eval-2d --crop-fit`; README, "the 2D stage"). BlazePose's crop is centred on the hips,
+    # below a seated or half-visible person's box centre.
     box_scale: float = 1.7
     box_shift: float = 0.17
     refine_kernel: int = 7  # heatmap refinement window (cells)

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from models.detector.base import Detector, Person
+from models.detector.tracking import box_ious
 
 RAGA = "raga_three_performers_768x576_25fps.mp4"
 OFFICE = "people_one_by_one_768x432_10fps.mp4"
@@ -201,3 +202,37 @@ FOOTAGE_HEADER = (
     "| faces blurred, found again: raga / office | small people, worst copy: raga / office |\n"
     "|---|---|---|---|---|---|"
 )
+
+
+def crop_fit(stage: Any, videos: Path) -> dict[str, float]:
+    """How the keypoint model's own crop of a tracked person relates to the person detector's box of
+    them: the medians of crop side / box long side and of the crop centre's offset from the box
+    centre (x, y, in box long sides), over every 5th raga frame and every 10th office frame, after
+    three frames of tracking on each (so the crop has settled on the landmarks). `stage`: a `TopDown`."""
+    ratios: list[float] = []
+    dx: list[float] = []
+    dy: list[float] = []
+    for clip in (read_clip(videos / RAGA, step=5), read_clip(videos / OFFICE, step=10)):
+        stage.reset()
+        for t, frame in clip:
+            for _ in range(3):
+                stage.process(frame, t)
+            dets = stage.person_detector.detect_batch([frame])[0]
+            if not dets:
+                continue
+            boxes = np.stack([d.box for d in dets])
+            for tid, roi in stage.state.rois.items():
+                ious = box_ious(stage.state.boxes[tid], boxes)
+                if ious.max() < 0.3:
+                    continue
+                b = boxes[int(ious.argmax())]
+                side = max(b[2] - b[0], b[3] - b[1])
+                ratios.append(roi.width / side)
+                dx.append((roi.cx - (b[0] + b[2]) / 2) / side)
+                dy.append((roi.cy - (b[1] + b[3]) / 2) / side)
+    return {
+        "pairs": float(len(ratios)),
+        "side_ratio": float(np.median(ratios)),
+        "centre_dx": float(np.median(dx)),
+        "centre_dy": float(np.median(dy)),
+    }
