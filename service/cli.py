@@ -76,6 +76,7 @@ def _create_2d(args: argparse.Namespace) -> Any:
         args.person_detector or s.person_detector, args.keypoints or s.keypoints, s.tracker,
         device=args.device, home=s.home, tracker_config={"max_gap_s": s.track_max_gap_s},
         redetect_every=s.redetect_every, lost_redetect_every=s.lost_redetect_every,
+        idle_redetect_every=s.idle_redetect_every,
     )  # fmt: skip
 
 

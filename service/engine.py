@@ -38,6 +38,7 @@ class EngineConfig:
     tracker: str = "motion"
     redetect_every: int = 10
     lost_redetect_every: int = 2
+    idle_redetect_every: int = 3
     track_max_gap_s: float = 3.0
     detector_batch: BatchConfig = BatchConfig(max_batch=8, max_wait_ms=2.0)
     lifter_batch: BatchConfig = BatchConfig(max_batch=16, max_wait_ms=5.0)
@@ -50,7 +51,7 @@ class EngineConfig:
             lifter=s.lifter, lifter_weights=s.lifter_weights, device=s.device, home=s.home, flip=s.flip,
             threads=s.threads, person_detector=s.person_detector, keypoints=s.keypoints, tracker=s.tracker,
             redetect_every=s.redetect_every, lost_redetect_every=s.lost_redetect_every,
-            track_max_gap_s=s.track_max_gap_s,
+            idle_redetect_every=s.idle_redetect_every, track_max_gap_s=s.track_max_gap_s,
             detector_batch=BatchConfig(s.detector_max_batch, s.detector_max_wait_ms),
             lifter_batch=BatchConfig(s.lifter_max_batch, s.lifter_max_wait_ms),
         )  # fmt: skip
@@ -67,6 +68,7 @@ class Engine:
             config.person_detector, config.keypoints, config.tracker, device=device, home=config.home,
             tracker_config={"max_gap_s": config.track_max_gap_s},
             redetect_every=config.redetect_every, lost_redetect_every=config.lost_redetect_every,
+            idle_redetect_every=config.idle_redetect_every,
         )
         assert isinstance(stage, TopDown)
         self.detector = stage

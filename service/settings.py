@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     tracker: str = "motion"
     redetect_every: int = 10  # frames between person-detector runs while everyone is tracked
     lost_redetect_every: int = 2  # frames between person-detector runs while a tracked person is lost
+    idle_redetect_every: int = 3  # frames between person-detector runs while nobody is in view
     track_max_gap_s: float = 3.0  # a person hidden up to this long keeps their id (and their lifter buffer)
     home: Path = Path("~/.cache/hotpose").expanduser()  # weights cache
     data_dir: Path = Path("~/.local/share/hotpose").expanduser()  # jobs (SQLite) and results

@@ -3,8 +3,9 @@
 Per frame of a stream:
 1. Every tracked person's crop comes from their own keypoints in the previous frame (the keypoint
    model's `next_roi`), so tracking costs one keypoint-model crop per person.
-2. The person detector runs every `redetect_every` frames (to find people who walk in), on every
-   frame while nobody is tracked or a new person awaits confirmation, and every
+2. The person detector runs every `redetect_every` frames (to find people who walk in), every
+   `idle_redetect_every` frames while nobody is tracked, on every frame while a new person awaits
+   confirmation, and every
    `lost_redetect_every` frames while a tracked person is lost (so that one back from an occlusion
    is found in time to keep their id). A detection whose box overlaps a tracked person's is that
    person; the others become new crops (`KeypointModel.roi_for`), refined once by the crop their
@@ -40,6 +41,9 @@ class TopDownConfig:
     # Detector schedule in tracking mode (README, "choosing the 2D stage" and `hotpose bench detector`).
     redetect_every: int = 10  # frames between detector runs while everyone is tracked (0: every frame)
     lost_redetect_every: int = 2  # frames between detector runs while a tracked person is lost
+    # frames between detector runs while nobody is tracked: an empty scene costs a third of the
+    # detector per frame (NanoDet with tiles is ~110 ms a 720p frame here), a newcomer waits <= 2 frames
+    idle_redetect_every: int = 3
     confirm_frames: int = 2  # temporal gating: a new person is reported once found in this many frames in a row
     # ... found by the detector each time (True), or by the detector first and then by the keypoint model's
     # pose score in the crop their keypoints place (False: a detector that misses someone for a frame, as
@@ -173,7 +177,9 @@ class TopDown:
     def _needs_detector(self, st: StreamState, tracking: bool) -> bool:
         cfg = self.config
         i = st.frame_index
-        if not tracking or st.hits or cfg.redetect_every <= 0 or i % cfg.redetect_every == 0:
+        if not tracking and not st.hits:  # nobody in view
+            return cfg.idle_redetect_every <= 1 or i % cfg.idle_redetect_every == 0
+        if st.hits or cfg.redetect_every <= 0 or i % cfg.redetect_every == 0:
             return True
         lost = st.tracker.lost(cfg.chase_min_frames)
         return bool(lost) and (cfg.lost_redetect_every <= 1 or i % cfg.lost_redetect_every == 0)
