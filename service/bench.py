@@ -176,7 +176,7 @@ def bench_render(rounds: int = 3, frames: int = 120, threads: int | None = None)
 
     if threads:
         torch.set_num_threads(threads)
-    detector = create_detector("blazepose", device="cpu")
+    detector = create_detector(device="cpu")  # the default 2D stage
     lifter = create_lifter("hot_mixste", weights=default_weights("hot_mixste"), device="cpu")
     lift_s, render_s = [], []
     with tempfile.TemporaryDirectory() as tmp:

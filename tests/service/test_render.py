@@ -49,3 +49,10 @@ def test_run_renders_the_clip(astronaut_clip: Path, tiny_weights: Path, tmp_path
     assert [f["index"] for f in poses["frames"]] == list(range(30))
     assert sum(len(f["people"]) for f in poses["frames"]) >= 28
     assert list(tmp_path.glob("*.part")) == []
+
+
+def test_bench_render_runs_with_the_default_2d_stage() -> None:
+    from service.bench import bench_render
+
+    report = bench_render(rounds=1, frames=4, threads=1)
+    assert report["frames"] == 4 and report["lift_fps"] > 0 and report["output_size"].endswith("x720")
