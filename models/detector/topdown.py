@@ -144,25 +144,7 @@ class TopDown:
         ]
         cfg = self.config
         cands = [[_Candidate(roi, tid) for tid, roi in st.rois.items()] for _, st in items]
-        need = [k for k, (_, st) in enumerate(items) if self._needs_detector(st, bool(cands[k]))]
-        found = self.person_detector.detect_batch([items[k][0] for k in need])
-        fallback: list[dict[int, Roi]] = [{} for _ in items]  # track id -> the crop of a detection of them
-        for k, dets in zip(need, found, strict=True):
-            st = items[k][1]
-            tracked = [(tid, box) for tid, box in st.boxes.items() if tid in st.rois]
-            redetected: set[int] = set()
-            for det in dets:
-                ious = [float(box_ious(det.box, box[None])[0]) for _, box in tracked]
-                if ious and max(ious) > cfg.detection_iou:  # already tracked: the detection confirms them
-                    best = tracked[int(np.argmax(ious))][0]
-                    fallback[k].setdefault(best, self.keypoint_model.roi_for(det))
-                    redetected.update(tid for (tid, _), v in zip(tracked, ious, strict=True) if v > cfg.detection_iou)
-                    continue
-                cands[k].append(_Candidate(self.keypoint_model.roi_for(det), None))
-            if cfg.gate_by_detector:  # an unconfirmed track the detector did not find again is dropped
-                cands[k] = [
-                    c for c in cands[k] if c.track_id is None or c.track_id not in st.hits or c.track_id in redetected
-                ]
+        fallback = self._detect(items, cands)
         cands = [c[: cfg.max_people] for c in cands]
         crops = [(frame, [c.roi for c in cands[k]]) for k, (frame, _) in enumerate(items)]
         results = self.keypoint_model.estimate_batch(crops)
@@ -173,6 +155,32 @@ class TopDown:
         return [self._finish(st, cands[k], results[k], ts[k]) for k, (_, st) in enumerate(items)]
 
     # --- steps ---------------------------------------------------------------------------
+
+    def _detect(
+        self, items: list[tuple[np.ndarray, StreamState]], cands: list[list[_Candidate]]
+    ) -> list[dict[int, Roi]]:
+        """Run the person detector on the streams that need it (one batch); new people become candidate
+        crops (added to `cands` in place). Returns per stream: tracked id -> the crop of a detection of them."""
+        cfg = self.config
+        need = [k for k, (_, st) in enumerate(items) if self._needs_detector(st, bool(cands[k]))]
+        found = self.person_detector.detect_batch([items[k][0] for k in need])
+        fallback: list[dict[int, Roi]] = [{} for _ in items]
+        for k, dets in zip(need, found, strict=True):
+            st = items[k][1]
+            tracked = [(tid, box) for tid, box in st.boxes.items() if tid in st.rois]
+            redetected: set[int] = set()
+            for det in dets:
+                ious = [float(box_ious(det.box, box[None])[0]) for _, box in tracked]
+                if ious and max(ious) > cfg.detection_iou:  # already tracked: the detection confirms them
+                    fallback[k].setdefault(tracked[int(np.argmax(ious))][0], self.keypoint_model.roi_for(det))
+                    redetected.update(tid for (tid, _), v in zip(tracked, ious, strict=True) if v > cfg.detection_iou)
+                else:
+                    cands[k].append(_Candidate(self.keypoint_model.roi_for(det), None))
+            if cfg.gate_by_detector:  # an unconfirmed track the detector did not find again is dropped
+                cands[k][:] = [
+                    c for c in cands[k] if c.track_id is None or c.track_id not in st.hits or c.track_id in redetected
+                ]
+        return fallback
 
     def _needs_detector(self, st: StreamState, tracking: bool) -> bool:
         cfg = self.config
