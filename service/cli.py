@@ -278,7 +278,8 @@ def _eval_2d(args: argparse.Namespace) -> int:
             det, _, kp = spec.partition("+")
             fit = crop_fit(create_detector(det, kp or "blazepose_full", device=args.device), args.videos)
             print(json.dumps({"stage": spec, **fit}) if args.json else (
-                f"{spec}: {fit['pairs']:.0f} pairs; crop side / box long side {fit['side_ratio']:.3f}, "
+                f"{spec}: {fit['pairs']:.0f} pairs; crop side / box long side {fit['side_ratio']:.3f} "
+                f"(quartiles {fit['side_ratio_q25']:.2f}-{fit['side_ratio_q75']:.2f}), "
                 f"crop centre - box centre {fit['centre_dx']:+.3f}, {fit['centre_dy']:+.3f} (box long sides)"
             ))  # fmt: skip
         return 0

@@ -233,6 +233,8 @@ def crop_fit(stage: Any, videos: Path) -> dict[str, float]:
     return {
         "pairs": float(len(ratios)),
         "side_ratio": float(np.median(ratios)),
+        "side_ratio_q25": float(np.percentile(ratios, 25)),
+        "side_ratio_q75": float(np.percentile(ratios, 75)),
         "centre_dx": float(np.median(dx)),
         "centre_dy": float(np.median(dy)),
     }
