@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from models.detector.base import Detection, Keypoints, Roi
+from models.detector.base import Detection, Keypoints, Roi, pick_device
 from models.detector.tflite import TFLiteModule
 from models.detector.tracking import box_ious
 from models.detector.weights import blazepose_paths, npm_paths
@@ -94,10 +94,6 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(x, dtype=np.float64), -100.0, 100.0)))
 
 
-def _device(device: str | torch.device | None) -> torch.device:
-    return torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 @dataclass(frozen=True)
 class BlazePoseDetectorConfig:
     # Detections below this score are dropped. Measured on the shared office clip (README): at
@@ -120,7 +116,7 @@ class BlazePoseFaceDetector:
         home: Path | None = None,
     ) -> None:
         self.config = config or BlazePoseDetectorConfig()
-        self.device = _device(device)
+        self.device = pick_device(device)
         paths = blazepose_paths(home)  # home: the weights cache, default HOTPOSE_HOME
         self.model = TFLiteModule(paths["pose_detection.tflite"]).to(self.device).eval()
         self.anchors = ssd_anchors()
@@ -192,7 +188,7 @@ class BlazePoseLandmarks:
         home: Path | None = None,
     ) -> None:
         self.config = config or BlazePoseLandmarksConfig()
-        self.device = _device(device)
+        self.device = pick_device(device)
         if self.config.variant == "full":
             path = blazepose_paths(home)["pose_landmark_full.tflite"]
         elif self.config.variant == "heavy":

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 import torch
 
-from models.detector.base import Detection
+from models.detector.base import Detection, pick_device
 from models.detector.tfjs import TFJSGraphModule
 from models.detector.tracking import box_ious
 from models.detector.weights import npm_paths
@@ -76,9 +76,7 @@ class NanoDet:
         self, config: NanoDetConfig | None = None, device: str | torch.device | None = None, home: Path | None = None
     ) -> None:
         self.config = config or NanoDetConfig()
-        self.device = (
-            torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        )
+        self.device = pick_device(device)
         self.model = TFJSGraphModule(npm_paths("nanodet", home)["nanodet.json"]).to(self.device).eval()
         # outputs in name order: scores for strides 8, 16, 32, then box distributions for 8, 16, 32
         centres, strides = [], []
