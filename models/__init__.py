@@ -12,9 +12,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from models.checkpoint import CheckpointError, load_strict, read_weights, save_checkpoint
-from models.hot import HoTMixSTE, LifterConfig
-from models.mlp_lifter import MLPConfig, MLPLifter
+from hotpose.models.checkpoint import CheckpointError, load_strict, read_weights, save_checkpoint
+from hotpose.models.hot import HoTMixSTE, LifterConfig
+from hotpose.models.mlp_lifter import MLPConfig, MLPLifter
 
 # Every registered lifter exposes .config (with .frames, .joints and .to_dict()).
 Lifter = HoTMixSTE | MLPLifter

@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from models import create_lifter
-from models.layers import Attention, CrossAttention, count_parameters
+from hotpose.models import create_lifter
+from hotpose.models.layers import Attention, CrossAttention, count_parameters
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def load_official_models(repo: Path, dim: int, frames: int, token_num: int, laye
     try:
         import timm.models.layers  # noqa: F401
     except ImportError:
-        from models.layers import DropPath
+        from hotpose.models.layers import DropPath
 
         for name in ("timm", "timm.models", "timm.models.layers"):
             sys.modules.setdefault(name, types.ModuleType(name))
@@ -274,13 +274,13 @@ def bench_detector(
     people (or on `video`); the TFLite interpreter on BlazePose's models as a reference, when installed."""
     import numpy as np
 
-    from models.detector import KEYPOINT_MODELS, PERSON_DETECTORS, create_detector
-    from models.detector.blazepose import DET_SIZE, LMK_SIZE
+    from hotpose.models.detector import KEYPOINT_MODELS, PERSON_DETECTORS, create_detector
+    from hotpose.models.detector.blazepose import DET_SIZE, LMK_SIZE
 
     if threads:
         torch.set_num_threads(threads)
     if video is not None:
-        from service.video import iter_frames
+        from hotpose.service.video import iter_frames
 
         clips = {"video": [f for i, _, f in iter_frames(video) if i < frames]}
     else:

@@ -8,7 +8,7 @@ no code change.
 
 Cameras are pinhole, OpenCV axes (x right, y down, z forward). Targets are
 root-relative camera coordinates in metres; inputs are the projections in the
-official screen normalisation (`models.keypoints.normalize_screen`).
+official screen normalisation (`hotpose.models.keypoints.normalize_screen`).
 
 Evaluation protocol (`eval_views`), fixed in code:
 - every clip seen by 4 cameras at azimuths 0/90/180/270 degrees around the
@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.detector.weights import sha256
-from models.keypoints import H36M_FLIP_PERM, H36M_PARENTS, normalize_screen
+from hotpose.models.detector.weights import sha256
+from hotpose.models.keypoints import H36M_FLIP_PERM, H36M_PARENTS, normalize_screen
 
 EVAL_IMAGE = 1000
 EVAL_FOCAL = 1145.0

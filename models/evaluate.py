@@ -1,4 +1,4 @@
-"""Evaluating a lifter under the fixed protocol of `models.data` (`hotpose eval-lifter`).
+"""Evaluating a lifter under the fixed protocol of `hotpose.models.data` (`hotpose eval-lifter`).
 
 Every frame of every clip, 4 cameras, non-overlapping windows of the model's length
 with edge padding, flip augmentation, two input conditions. Figures in millimetres.
@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from models import Lifter
-from models.data import EvalView, windows
-from models.keypoints import flip_augment
-from models.metrics import mpjpe, mpjve, p_mpjpe
+from hotpose.models import Lifter
+from hotpose.models.data import EvalView, windows
+from hotpose.models.keypoints import flip_augment
+from hotpose.models.metrics import mpjpe, mpjve, p_mpjpe
 
 GROUP_OTHER = "other"  # `evaluate`'s `by_group`: the clips that no named group matches
 

@@ -11,7 +11,7 @@
   all `frames` outputs.
 
 Input  [B, T, J, 2]: 2D keypoints in the official screen normalisation
-         (`models.keypoints.normalize_screen`), T == config.frames.
+         (`hotpose.models.keypoints.normalize_screen`), T == config.frames.
 Output [B, T, J, 3]: root-relative 3D joints in the units of the training
          targets (metres for the weights hotpose ships), camera frame.
 
@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
-from models.layers import Block, CrossAttention
+from hotpose.models.layers import Block, CrossAttention
 
 
 @dataclass(frozen=True)

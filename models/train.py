@@ -2,7 +2,7 @@
 
 Windows are drawn from the training subjects (clips weighted by length),
 augmented (speed resampling, bone-length scaling, mirroring, random cameras
-and focal lengths, detector-like 2D noise; `models.data.Augment`), and the
+and focal lengths, detector-like 2D noise; `hotpose.models.data.Augment`), and the
 model is fit with the MixSTE/HoT losses: joint-weighted MPJPE + 0.5 x
 temporal consistency + 2 x mean velocity error, AdamW with linear warm-up and
 cosine decay. Checkpoints carry the config, the data hash and the
@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from models import Lifter, create_lifter, save_checkpoint
-from models.data import (
+from hotpose.models import Lifter, create_lifter, save_checkpoint
+from hotpose.models.data import (
     Augment,
     DetectorNoise,
     data_hash,
@@ -35,8 +35,8 @@ from models.data import (
     split_by_subject,
     training_sample,
 )
-from models.evaluate import evaluate
-from models.hot import HoTMixSTE
+from hotpose.models.evaluate import evaluate
+from hotpose.models.hot import HoTMixSTE
 
 log = logging.getLogger(__name__)
 
@@ -448,7 +448,7 @@ def warm_start(model: Lifter, path: Path) -> list[str]:
 
     Strict otherwise: a shared key that is missing or differs in shape is an error.
     """
-    from models.checkpoint import CheckpointError, read_weights
+    from hotpose.models.checkpoint import CheckpointError, read_weights
 
     sd, _ = read_weights(path)
     own = model.state_dict()

@@ -28,12 +28,12 @@ from pydantic import BaseModel
 from starlette.types import Message, Receive
 
 from hotpose_client import PoseSequence, formats
-from models.keypoints import H36M_EDGES, H36M_JOINTS
-from service import __version__, metrics
-from service.engine import Engine, EngineConfig
-from service.jobs import ClipLimits, JobRunner, JobStore, frames_file
-from service.pipeline import COORDINATES
-from service.settings import Settings
+from hotpose.models.keypoints import H36M_EDGES, H36M_JOINTS
+from hotpose.service import __version__, metrics
+from hotpose.service.engine import Engine, EngineConfig
+from hotpose.service.jobs import ClipLimits, JobRunner, JobStore, frames_file
+from hotpose.service.pipeline import COORDINATES
+from hotpose.service.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return response
 
     _add_routes(app)
-    from service.streams import add_stream_route
+    from hotpose.service.streams import add_stream_route
 
     add_stream_route(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

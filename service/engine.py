@@ -14,15 +14,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models import Lifter, create_lifter, default_weights
-from models.detector import Person, create_detector
-from models.detector.topdown import StreamState, TopDown
-from service import metrics
-from service.lifting import LiftPolicy
-from service.pipeline import DetectFn, PosePipeline, lift_windows
-from service.scheduler import BatchConfig, BatchScheduler
-from service.settings import Settings
-from service.smoothing import OneEuroConfig
+from hotpose.models import Lifter, create_lifter, default_weights
+from hotpose.models.detector import Person, create_detector
+from hotpose.models.detector.topdown import StreamState, TopDown
+from hotpose.service import metrics
+from hotpose.service.lifting import LiftPolicy
+from hotpose.service.pipeline import DetectFn, PosePipeline, lift_windows
+from hotpose.service.scheduler import BatchConfig, BatchScheduler
+from hotpose.service.settings import Settings
+from hotpose.service.smoothing import OneEuroConfig
 
 log = logging.getLogger(__name__)
 

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from models.keypoints import H36M_EDGES, H36M_JOINTS
-from service import metrics
-from service.pipeline import PosePipeline, iter_poses
-from service.video import VideoError, iter_frames, probe
+from hotpose.models.keypoints import H36M_EDGES, H36M_JOINTS
+from hotpose.service import metrics
+from hotpose.service.pipeline import PosePipeline, iter_poses
+from hotpose.service.video import VideoError, iter_frames, probe
 
 log = logging.getLogger(__name__)
 

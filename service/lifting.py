@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.keypoints import normalize_image
+from hotpose.models.keypoints import normalize_image
 
 LIFTER_FPS = 30.0
 LiftFn = Callable[[np.ndarray], np.ndarray]  # windows [N, F, 17, 2] (normalised) -> [N, F, 17, 3]
@@ -183,7 +183,7 @@ class TrackBuffer:
         The window ending at the newest sample (unless the last lift ended there: it would count
         twice); with a delay (future context), also windows ending `stride`, 2 `stride`, ... grid
         frames after it, edge-padded at the end with the newest sample, while they still hold it, as
-        `models.evaluate.predict` pads a clip's end: the last frames of a clip are averaged over
+        `hotpose.models.evaluate.predict` pads a clip's end: the last frames of a clip are averaged over
         about as many windows as the others (3 for clips), not lifted once near a window's end."""
         if self.next_final > self.newest:
             return []

@@ -12,7 +12,7 @@ Conventions of the output (`FramePoses`, `PoseSequence`):
 - `joints_3d`: metres, camera frame (x right, y down, z away from the camera, as OpenCV),
   root-relative (the pelvis is the origin), Human3.6M-17 order.
 
-Time handling, windows and causal/delayed emission: `service.lifting`.
+Time handling, windows and causal/delayed emission: `hotpose.service.lifting`.
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ import numpy as np
 import torch
 
 from hotpose_client import formats
-from models import Lifter
-from models.detector import Detector, Person
-from models.keypoints import H36M_EDGES, H36M_JOINTS, flip_augment
-from service.lifting import LiftFn, LiftPolicy, StreamLifter
-from service.smoothing import OneEuroConfig, OneEuroFilter
+from hotpose.models import Lifter
+from hotpose.models.detector import Detector, Person
+from hotpose.models.keypoints import H36M_EDGES, H36M_JOINTS, flip_augment
+from hotpose.service.lifting import LiftFn, LiftPolicy, StreamLifter
+from hotpose.service.smoothing import OneEuroConfig, OneEuroFilter
 
 log = logging.getLogger(__name__)
 

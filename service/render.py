@@ -11,8 +11,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from models.detector.base import Person
-from models.keypoints import COCO_EDGES, H36M_EDGES
+from hotpose.models.detector.base import Person
+from hotpose.models.keypoints import COCO_EDGES, H36M_EDGES
 
 # BlazePose-33 body edges (face omitted beyond nose-eyes-ears).
 BLAZEPOSE_EDGES: tuple[tuple[int, int], ...] = (

@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from service import metrics
+from hotpose.service import metrics
 
 log = logging.getLogger(__name__)
 

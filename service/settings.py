@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     lifter_weights: Path | None = None  # None: the weights shipped in models/weights
     flip: bool = True  # test-time flip averaging in the lifter
     # The 2D stage (README, "choosing the 2D stage"): a person detector, a keypoint model on each
-    # person's crop, a tracker; names from the registries of `models.detector`.
+    # person's crop, a tracker; names from the registries of `hotpose.models.detector`.
     person_detector: str = "nanodet"  # "nanodet" (body-based) or "blazepose_face" (face-anchored)
     keypoints: str = "blazepose_full"  # "blazepose_full" or "blazepose_heavy"
     tracker: str = "motion"

@@ -49,11 +49,11 @@ import numpy as np
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
-from service import metrics
-from service.lifting import LiftPolicy
-from service.pipeline import FramePoses, PosePipeline
-from service.smoothing import OneEuroConfig
-from service.video import image_size
+from hotpose.service import metrics
+from hotpose.service.lifting import LiftPolicy
+from hotpose.service.pipeline import FramePoses, PosePipeline
+from hotpose.service.smoothing import OneEuroConfig
+from hotpose.service.video import image_size
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class _Session:
 
 
 def add_stream_route(app: FastAPI) -> None:
-    from service.app import AppState, check_key
+    from hotpose.service.app import AppState, check_key
 
     @app.websocket("/v1/stream")
     async def stream(ws: WebSocket) -> None:

@@ -12,8 +12,8 @@ import pytest
 import torch
 from skimage import data
 
-from models import create_lifter, save_checkpoint
-from service.settings import Settings
+from hotpose.models import create_lifter, save_checkpoint
+from hotpose.service.settings import Settings
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -44,16 +44,16 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def fail_stream_frame(monkeypatch: pytest.MonkeyPatch, at: int) -> None:
     """Make the live streams' frame step raise "CUDA out of memory" at frame index `at` (a model failure)."""
-    import service.streams
+    import hotpose.service.streams
 
-    step = service.streams._step
+    step = hotpose.service.streams._step
 
     def failing(pipeline, index, t, data, max_pixels):  # type: ignore[no-untyped-def]
         if index == at:
             raise RuntimeError("CUDA out of memory")
         return step(pipeline, index, t, data, max_pixels)
 
-    monkeypatch.setattr(service.streams, "_step", failing)
+    monkeypatch.setattr(hotpose.service.streams, "_step", failing)
 
 
 def astronaut_frames(n: int = 30) -> list[np.ndarray]:
@@ -93,7 +93,7 @@ def serve(app: object) -> Iterator[str]:
     """Run an app with uvicorn on a free loopback port (WebSockets and browsers need a real socket); yields its URL."""
     import uvicorn
 
-    from service.bench import free_port
+    from hotpose.service.bench import free_port
 
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))  # type: ignore[arg-type]

@@ -1,14 +1,14 @@
 """2D human keypoint detection: a top-down stage built from three registries.
 
 `create_detector(person_detector="nanodet", keypoints="blazepose_full", tracker="motion")`
-returns the 2D stage (`models.detector.topdown.TopDown`): call `process(frame, t)` with the RGB
+returns the 2D stage (`hotpose.models.detector.topdown.TopDown`): call `process(frame, t)` with the RGB
 uint8 frames of one video in order, get per frame a list of `Person` (`track_id`, `bbox`, `score`,
 `keypoints` in the model's `layout`, and `coco17()` / `h36m17()`).
 
 - `PERSON_DETECTORS`: `nanodet` (NanoDet-g, body-based, the default), `blazepose_face`
   (BlazePose's face-anchored detector);
 - `KEYPOINT_MODELS`: `blazepose_full` (the default), `blazepose_heavy`;
-- `TRACKERS`: `motion` (`models.detector.tracking.MotionTracker`).
+- `TRACKERS`: `motion` (`hotpose.models.detector.tracking.MotionTracker`).
 Each entry is a factory `(device, home, **config) -> implementation`; a new model is a new file
 and one line here.
 """
@@ -22,27 +22,27 @@ from typing import Any
 
 import torch
 
-from models.detector.base import Detection, Detector, KeypointModel, Person, PersonDetector, Roi, Tracker
-from models.keypoints import BLAZEPOSE_TO_COCO
+from hotpose.models.detector.base import Detection, Detector, KeypointModel, Person, PersonDetector, Roi, Tracker
+from hotpose.models.keypoints import BLAZEPOSE_TO_COCO
 
 Device = str | torch.device | None
 
 
 def _nanodet(device: Device, home: Path | None, **kw: Any) -> PersonDetector:
-    from models.detector.nanodet import NanoDet, NanoDetConfig
+    from hotpose.models.detector.nanodet import NanoDet, NanoDetConfig
 
     return NanoDet(NanoDetConfig(**kw), device=device, home=home)
 
 
 def _blazepose_face(device: Device, home: Path | None, **kw: Any) -> PersonDetector:
-    from models.detector.blazepose import BlazePoseDetectorConfig, BlazePoseFaceDetector
+    from hotpose.models.detector.blazepose import BlazePoseDetectorConfig, BlazePoseFaceDetector
 
     return BlazePoseFaceDetector(BlazePoseDetectorConfig(**kw), device=device, home=home)
 
 
 def _blazepose_landmarks(variant: str) -> Callable[..., KeypointModel]:
     def make(device: Device, home: Path | None, **kw: Any) -> KeypointModel:
-        from models.detector.blazepose import BlazePoseLandmarks, BlazePoseLandmarksConfig
+        from hotpose.models.detector.blazepose import BlazePoseLandmarks, BlazePoseLandmarksConfig
 
         return BlazePoseLandmarks(BlazePoseLandmarksConfig(variant=variant, **kw), device=device, home=home)
 
@@ -50,7 +50,7 @@ def _blazepose_landmarks(variant: str) -> Callable[..., KeypointModel]:
 
 
 def _motion(**kw: Any) -> Callable[[], Tracker]:
-    from models.detector.tracking import MotionTracker, TrackerConfig
+    from hotpose.models.detector.tracking import MotionTracker, TrackerConfig
 
     config = TrackerConfig(**kw)
     return lambda: MotionTracker(config)
@@ -86,7 +86,7 @@ def create_detector(
 ) -> Detector:
     """The 2D stage from registry names; `*_config` are each part's config fields, `stage_config`
     the `TopDownConfig` fields (detector schedule, gating)."""
-    from models.detector.topdown import TopDown, TopDownConfig
+    from hotpose.models.detector.topdown import TopDown, TopDownConfig
 
     make_det = _pick(PERSON_DETECTORS, "person detector", person_detector)
     make_kp = _pick(KEYPOINT_MODELS, "keypoint model", keypoints)

@@ -1,13 +1,13 @@
 """The 2D stage's contracts: person detection, keypoints on a crop, tracking.
 
 The 2D stage is top-down, in three parts, each a protocol with a registry in
-`models.detector` (chosen by name through settings or flags, never by importing
+`hotpose.models.detector` (chosen by name through settings or flags, never by importing
 a class):
 - `PersonDetector`: frames -> person boxes with scores;
 - `KeypointModel`: a frame and crop regions (`Roi`, from a box or from the
   previous frame's keypoints) -> keypoints in the model's named layout;
 - `Tracker`: people over time -> stable track ids.
-`models.detector.topdown.TopDown` puts them together; it is what callers get
+`hotpose.models.detector.topdown.TopDown` puts them together; it is what callers get
 from `create_detector`.
 
 Pixel coordinates are continuous (the centre of pixel i is i + 0.5), x right,
@@ -23,7 +23,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from models.keypoints import BLAZEPOSE_TO_COCO, to_coco17, to_h36m
+from hotpose.models.keypoints import BLAZEPOSE_TO_COCO, to_coco17, to_h36m
 
 __all__ = [
     "BLAZEPOSE_TO_COCO",
@@ -51,7 +51,7 @@ class Person:
     bbox: tuple[float, float, float, float]  # x0, y0, x1, y1 pixels
     score: float  # the keypoint model's pose confidence, 0..1
     keypoints: np.ndarray  # [K, 3] x, y pixels, visibility 0..1, in `layout` order
-    layout: str  # a `models.keypoints.LAYOUTS` name: "blazepose33", "coco17"
+    layout: str  # a `hotpose.models.keypoints.LAYOUTS` name: "blazepose33", "coco17"
     world: np.ndarray | None = None  # [K, 3] metres, origin between the hips, camera-aligned axes (if the model has it)
 
     def coco17(self) -> np.ndarray:
@@ -59,7 +59,7 @@ class Person:
         return to_coco17(self.keypoints, self.layout)
 
     def h36m17(self) -> np.ndarray:
-        """[17, 3] in Human3.6M-17 order, derived as `models.keypoints.coco_to_h36m` documents
+        """[17, 3] in Human3.6M-17 order, derived as `hotpose.models.keypoints.coco_to_h36m` documents
         (the mapping the lifter is fed at run time)."""
         return to_h36m(self.keypoints, self.layout)
 

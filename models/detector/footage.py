@@ -26,8 +26,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from models.detector.base import Detector, Person
-from models.detector.tracking import box_ious
+from hotpose.models.detector.base import Detector, Person
+from hotpose.models.detector.tracking import box_ious
 
 RAGA = "raga_three_performers_768x576_25fps.mp4"
 OFFICE = "people_one_by_one_768x432_10fps.mp4"

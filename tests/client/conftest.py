@@ -9,8 +9,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from hotpose_client import PoseClient
-from service.app import create_app
-from service.settings import Settings
+from hotpose.service.app import create_app
+from hotpose.service.settings import Settings
 from tests.conftest import serve
 
 

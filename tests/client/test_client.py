@@ -24,9 +24,9 @@ from hotpose_client import (
     ServerError,
 )
 from hotpose_client.bvh import read_bvh
-from service.app import create_app
-from service.bench import free_port
-from service.settings import Settings
+from hotpose.service.app import create_app
+from hotpose.service.bench import free_port
+from hotpose.service.settings import Settings
 from tests.client.conftest import LiveServer
 from tests.conftest import astronaut_frames, fail_stream_frame
 

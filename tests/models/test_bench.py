@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models import create_lifter
-from models.bench import count_flops, time_interleaved
+from hotpose.models import create_lifter
+from hotpose.models.bench import count_flops, time_interleaved
 
 
 def test_flops_match_the_paper_convention() -> None:
@@ -27,7 +27,7 @@ def test_time_interleaved_calls_round_robin() -> None:
 
 
 def test_bench_lifter_builds_both_models_with_the_heads_asked_for() -> None:
-    from models.bench import bench_lifter
+    from hotpose.models.bench import bench_lifter
 
     report = bench_lifter(dim=32, frames=27, token_num=9, layer_index=1, batches=(1,), rounds=1, num_heads=4)
     assert report["config"]["num_heads"] == 4

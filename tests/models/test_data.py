@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.data import (
+from hotpose.models.data import (
     Augment,
     Clip,
     DetectorNoise,
@@ -28,7 +28,7 @@ from models.data import (
     widen_shoulders,
     windows,
 )
-from models.keypoints import H36M_PARENTS, denormalize_screen, normalize_screen
+from hotpose.models.keypoints import H36M_PARENTS, denormalize_screen, normalize_screen
 
 
 def _walker(t: int = 60) -> np.ndarray:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from models import create_lifter
-from models.data import Clip, eval_views
-from models.evaluate import clip_group, evaluate, predict
+from hotpose.models import create_lifter
+from hotpose.models.data import Clip, eval_views
+from hotpose.models.evaluate import clip_group, evaluate, predict
 
 
 def _clip(name: str, rig: str, frames: int, seed: int) -> Clip:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.keypoints import (
+from hotpose.models.keypoints import (
     H36M_EDGES,
     H36M_FLIP_PERM,
     H36M_JOINTS,
@@ -55,7 +55,7 @@ def test_derived_joints_sit_where_the_training_mocap_puts_them() -> None:
     clips = Path(__file__).resolve().parents[3] / "shared" / "mocap" / "cmu_h36m17_30fps.npz"
     if not clips.exists():
         pytest.skip("shared mocap data absent")
-    from models.data import load_clips, split_by_subject
+    from hotpose.models.data import load_clips, split_by_subject
 
     train, _ = split_by_subject(load_clips(clips))
     j = np.concatenate([c.joints for c in train])[::7]  # [N, 17, 3] metres

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.metrics import mpjpe, mpjve, p_mpjpe
+from hotpose.models.metrics import mpjpe, mpjve, p_mpjpe
 
 
 def _pose(rng: np.random.Generator, t: int = 5) -> np.ndarray:

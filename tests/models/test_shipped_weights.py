@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from models import create_lifter, default_weights
-from models.checkpoint import read_weights
-from models.data import eval_views, load_clips, split_by_subject
-from models.evaluate import evaluate
+from hotpose.models import create_lifter, default_weights
+from hotpose.models.checkpoint import read_weights
+from hotpose.models.data import eval_views, load_clips, split_by_subject
+from hotpose.models.evaluate import evaluate
 
 # Measured on these 3 validation clips (2,844 frames x 4 cameras) by the shipped files; the whole
 # split is in models/weights/README.md. The bounds leave room for BLAS differences, not for a

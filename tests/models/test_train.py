@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from models import create_lifter
-from models.data import Clip
-from models.train import TrainConfig, WindowSampler, lifter_loss, train
+from hotpose.models import create_lifter
+from hotpose.models.data import Clip
+from hotpose.models.train import TrainConfig, WindowSampler, lifter_loss, train
 from tests.models.test_data import _walker
 
 TINY = {"dim": 16, "depth": 2, "num_heads": 2, "frames": 27, "token_num": 9, "layer_index": 1}
@@ -54,7 +54,7 @@ def test_train_writes_a_checkpoint_that_rebuilds_itself(tmp_path: Path) -> None:
 
 
 def test_train_draws_its_cameras_from_the_configured_ranges(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import models.train
+    import hotpose.models.train
 
     class SeenError(Exception):
         pass
@@ -65,7 +65,7 @@ def test_train_draws_its_cameras_from_the_configured_ranges(tmp_path: Path, monk
         seen.append(aug)
         raise SeenError  # no need to train: the windows' augmentation is what is checked
 
-    monkeypatch.setattr(models.train, "window_batches", stop)
+    monkeypatch.setattr(hotpose.models.train, "window_batches", stop)
     cfg = TrainConfig(data=_mocap_file(tmp_path / "m.npz"), out=tmp_path / "o.pt", overrides=TINY, steps=1,
                       focal=(550.0, 700.0), distance=(2.0, 2.5), aim_p=0.3)  # fmt: skip
     with pytest.raises(SeenError):
@@ -75,9 +75,9 @@ def test_train_draws_its_cameras_from_the_configured_ranges(tmp_path: Path, monk
 
 
 def test_warm_start_copies_a_mixste_into_a_hot_mixste(tmp_path: Path) -> None:
-    from models import create_lifter, save_checkpoint
-    from models.checkpoint import CheckpointError
-    from models.train import warm_start
+    from hotpose.models import create_lifter, save_checkpoint
+    from hotpose.models.checkpoint import CheckpointError
+    from hotpose.models.train import warm_start
 
     size = {"dim": 16, "depth": 2, "num_heads": 2, "frames": 27}
     mix = create_lifter("mixste", **size)
@@ -93,7 +93,7 @@ def test_warm_start_copies_a_mixste_into_a_hot_mixste(tmp_path: Path) -> None:
 
 
 def test_rig_balance_shares_skeleton_families_by_a_power_of_their_frames() -> None:
-    from models.train import clip_weights
+    from hotpose.models.train import clip_weights
 
     clips = [
         Clip("a1", "s1", _walker(300), 30.0, "big"),
@@ -113,7 +113,7 @@ def test_rig_balance_shares_skeleton_families_by_a_power_of_their_frames() -> No
 
 
 def test_time_codes_break_the_recovery_saddle() -> None:
-    from models.train import init_time_codes
+    from hotpose.models.train import init_time_codes
 
     torch.manual_seed(0)
     model = create_lifter("hot_mixste", device="cpu", **TINY)
@@ -133,7 +133,7 @@ def test_time_codes_break_the_recovery_saddle() -> None:
 
 
 def test_recovery_guide_teaches_the_recovery_attention_to_look_near_its_frame() -> None:
-    from models.train import RecoveryGuide, init_time_codes
+    from hotpose.models.train import RecoveryGuide, init_time_codes
 
     torch.manual_seed(0)
     model = create_lifter("hot_mixste", device="cpu", **TINY).train()
@@ -158,7 +158,7 @@ def test_recovery_guide_teaches_the_recovery_attention_to_look_near_its_frame() 
 
 @pytest.mark.parametrize("name", ["hot_mixste", "mixste"])
 def test_widen_doubles_the_width_and_keeps_the_output(name: str) -> None:
-    from models.train import widen
+    from hotpose.models.train import widen
 
     torch.manual_seed(0)
     size = {"dim": 16, "depth": 2, "num_heads": 2, "frames": 27, "drop_path_rate": 0.0}
@@ -180,7 +180,7 @@ def test_widen_doubles_the_width_and_keeps_the_output(name: str) -> None:
 
 
 def test_widen_refuses_a_per_frame_model() -> None:
-    from models.train import widen
+    from hotpose.models.train import widen
 
     with pytest.raises(ValueError, match="MLPLifter"):
         widen(create_lifter("mlp"))
@@ -198,7 +198,7 @@ def test_train_can_widen_the_model_it_starts_from(tmp_path: Path) -> None:
 
 
 def test_weight_average_follows_the_weights_with_its_decay() -> None:
-    from models.train import WeightAverage
+    from hotpose.models.train import WeightAverage
 
     model = create_lifter("hot_mixste", device="cpu", **TINY)
     with torch.no_grad():
@@ -222,8 +222,8 @@ def test_weight_average_follows_the_weights_with_its_decay() -> None:
 
 
 def test_train_with_an_average_saves_it_and_the_last_weights(tmp_path: Path) -> None:
-    from models.checkpoint import read_weights
-    from models.train import raw_path
+    from hotpose.models.checkpoint import read_weights
+    from hotpose.models.train import raw_path
 
     data = _mocap_file(tmp_path / "m.npz")
     out = tmp_path / "avg.pt"
@@ -237,8 +237,8 @@ def test_train_with_an_average_saves_it_and_the_last_weights(tmp_path: Path) -> 
 
 
 def test_window_batches_keep_the_seed_stream_or_draw_in_workers() -> None:
-    from models.data import Augment
-    from models.train import window_batches
+    from hotpose.models.data import Augment
+    from hotpose.models.train import window_batches
 
     clips = [Clip(f"w{i}", "s", _walker(100 + 20 * i), 30.0) for i in range(3)]
     cfg = TrainConfig(data=Path("unused"), out=Path("unused"), batch=3, seed=4)

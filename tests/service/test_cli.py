@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from service.cli import _overrides, build_parser, main
+from hotpose.service.cli import _overrides, build_parser, main
 
 
 def test_parser_commands() -> None:
@@ -37,7 +37,7 @@ def test_detect2d_on_an_image(tmp_path, capsys) -> None:  # type: ignore[no-unty
     import cv2
     from skimage import data
 
-    from service.cli import main
+    from hotpose.service.cli import main
 
     path = tmp_path / "astronaut.png"
     cv2.imwrite(str(path), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
@@ -50,7 +50,7 @@ def test_detect2d_on_an_image(tmp_path, capsys) -> None:  # type: ignore[no-unty
 
 
 def test_detect2d_rejects_a_non_video(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
-    from service.cli import main
+    from hotpose.service.cli import main
 
     path = tmp_path / "notes.mp4"
     path.write_text("not a video")
@@ -135,11 +135,11 @@ def test_eval_lifter_reports_groups_of_clips_by_name(
 
 
 def test_bench_service_takes_unset_flags_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    import service.bench
+    import hotpose.service.bench
 
     seen = []
-    monkeypatch.setattr(service.bench, "bench_service", lambda settings, **kw: seen.append(settings) or {})
-    monkeypatch.setattr(service.bench, "format_service_report", lambda report: "")
+    monkeypatch.setattr(hotpose.service.bench, "bench_service", lambda settings, **kw: seen.append(settings) or {})
+    monkeypatch.setattr(hotpose.service.bench, "format_service_report", lambda report: "")
     monkeypatch.setenv("HOTPOSE_THREADS", "3")
     monkeypatch.setenv("HOTPOSE_LIFTER", "mixste")
     assert main(["bench", "service"]) == 0
@@ -151,11 +151,11 @@ def test_bench_service_takes_unset_flags_from_the_environment(monkeypatch: pytes
 def test_train_lifter_passes_camera_ranges_and_keeps_the_defaults_when_unset(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import models.train
-    from models.data import Augment
+    import hotpose.models.train
+    from hotpose.models.data import Augment
 
-    seen: list[models.train.TrainConfig] = []
-    monkeypatch.setattr(models.train, "train", lambda cfg: seen.append(cfg) or {})
+    seen: list[hotpose.models.train.TrainConfig] = []
+    monkeypatch.setattr(hotpose.models.train, "train", lambda cfg: seen.append(cfg) or {})
     base = ["train-lifter", "--data", str(tmp_path / "m.npz"), "--out", str(tmp_path / "o.pt")]
     assert main(base) == 0
     assert main([*base, "--focal", "550", "1600", "--distance", "2", "8"]) == 0

@@ -4,8 +4,8 @@ import threading
 import time
 from pathlib import Path
 
-from service.jobs import ClipLimits, JobRunner, JobStore
-from service.pipeline import FramePoses
+from hotpose.service.jobs import ClipLimits, JobRunner, JobStore
+from hotpose.service.pipeline import FramePoses
 
 LIMITS = ClipLimits(max_frames=1000, max_seconds=600.0, max_pixels=4096 * 4096)
 

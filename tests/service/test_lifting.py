@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.keypoints import normalize_screen
-from service.lifting import LiftPolicy, StreamLifter
+from hotpose.models.keypoints import normalize_screen
+from hotpose.service.lifting import LiftPolicy, StreamLifter
 
 F = 27  # a short window keeps the test fast; the logic does not depend on 243
 W, H = 640, 480
@@ -87,7 +87,7 @@ def test_the_end_does_not_lift_the_last_window_twice() -> None:
 
 
 def test_the_last_frames_of_a_clip_get_end_padded_windows_like_the_others() -> None:
-    from service.lifting import TrackBuffer
+    from hotpose.service.lifting import TrackBuffer
 
     policy = LiftPolicy.clip(F)  # stride 9, delay 26: each frame in ~3 windows
     buf = TrackBuffer(0.0, F, policy)
@@ -200,7 +200,7 @@ def test_policy_is_checked() -> None:
 
 
 def test_lift_sequence_gives_every_frame_its_own_pose() -> None:
-    from service.lifting import lift_sequence
+    from hotpose.service.lifting import lift_sequence
 
     times = np.arange(50) / 30
     xy = np.stack([pose(t) for t in times])

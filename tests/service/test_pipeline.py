@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from skimage import data
 
-from models import create_lifter
-from models.detector import Detector, create_detector
-from service.lifting import LiftPolicy
-from service.pipeline import PosePipeline, lift_windows, process_frames
-from service.smoothing import OneEuroConfig, OneEuroFilter
+from hotpose.models import create_lifter
+from hotpose.models.detector import Detector, create_detector
+from hotpose.service.lifting import LiftPolicy
+from hotpose.service.pipeline import PosePipeline, lift_windows, process_frames
+from hotpose.service.smoothing import OneEuroConfig, OneEuroFilter
 from tests.conftest import TINY
 
 
@@ -32,7 +32,7 @@ def test_lift_windows_shapes_and_flip(tiny_lifter) -> None:  # type: ignore[no-u
 
 
 def test_a_still_pose_lifts_the_same_at_any_frame_spacing(tiny_lifter) -> None:  # type: ignore[no-untyped-def]
-    from models.detector import Person
+    from hotpose.models.detector import Person
 
     kp33 = np.zeros((33, 3), np.float32)
     kp33[:, 0] = np.linspace(200, 300, 33)
@@ -59,7 +59,7 @@ def test_one_euro_smooths_jitter_and_follows_motion() -> None:
 
 
 def test_a_person_back_after_a_gap_gets_a_fresh_filter() -> None:
-    from models.detector import Person
+    from hotpose.models.detector import Person
 
     def at(x: float) -> Person:
         kp33 = np.zeros((33, 3), np.float32)
@@ -80,8 +80,8 @@ def test_a_person_back_after_a_gap_gets_a_fresh_filter() -> None:
 
 
 def test_the_lifter_gets_the_detector_2d_and_smoothing_is_for_the_2d_shown() -> None:
-    from models.detector import Person
-    from models.keypoints import normalize_image
+    from hotpose.models.detector import Person
+    from hotpose.models.keypoints import normalize_image
 
     rng = np.random.default_rng(0)
     seen: list[np.ndarray] = []

@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from service.cli import main
-from service.pipeline import PersonPose
-from service.render import Renderer
+from hotpose.service.cli import main
+from hotpose.service.pipeline import PersonPose
+from hotpose.service.render import Renderer
 
 
 def person(track_id: int, with_3d: bool = True) -> PersonPose:
@@ -52,7 +52,7 @@ def test_run_renders_the_clip(astronaut_clip: Path, tiny_weights: Path, tmp_path
 
 
 def test_bench_render_runs_with_the_default_2d_stage() -> None:
-    from service.bench import bench_render
+    from hotpose.service.bench import bench_render
 
     report = bench_render(rounds=1, frames=4, threads=1)
     assert report["frames"] == 4 and report["lift_fps"] > 0 and report["output_size"].endswith("x720")

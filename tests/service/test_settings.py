@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from service.settings import Settings
+from hotpose.service.settings import Settings
 
 
 def test_home_directories_expand_the_tilde(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -14,10 +14,10 @@ import uvicorn
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from service.app import create_app
-from service.bench import free_port
-from service.pipeline import PosePipeline
-from service.settings import Settings
+from hotpose.service.app import create_app
+from hotpose.service.bench import free_port
+from hotpose.service.pipeline import PosePipeline
+from hotpose.service.settings import Settings
 from tests.conftest import astronaut_frames, fail_stream_frame
 from tests.service.test_video import huge_png_header
 
@@ -191,9 +191,9 @@ def test_a_refused_frame_takes_its_announced_time_with_it(make_settings: Callabl
 def test_a_failure_in_the_models_ends_the_stream_out_loud(
     make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import service.streams
+    import hotpose.service.streams
 
-    step = service.streams._step
+    step = hotpose.service.streams._step
     fail_stream_frame(monkeypatch, at=1)
     frames = astronaut_frames(3)
     with TestClient(create_app(make_settings(live_queue=64))) as client, client.websocket_connect("/v1/stream") as ws:
@@ -208,7 +208,7 @@ def test_a_failure_in_the_models_ends_the_stream_out_loud(
     assert [m["index"] for m in msgs if m["type"] == "pose"] == [0]
 
     # the frames held for context fail at the end of the stream: the same, with no frame index
-    monkeypatch.setattr(service.streams, "_step", step)
+    monkeypatch.setattr(hotpose.service.streams, "_step", step)
     monkeypatch.setattr(PosePipeline, "flush", failing_flush)
     with TestClient(create_app(make_settings(live_queue=64))) as client, client.websocket_connect("/v1/stream") as ws:
         ws.send_text(json.dumps({"type": "config", "fps": 10, "emit": "delayed", "delay_frames": 5}))
@@ -360,8 +360,8 @@ def test_load_eight_concurrent_streams(make_settings: Callable[..., Settings]) -
 
 
 def test_delayed_streams_keep_the_future_context_over_a_missed_detection() -> None:
-    from service.lifting import LiftPolicy, StreamLifter
-    from service.streams import StreamConfig
+    from hotpose.service.lifting import LiftPolicy, StreamLifter
+    from hotpose.service.streams import StreamConfig
     from tests.service.test_lifting import EchoLift, F, H, W, pose
 
     def emitted_at(policy: LiftPolicy) -> dict[object, int]:

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from service.video import VideoError, image_size, probe
+from hotpose.service.video import VideoError, image_size, probe
 
 
 def huge_png_header(width: int, height: int) -> bytes:

@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 import pytest
 
-from service.app import create_app
-from service.settings import Settings
+from hotpose.service.app import create_app
+from hotpose.service.settings import Settings
 from tests.conftest import astronaut_frames, serve
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from skimage import data
 
-from models.detector import create_detector
-from models.detector.topdown import TopDown
+from hotpose.models.detector import create_detector
+from hotpose.models.detector.topdown import TopDown
 
 
 def _stage(person_detector: str, keypoints: str = "blazepose_full") -> TopDown:

@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from models.detector import Detection, Roi, create_detector
-from models.detector.blazepose import roi_from_points, ssd_anchors, weighted_nms
-from models.detector.topdown import TopDown
+from hotpose.models.detector import Detection, Roi, create_detector
+from hotpose.models.detector.blazepose import roi_from_points, ssd_anchors, weighted_nms
+from hotpose.models.detector.topdown import TopDown
 
 
 def test_anchors() -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.detector.nanodet import NanoDet
+from hotpose.models.detector.nanodet import NanoDet
 
 
 @pytest.fixture(scope="module")

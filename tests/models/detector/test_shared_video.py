@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from models.detector.footage import (
+from hotpose.models.detector.footage import (
     OFFICE,
     RAGA,
     Clip,
@@ -22,7 +22,7 @@ from models.detector.footage import (
     small_copies,
     torso,
 )
-from models.detector.topdown import TopDown
+from hotpose.models.detector.topdown import TopDown
 
 pytestmark = pytest.mark.slow
 

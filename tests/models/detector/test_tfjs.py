@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.detector.tfjs import TFJSGraphError, TFJSGraphModule
-from models.detector.weights import hotpose_home, npm_paths
+from hotpose.models.detector.tfjs import TFJSGraphError, TFJSGraphModule
+from hotpose.models.detector.weights import hotpose_home, npm_paths
 
 TFJS_VERSION = "4.22.0"
 RUNNER = Path(__file__).with_name("tfjs_reference.mjs")

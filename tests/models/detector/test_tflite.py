@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.detector.tflite import TFLiteModule
-from models.detector.topdown import TopDown
+from hotpose.models.detector.tflite import TFLiteModule
+from hotpose.models.detector.topdown import TopDown
 
 litert = pytest.importorskip("ai_edge_litert.interpreter")
 
@@ -64,7 +64,7 @@ def test_heavy_landmarks_match_interpreter(astronaut: np.ndarray) -> None:
     """The heavy landmark model (from @mediapipe/pose) runs through the same executor, exactly."""
     import cv2
 
-    from models.detector.blazepose import BlazePoseLandmarks, BlazePoseLandmarksConfig
+    from hotpose.models.detector.blazepose import BlazePoseLandmarks, BlazePoseLandmarksConfig
 
     heavy = BlazePoseLandmarks(BlazePoseLandmarksConfig(variant="heavy"), device="cpu").model
     x = (cv2.resize(astronaut, (256, 256)).astype(np.float32) / 255.0)[None]

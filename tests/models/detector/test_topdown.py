@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.detector.footage import blur_faces
-from models.detector.topdown import TopDown
+from hotpose.models.detector.footage import blur_faces
+from hotpose.models.detector.topdown import TopDown
 
 
 def test_two_people_from_one_photo_mirrored_and_face_blurred(stage: TopDown, astronaut: np.ndarray) -> None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.detector.tracking import MotionTracker, TrackerConfig
+from hotpose.models.detector.tracking import MotionTracker, TrackerConfig
 
 
 def _box(cx: float, cy: float = 300.0, h: float = 200.0) -> np.ndarray:

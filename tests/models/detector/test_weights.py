@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from models.detector import weights
-from models.detector.weights import (
+from hotpose.models.detector import weights
+from hotpose.models.detector.weights import (
     BLAZEPOSE_FILES,
     NPM_SOURCES,
     WeightsError,
