@@ -42,7 +42,8 @@ browser:
 
 lint: install
 	$(VENV)/bin/ruff check models service client tests
-	$(VENV)/bin/mypy models service client/hotpose_client
+	$(PY) tests/typecheck.py
+
 
 bench: install
 	$(VENV)/bin/hotpose bench lifter
