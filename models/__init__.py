@@ -1,6 +1,7 @@
-"""hotpose models: the 3D lifters (and, later, the 2D detector).
+"""hotpose models: the 3D lifters (the 2D stage is `hotpose.models.detector`).
 
-Entry point: `create_lifter(name, weights=None, device=None, **overrides)`.
+Entry points: `create_lifter(name, weights=None, device=None, **overrides)`, and
+`resolve_weights(name, weights)` for the file it should load.
 """
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from hotpose.models.checkpoint import CheckpointError, load_strict, read_weights, save_checkpoint
+from hotpose.models.device import DeviceLike, pick_device
 from hotpose.models.hot import HoTMixSTE, LifterConfig
 from hotpose.models.mlp_lifter import MLPConfig, MLPLifter
 
@@ -54,8 +55,20 @@ def default_weights(name: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def resolve_weights(name: str, weights: Path | None) -> Path | None:
+    """The lifter weights to load: `weights` when given, else the ones hotpose ships for `name`
+    (`default_weights`), else None (an untrained model: the caller decides whether that is an error).
+
+    Raises CheckpointError (as `create_lifter` does for a missing file) when `weights` is given but
+    is not a file, KeyError for an unknown `name`.
+    """
+    if name not in LIFTERS:
+        raise KeyError(f"unknown lifter {name!r}; known: {', '.join(sorted(LIFTERS))}")
+    if weights is not None:
+        if not weights.is_file():
+            raise CheckpointError(f"weights file not found for lifter {name!r}: {weights}")
+        return weights
+    return default_weights(name)
 
 
 def _infer_official_config(sd: dict[str, Tensor]) -> dict[str, Any]:
@@ -80,7 +93,7 @@ def _infer_official_config(sd: dict[str, Tensor]) -> dict[str, Any]:
 def create_lifter(
     name: str = "hot_mixste",
     weights: str | Path | None = None,
-    device: str | torch.device | None = None,
+    device: DeviceLike = None,
     **overrides: Any,
 ) -> Lifter:
     """Build a lifter by name, optionally load weights strictly, return it in eval mode.
@@ -110,7 +123,7 @@ def create_lifter(
     model = spec.build(**config)
     if sd is not None:
         load_strict(model, sd, str(weights))
-    return model.to(device if device is not None else default_device()).eval()
+    return model.to(pick_device(device)).eval()
 
 
 __all__ = [
@@ -121,7 +134,8 @@ __all__ = [
     "Lifter",
     "LifterConfig",
     "create_lifter",
-    "default_device",
     "default_weights",
+    "pick_device",
+    "resolve_weights",
     "save_checkpoint",
 ]

@@ -20,28 +20,25 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from hotpose.models.detector.base import Detection, Detector, KeypointModel, Person, PersonDetector, Roi, Tracker
+from hotpose.models.device import DeviceLike
 from hotpose.models.keypoints import BLAZEPOSE_TO_COCO
 
-Device = str | torch.device | None
 
-
-def _nanodet(device: Device, home: Path | None, **kw: Any) -> PersonDetector:
+def _nanodet(device: DeviceLike, home: Path | None, **kw: Any) -> PersonDetector:
     from hotpose.models.detector.nanodet import NanoDet, NanoDetConfig
 
     return NanoDet(NanoDetConfig(**kw), device=device, home=home)
 
 
-def _blazepose_face(device: Device, home: Path | None, **kw: Any) -> PersonDetector:
+def _blazepose_face(device: DeviceLike, home: Path | None, **kw: Any) -> PersonDetector:
     from hotpose.models.detector.blazepose import BlazePoseDetectorConfig, BlazePoseFaceDetector
 
     return BlazePoseFaceDetector(BlazePoseDetectorConfig(**kw), device=device, home=home)
 
 
 def _blazepose_landmarks(variant: str) -> Callable[..., KeypointModel]:
-    def make(device: Device, home: Path | None, **kw: Any) -> KeypointModel:
+    def make(device: DeviceLike, home: Path | None, **kw: Any) -> KeypointModel:
         from hotpose.models.detector.blazepose import BlazePoseLandmarks, BlazePoseLandmarksConfig
 
         return BlazePoseLandmarks(BlazePoseLandmarksConfig(variant=variant, **kw), device=device, home=home)
@@ -77,7 +74,7 @@ def create_detector(
     person_detector: str = "nanodet",
     keypoints: str = "blazepose_full",
     tracker: str = "motion",
-    device: Device = None,
+    device: DeviceLike = None,
     home: Path | None = None,
     detector_config: dict[str, Any] | None = None,
     keypoint_config: dict[str, Any] | None = None,

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-import torch
 
 from hotpose.models.keypoints import BLAZEPOSE_TO_COCO, to_coco17, to_h36m
 
@@ -36,11 +35,6 @@ __all__ = [
     "Roi",
     "Tracker",
 ]
-
-
-def pick_device(device: str | torch.device | None) -> torch.device:
-    """The device asked for, else CUDA when present, else the CPU."""
-    return torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @dataclass

@@ -26,10 +26,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hotpose.models.detector.base import Detection, Keypoints, Roi, pick_device
+from hotpose.models.detector.base import Detection, Keypoints, Roi
 from hotpose.models.detector.tflite import TFLiteModule
 from hotpose.models.detector.tracking import box_ious
 from hotpose.models.detector.weights import blazepose_paths, npm_paths
+from hotpose.models.device import pick_device
 
 log = logging.getLogger(__name__)
 

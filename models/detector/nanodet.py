@@ -28,10 +28,11 @@ import cv2
 import numpy as np
 import torch
 
-from hotpose.models.detector.base import Detection, pick_device
+from hotpose.models.detector.base import Detection
 from hotpose.models.detector.tfjs import TFJSGraphModule
 from hotpose.models.detector.tracking import box_ious
 from hotpose.models.detector.weights import npm_paths
+from hotpose.models.device import pick_device
 
 log = logging.getLogger(__name__)
 

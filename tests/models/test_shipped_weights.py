@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hotpose.models import create_lifter, default_weights
+from hotpose.models import CheckpointError, create_lifter, default_weights, resolve_weights
 from hotpose.models.checkpoint import read_weights
 from hotpose.models.data import eval_views, load_clips, split_by_subject
 from hotpose.models.evaluate import evaluate
@@ -30,3 +30,13 @@ def test_shipped_weights_load_and_lift_held_out_subjects(shared_dir: Path, name:
     bound = MEASURED_GT2D_MM[name] + 15.0
     assert metrics["gt2d"]["mpjpe_mm"] < bound
     assert metrics["noisy2d"]["mpjpe_mm"] < bound + 10
+
+
+def test_resolve_weights_takes_the_given_file_else_the_shipped_one(tiny_weights: Path, tmp_path: Path) -> None:
+    assert resolve_weights("hot_mixste", tiny_weights) == tiny_weights
+    assert resolve_weights("hot_mixste", None) == default_weights("hot_mixste") is not None
+    assert resolve_weights("mlp", None) is None  # nothing shipped: the caller decides
+    with pytest.raises(CheckpointError, match="missing.pt"):
+        resolve_weights("hot_mixste", tmp_path / "missing.pt")
+    with pytest.raises(KeyError, match="unknown lifter 'nope'"):
+        resolve_weights("nope", None)
