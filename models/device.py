@@ -11,7 +11,7 @@ DeviceLike = str | torch.device | None
 def pick_device(device: DeviceLike) -> torch.device:
     """The device asked for, else CUDA when present, else the CPU.
 
-    `None` and `""` (an unset `HOTPOSE_DEVICE`) both mean "pick one".
+    `None` and `""` (an empty `HOTPOSE_DEVICE`) both mean "pick one".
     """
     if device is None or device == "":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -82,7 +82,9 @@ def create_detector(
     **stage_config: Any,
 ) -> Detector:
     """The 2D stage from registry names; `*_config` are each part's config fields, `stage_config`
-    the `TopDownConfig` fields (detector schedule, gating)."""
+    the `TopDownConfig` fields (detector schedule, gating). `home` is the weights cache the models
+    are read from (the service passes `Settings.home`); None means
+    `hotpose.models.detector.weights.default_home()`."""
     from hotpose.models.detector.topdown import TopDown, TopDownConfig
 
     make_det = _pick(PERSON_DETECTORS, "person detector", person_detector)

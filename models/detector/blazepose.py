@@ -30,7 +30,7 @@ from hotpose.models.detector.base import Detection, Keypoints, Roi
 from hotpose.models.detector.tflite import TFLiteModule
 from hotpose.models.detector.tracking import box_ious
 from hotpose.models.detector.weights import blazepose_paths, npm_paths
-from hotpose.models.device import pick_device
+from hotpose.models.device import DeviceLike, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -113,12 +113,12 @@ class BlazePoseFaceDetector:
     def __init__(
         self,
         config: BlazePoseDetectorConfig | None = None,
-        device: str | torch.device | None = None,
+        device: DeviceLike = None,
         home: Path | None = None,
     ) -> None:
         self.config = config or BlazePoseDetectorConfig()
         self.device = pick_device(device)
-        paths = blazepose_paths(home)  # home: the weights cache, default HOTPOSE_HOME
+        paths = blazepose_paths(home)  # home: the weights cache, None: default_home()
         self.model = TFLiteModule(paths["pose_detection.tflite"]).to(self.device).eval()
         self.anchors = ssd_anchors()
 
@@ -185,7 +185,7 @@ class BlazePoseLandmarks:
     def __init__(
         self,
         config: BlazePoseLandmarksConfig | None = None,
-        device: str | torch.device | None = None,
+        device: DeviceLike = None,
         home: Path | None = None,
     ) -> None:
         self.config = config or BlazePoseLandmarksConfig()

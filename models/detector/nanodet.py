@@ -32,7 +32,7 @@ from hotpose.models.detector.base import Detection
 from hotpose.models.detector.tfjs import TFJSGraphModule
 from hotpose.models.detector.tracking import box_ious
 from hotpose.models.detector.weights import npm_paths
-from hotpose.models.device import pick_device
+from hotpose.models.device import DeviceLike, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class NanoDet:
     name = "nanodet"
 
     def __init__(
-        self, config: NanoDetConfig | None = None, device: str | torch.device | None = None, home: Path | None = None
+        self, config: NanoDetConfig | None = None, device: DeviceLike = None, home: Path | None = None
     ) -> None:
         self.config = config or NanoDetConfig()
         self.device = pick_device(device)

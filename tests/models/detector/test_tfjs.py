@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from hotpose.models.detector.tfjs import TFJSGraphError, TFJSGraphModule
-from hotpose.models.detector.weights import hotpose_home, npm_paths
+from hotpose.models.detector.weights import default_home, npm_paths
 
 TFJS_VERSION = "4.22.0"
 RUNNER = Path(__file__).with_name("tfjs_reference.mjs")
@@ -28,7 +28,7 @@ def tfjs_runtime() -> Path:
     """A folder whose node_modules hold @tensorflow/tfjs and its WASM backend (npm, pinned, cached)."""
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.skip("node and npm are missing: the TFJS reference runtime cannot run here")
-    root = hotpose_home() / f"tfjs-reference-{TFJS_VERSION}"
+    root = default_home() / f"tfjs-reference-{TFJS_VERSION}"
     if not (root / "node_modules" / "@tensorflow" / "tfjs-backend-wasm" / "package.json").is_file():
         root.mkdir(parents=True, exist_ok=True)
         pkgs = [f"@tensorflow/tfjs@{TFJS_VERSION}", f"@tensorflow/tfjs-backend-wasm@{TFJS_VERSION}"]

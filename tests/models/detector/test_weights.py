@@ -11,6 +11,7 @@ from hotpose.models.detector.weights import (
     NPM_SOURCES,
     WeightsError,
     blazepose_paths,
+    default_home,
     fetch_blazepose,
     fetch_npm,
     npm_paths,
@@ -148,3 +149,19 @@ def test_missing_npm_cache_names_the_command(tmp_path: Path) -> None:
         npm_paths("nanodet", tmp_path)
     with pytest.raises(WeightsError, match="hotpose fetch-weights"):
         npm_paths("blazepose_heavy", tmp_path)
+
+
+def test_home_given_wins_else_default_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every function takes the weights cache; only a caller passing none gets `default_home()`."""
+    monkeypatch.setenv("HOTPOSE_HOME", str(tmp_path / "env"))
+    assert default_home() == tmp_path / "env"
+    with pytest.raises(WeightsError, match=str(tmp_path / "env" / "nanodet")):
+        npm_paths("nanodet")
+    with pytest.raises(WeightsError, match=str(tmp_path / "given" / "blazepose")):
+        blazepose_paths(tmp_path / "given")
+    from hotpose.models.detector import create_detector
+
+    with pytest.raises(WeightsError, match=str(tmp_path / "given" / "nanodet")):
+        create_detector(device="cpu", home=tmp_path / "given")
+    monkeypatch.delenv("HOTPOSE_HOME")
+    assert default_home() == Path("~/.cache/hotpose").expanduser()
