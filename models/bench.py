@@ -1,4 +1,4 @@
-"""Benchmarks for the models (`hotpose bench lifter`).
+"""Benchmarks for the models (`hotpose bench lifter`, `hotpose bench detector`).
 
 Latency is measured, never asserted: the machine is shared and noisy, so
 models are timed interleaved (one forward of each per round) and medians and
@@ -7,16 +7,12 @@ ratios are reported from the same run.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import statistics
-import sys
 import time
-import types
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -26,8 +22,6 @@ from hotpose.models import create_lifter
 from hotpose.models.layers import Attention, CrossAttention, count_parameters
 
 log = logging.getLogger(__name__)
-
-_ATTENTION_NAMES = {"Attention", "Cross_Attention", "CrossAttention"}
 
 
 def count_flops(model: nn.Module, x: Tensor) -> dict[str, float]:
@@ -53,7 +47,7 @@ def count_flops(model: nn.Module, x: Tensor) -> dict[str, float]:
     for mod in model.modules():
         if isinstance(mod, nn.Linear):
             hooks.append(mod.register_forward_hook(on_linear))
-        elif isinstance(mod, Attention | CrossAttention) or type(mod).__name__ in _ATTENTION_NAMES:
+        elif isinstance(mod, Attention | CrossAttention):
             hooks.append(mod.register_forward_hook(on_attention))
     try:
         with torch.inference_mode():
@@ -79,44 +73,6 @@ def time_interleaved(fns: dict[str, Callable[[], Any]], rounds: int, warmup: int
     return times
 
 
-def load_official_models(repo: Path, dim: int, frames: int, token_num: int, layer_index: int) -> dict[str, nn.Module]:
-    """Build the official HoT repository's MixSTE and HoT-MixSTE from a local checkout.
-
-    Needs `einops`; `timm` is only used there for DropPath, which is the
-    identity at inference, so a minimal stand-in is registered when timm is absent.
-    """
-    try:
-        import timm.models.layers  # noqa: F401
-    except ImportError:
-        from hotpose.models.layers import DropPath
-
-        for name in ("timm", "timm.models", "timm.models.layers"):
-            sys.modules.setdefault(name, types.ModuleType(name))
-        sys.modules["timm.models.layers"].DropPath = DropPath  # type: ignore[attr-defined]
-    args = SimpleNamespace(
-        channel=dim,
-        d_hid=2 * dim,
-        frames=frames,
-        n_joints=17,
-        out_joints=17,
-        token_num=token_num,
-        layer_index=layer_index,
-        layers=8,
-    )
-    out: dict[str, nn.Module] = {}
-    files = {"official_mixste": "model/mixste/mixste.py", "official_hot_mixste": "model/mixste/hot_mixste.py"}
-    for key, rel in files.items():
-        path = repo / rel
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} not found: pass the root of a checkout of the official HoT repository")
-        spec = importlib.util.spec_from_file_location(f"hotpose_bench_{key}", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        out[key] = module.Model(args).eval()
-    return out
-
-
 def bench_lifter(
     dim: int = 512,
     frames: int = 243,
@@ -124,7 +80,6 @@ def bench_lifter(
     layer_index: int = 3,
     batches: tuple[int, ...] = (1, 4),
     rounds: int = 7,
-    official_repo: Path | None = None,
     threads: int | None = None,
     num_heads: int = 8,
 ) -> dict[str, Any]:
@@ -144,8 +99,6 @@ def bench_lifter(
             layer_index=layer_index,
         ),
     }
-    if official_repo is not None:
-        models.update(load_official_models(official_repo, dim, frames, token_num, layer_index))
 
     x1 = torch.randn(1, frames, 17, 2)
     report: dict[str, Any] = {
@@ -173,10 +126,6 @@ def bench_lifter(
         per_round = [h / m for h, m in zip(times["hot_mixste"], times["mixste"], strict=True)]
         report[f"ratio_b{b}"] = statistics.median(times["hot_mixste"]) / statistics.median(times["mixste"])
         report[f"ratio_per_round_median_b{b}"] = statistics.median(per_round)
-        if official_repo is not None:
-            report[f"official_ratio_b{b}"] = statistics.median(times["official_hot_mixste"]) / statistics.median(
-                times["official_mixste"]
-            )
     m, h = report["models"]["mixste"], report["models"]["hot_mixste"]
     report["flop_ratio_linear"] = h["gflops_linear"] / m["gflops_linear"]
     report["flop_ratio_total"] = h["gflops_total"] / m["gflops_total"]
@@ -197,19 +146,17 @@ def format_lifter_report(report: dict[str, Any]) -> str:
         f"FLOP ratio hot/mixste: {report['flop_ratio_linear']:.3f} (Linear), {report['flop_ratio_total']:.3f} (total)"
     )
     for b in batches:
-        line = (
+        lines.append(
             f"latency ratio hot/mixste b{b}: {report[f'ratio_b{b}']:.3f} "
             f"(median of per-round ratios {report[f'ratio_per_round_median_b{b}']:.3f})"
         )
-        if f"official_ratio_b{b}" in report:
-            line += f"; official code {report[f'official_ratio_b{b}']:.3f}"
-        lines.append(line)
     lines.append(f"threads: {report['threads']}, rounds: {report['rounds']}")
     return "\n".join(lines)
 
 
 class BenchInputError(RuntimeError):
-    """A benchmark has nothing to run on: no video given and no sample photo installed."""
+    """A benchmark has nothing to run on: the video given has no readable frame, or no video is given
+    and the sample photo is not installed."""
 
 
 def astronaut() -> Any:
@@ -280,9 +227,14 @@ def bench_detector(
     if threads:
         torch.set_num_threads(threads)
     if video is not None:
-        from hotpose.service.video import iter_frames
+        from hotpose.models.detector.footage import read_clip
 
-        clips = {"video": [f for i, _, f in iter_frames(video) if i < frames]}
+        try:
+            clips = {"video": [f for _, f in read_clip(video, stop=frames)]}
+        except FileNotFoundError as exc:
+            raise BenchInputError(str(exc)) from exc
+        if not clips["video"]:
+            raise BenchInputError(f"{video}: no frame could be decoded")
     else:
         clips = {"1 person": _pan_frames(frames), "3 people": _three_people_frames(frames)}
     first = next(iter(clips.values()))
@@ -382,5 +334,3 @@ def format_detector_report(r: dict[str, Any]) -> str:
             f"{s['detector_runs']}/{r['frames']} | {s['people_median']:g} |"
         )
     return "\n".join(lines)
-
-

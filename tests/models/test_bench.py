@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from hotpose.models import create_lifter
-from hotpose.models.bench import count_flops, time_interleaved
+from hotpose.models.bench import BenchInputError, count_flops, time_interleaved
 
 
 def test_flops_match_the_paper_convention() -> None:
@@ -27,11 +29,40 @@ def test_time_interleaved_calls_round_robin() -> None:
 
 
 def test_bench_lifter_builds_both_models_with_the_heads_asked_for() -> None:
-    from hotpose.models.bench import bench_lifter
+    from hotpose.models.bench import bench_lifter, format_lifter_report
 
     report = bench_lifter(dim=32, frames=27, token_num=9, layer_index=1, batches=(1,), rounds=1, num_heads=4)
     assert report["config"]["num_heads"] == 4
     assert set(report["models"]) == {"mixste", "hot_mixste"}
     assert report["flop_ratio_total"] < 1.0 and report["models"]["hot_mixste"]["latency_ms_b1"] > 0
+    assert "latency ratio hot/mixste b1" in format_lifter_report(report)
     with pytest.raises(ValueError, match="num_heads 5"):  # the heads reach the models
         bench_lifter(dim=32, frames=27, token_num=9, layer_index=1, batches=(1,), rounds=1, num_heads=5)
+
+
+def test_bench_detector_on_an_unreadable_video_says_so(tmp_path: Path) -> None:
+    from hotpose.models.bench import bench_detector
+
+    path = tmp_path / "broken.mp4"
+    path.write_bytes(b"not a video")
+    with pytest.raises(BenchInputError, match="broken.mp4"):
+        bench_detector(video=path, frames=2, rounds=1)
+
+
+@pytest.mark.slow
+def test_bench_detector_runs_on_a_video_file(tmp_path: Path) -> None:
+    """`hotpose bench detector --video`: the frames come from the file (decoded with OpenCV, RGB)."""
+    import cv2
+    from skimage import data
+
+    from hotpose.models.bench import bench_detector
+
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 30, (512, 512))
+    for _ in range(3):
+        writer.write(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+    writer.release()
+    report = bench_detector(video=path, frames=2, rounds=1, stages=(("nanodet", "blazepose_full"),))
+    assert report["frames"] == 2 and report["frame_size"] == [512, 512]
+    assert [s["clip"] for s in report["stages"]] == ["video"]
+    assert report["models"]["nanodet"]["b1_ms"] > 0
