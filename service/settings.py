@@ -1,8 +1,14 @@
-"""Service configuration, read once from `HOTPOSE_*` environment variables (embedded defaults)."""
+"""Service configuration, read once from `HOTPOSE_*` environment variables (embedded defaults).
+
+Each field's `description` is its documentation: `settings_markdown()` renders the table in
+docs/configuration.md from them (a test keeps the two equal).
+"""
 
 from __future__ import annotations
 
+import types
 from pathlib import Path
+from typing import Any, Union, get_args, get_origin
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -11,55 +17,120 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HOTPOSE_", env_file=None)
 
-    host: str = "127.0.0.1"
-    port: int = 8000
-    device: str | None = None  # "cpu", "cuda", "cuda:1"; None picks CUDA when present
-    threads: int | None = None  # torch CPU threads; None: torch's default
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address the server listens on (`hotpose serve --host` wins over it). "
+        "`0.0.0.0` serves other machines: set `HOTPOSE_API_KEYS` first.",
+    )
+    port: int = Field(default=8000, description="TCP port of the server (`hotpose serve --port` wins over it).")
+    device: str | None = Field(
+        default=None, description="Where the models run: `cpu`, `cuda`, `cuda:1`; unset picks CUDA when present."
+    )
+    threads: int | None = Field(default=None, description="torch CPU threads; unset: torch's default.")
     # The default is the HoT-MixSTE we trained on CMU mocap (models/weights/README.md);
     # HOTPOSE_LIFTER=mixste serves the MixSTE trained the same way, HOTPOSE_LIFTER_WEIGHTS an
     # official or your own checkpoint.
-    lifter: str = "hot_mixste"
-    lifter_weights: Path | None = None  # None: the weights shipped in models/weights
-    flip: bool = True  # test-time flip averaging in the lifter
-    # The 2D stage (README, "choosing the 2D stage"): a person detector, a keypoint model on each
-    # person's crop, a tracker; names from the registries of `hotpose.models.detector`.
-    person_detector: str = "nanodet"  # "nanodet" (body-based) or "blazepose_face" (face-anchored)
-    keypoints: str = "blazepose_full"  # "blazepose_full" or "blazepose_heavy"
-    tracker: str = "motion"
-    redetect_every: int = 10  # frames between person-detector runs while everyone is tracked
-    lost_redetect_every: int = 2  # frames between person-detector runs while a tracked person is lost
-    idle_redetect_every: int = 3  # frames between person-detector runs while nobody is in view
-    track_max_gap_s: float = 3.0  # a person hidden up to this long keeps their id (and their lifter buffer)
-    home: Path = Path("~/.cache/hotpose").expanduser()  # weights cache
-    data_dir: Path = Path("~/.local/share/hotpose").expanduser()  # jobs (SQLite) and results
+    lifter: str = Field(
+        default="hot_mixste",
+        description="The 3D lifter: `hot_mixste` (the HoT-MixSTE trained on CMU mocap, shipped) or `mixste` "
+        "(the MixSTE trained the same way, shipped); `mlp` has no shipped weights.",
+    )
+    lifter_weights: Path | None = Field(
+        default=None,
+        description="An official or your own checkpoint for `HOTPOSE_LIFTER`; unset: the weights shipped in "
+        "models/weights. A lifter with no weights serves 2D only.",
+    )
+    flip: bool = Field(
+        default=True,
+        description="Test-time flip averaging in the lifter for clip jobs (live streams: `HOTPOSE_LIVE_FLIP`).",
+    )
+    # The 2D stage: a person detector, a keypoint model on each person's crop, a tracker; names from
+    # the registries of `hotpose.models.detector`.
+    person_detector: str = Field(
+        default="nanodet",
+        description="Person detector: `nanodet` (NanoDet-g, finds people by their bodies) or "
+        "`blazepose_face` (BlazePose's face-anchored detector, faster, misses small people).",
+    )
+    keypoints: str = Field(
+        default="blazepose_full",
+        description="Keypoint model run on each person's crop: `blazepose_full` or `blazepose_heavy`.",
+    )
+    tracker: str = Field(default="motion", description="Tracker that keeps each person's id: `motion`.")
+    redetect_every: int = Field(
+        default=10, description="Frames between person-detector runs while everyone is tracked."
+    )
+    lost_redetect_every: int = Field(
+        default=2, description="Frames between person-detector runs while a tracked person is lost."
+    )
+    idle_redetect_every: int = Field(
+        default=3, description="Frames between person-detector runs while nobody is in view."
+    )
+    track_max_gap_s: float = Field(
+        default=3.0,
+        description="Seconds a person may be hidden and keep their id (and their lifter buffer).",
+    )
+    home: Path = Field(
+        default=Path("~/.cache/hotpose").expanduser(),
+        description="Weights cache, filled by `hotpose fetch-weights`.",
+    )
+    data_dir: Path = Field(
+        default=Path("~/.local/share/hotpose").expanduser(),
+        description="Clip jobs: their SQLite state, uploads and results.",
+    )
 
     # clip jobs
-    max_upload_mb: float = 500.0
-    max_clip_frames: int = 54_000  # 30 min at 30 fps
-    max_clip_seconds: float = 1800.0
-    max_frame_pixels: int = 3840 * 2160
-    job_workers: int = 1  # clips processed at once (they share the models' batches)
-    max_pending_jobs: int = 32  # queued or running clips; a new upload over this gets 429
-    retention_hours: float = 24.0 * 7  # finished jobs and their files are deleted after this
+    max_upload_mb: float = Field(default=500.0, description="Largest clip upload in MB; a larger one gets 413.")
+    max_clip_frames: int = Field(
+        default=54_000, description="Most frames in a clip (30 min at 30 fps); a longer clip's job fails."
+    )
+    max_clip_seconds: float = Field(default=1800.0, description="Longest clip in seconds; a longer clip's job fails.")
+    max_frame_pixels: int = Field(
+        default=3840 * 2160,
+        description="Most pixels in one frame or image (3840x2160), for clips and live streams alike.",
+    )
+    job_workers: int = Field(default=1, description="Clips processed at once (they share the models' batches).")
+    max_pending_jobs: int = Field(
+        default=32, description="Clips queued or running at most; a new upload over this gets 429."
+    )
+    retention_hours: float = Field(
+        default=24.0 * 7, description="Finished jobs and their files are deleted after this many hours."
+    )
 
     # live streams
-    max_streams: int = 8
-    live_stride: int = 8  # lifter runs every this many 30 fps grid frames per person
-    live_flip: bool = False  # test-time flip on live streams (2x lifter cost)
-    live_delay_frames: int = 30  # default delay of "delayed" emission (30 fps frames)
-    live_queue: int = 2  # unprocessed frames kept per stream; older ones are dropped
-    live_smoothing: bool = True  # one-euro filter on the 2D of live streams
-    max_message_mb: float = 8.0
-    stream_idle_s: float = 60.0  # a stream with no message for this long is closed (1008)
+    max_streams: int = Field(default=8, description="Live streams at once; one more is closed with 1013.")
+    live_stride: int = Field(
+        default=8, description="A stream's lifter runs every this many 30 fps grid frames per person."
+    )
+    live_flip: bool = Field(default=False, description="Test-time flip on live streams (2x the lifter's cost).")
+    live_delay_frames: int = Field(default=30, description="Default delay of `delayed` emission, in 30 fps frames.")
+    live_queue: int = Field(
+        default=2, description="Unprocessed frames kept per stream; a newer frame drops the oldest (reported)."
+    )
+    live_smoothing: bool = Field(
+        default=True, description="One-euro filter on the 2D sent on live streams (the lifter gets the raw 2D)."
+    )
+    max_message_mb: float = Field(
+        default=8.0, description="Largest WebSocket frame message in MB; a larger one gets an `error` message."
+    )
+    stream_idle_s: float = Field(
+        default=60.0, description="A stream with no message for this many seconds is closed (1008)."
+    )
 
     # batching
-    detector_max_batch: int = 8
-    detector_max_wait_ms: float = 2.0
-    lifter_max_batch: int = 16
-    lifter_max_wait_ms: float = 5.0
+    detector_max_batch: int = Field(default=8, description="Most frames in one batch of the detector scheduler.")
+    detector_max_wait_ms: float = Field(
+        default=2.0, description="Milliseconds the detector scheduler waits to fill a batch."
+    )
+    lifter_max_batch: int = Field(default=16, description="Most windows in one batch of the lifter scheduler.")
+    lifter_max_wait_ms: float = Field(
+        default=5.0, description="Milliseconds the lifter scheduler waits to fill a batch."
+    )
 
     # access: comma-separated keys; empty = open (bind to localhost then)
-    api_keys: str = Field(default="")
+    api_keys: str = Field(
+        default="",
+        description="Comma-separated API keys; empty: open to anyone who can reach it (keep it on localhost then).",
+    )
 
     @field_validator("home", "data_dir", "lifter_weights")
     @classmethod
@@ -70,3 +141,39 @@ class Settings(BaseSettings):
     @property
     def keys(self) -> set[str]:
         return {k.strip() for k in self.api_keys.split(",") if k.strip()}
+
+
+def settings_markdown() -> str:
+    """The settings as a markdown table (env var, type, default, description), from `Settings.model_fields`.
+
+    docs/configuration.md holds this output between its marker comments; regenerate it with
+    `python -c "from hotpose.service.settings import settings_markdown; print(settings_markdown())"`.
+    Paths under the home directory are written with `~`, so the table is the same on every machine.
+    """
+    prefix = str(Settings.model_config.get("env_prefix", ""))
+
+    def type_name(annotation: Any) -> str:
+        args = get_args(annotation)
+        if get_origin(annotation) in (Union, types.UnionType) and type(None) in args:
+            (inner,) = [a for a in args if a is not type(None)]
+            return f"{type_name(inner)} (optional)"
+        return "path" if annotation is Path else getattr(annotation, "__name__", str(annotation))
+
+    def default_text(value: Any) -> str:
+        if value is None:
+            return "unset"
+        if isinstance(value, bool):
+            return "`true`" if value else "`false`"
+        if isinstance(value, Path):
+            home = Path("~").expanduser()
+            value = "~/" + value.relative_to(home).as_posix() if value.is_relative_to(home) else value.as_posix()
+        if isinstance(value, float):
+            value = f"{value:g}"
+        return f"`{value}`" if str(value) else "empty"
+
+    rows = ["| variable | type | default | description |", "|---|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        cells = [f"`{prefix}{name.upper()}`", type_name(field.annotation), default_text(field.default)]
+        cells.append((field.description or "").replace("|", "\\|"))
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"

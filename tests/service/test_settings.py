@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from hotpose.service.settings import Settings
+from hotpose.service.settings import Settings, settings_markdown
 
 
 def test_home_directories_expand_the_tilde(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -17,3 +17,20 @@ def test_home_directories_expand_the_tilde(monkeypatch: pytest.MonkeyPatch, tmp_
     assert (s.home, s.data_dir, s.lifter_weights) == (tmp_path / "hp", tmp_path / "data", tmp_path / "w.pt")
     monkeypatch.delenv("HOTPOSE_LIFTER_WEIGHTS")
     assert Settings().lifter_weights is None
+
+
+def test_configuration_doc_is_the_settings_table() -> None:
+    # docs/configuration.md holds settings_markdown()'s output between two marker comments; the
+    # command to regenerate it is in that file
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    begin, end = "<!-- settings:begin -->\n", "<!-- settings:end -->"
+    assert doc.count(begin) == 1 and doc.count(end) == 1, "docs/configuration.md lost its marker comments"
+    table = doc.split(begin)[1].split(end)[0]
+    assert table == settings_markdown(), "docs/configuration.md is stale: regenerate its table (command in the file)"
+
+
+def test_settings_table_has_every_field_with_a_description() -> None:
+    rows = settings_markdown().splitlines()[2:]
+    assert [r.split("`")[1] for r in rows] == [f"HOTPOSE_{name.upper()}" for name in Settings.model_fields]
+    assert all(f.description for f in Settings.model_fields.values())
+    assert "| `HOTPOSE_HOME` | path | `~/.cache/hotpose` |" in settings_markdown()  # not this machine's home
