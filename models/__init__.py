@@ -6,9 +6,10 @@ Entry points: `create_lifter(name, weights=None, device=None, **overrides)`, and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from torch import Tensor
 
@@ -23,10 +24,13 @@ Lifter = HoTMixSTE | MLPLifter
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
+ConfigT = TypeVar("ConfigT", LifterConfig, MLPConfig)
+
+
 @dataclass(frozen=True)
-class LifterSpec:
-    config_cls: type[LifterConfig] | type[MLPConfig]
-    model_cls: type[HoTMixSTE] | type[MLPLifter]
+class LifterSpec(Generic[ConfigT]):
+    config_cls: type[ConfigT]
+    model_cls: Callable[[ConfigT], Lifter]
     fixed: dict[str, Any]  # config fields the name implies
     default_weights: str | None = None  # file in models/weights shipped with the project
 
@@ -35,11 +39,11 @@ class LifterSpec:
         if unknown:
             known = sorted(f.name for f in fields(self.config_cls))
             raise TypeError(f"unknown config fields {sorted(unknown)}; known: {known}")
-        return self.model_cls(self.config_cls(**{**config, **self.fixed}))  # type: ignore[arg-type]
+        return self.model_cls(self.config_cls(**{**config, **self.fixed}))
 
 
 # Named variants.
-LIFTERS: dict[str, LifterSpec] = {
+LIFTERS: dict[str, LifterSpec[LifterConfig] | LifterSpec[MLPConfig]] = {
     "hot_mixste": LifterSpec(LifterConfig, HoTMixSTE, {"hot": True}, "hot_mixste_cmu.pt"),
     "mixste": LifterSpec(LifterConfig, HoTMixSTE, {"hot": False}, "mixste_cmu.pt"),
     "mlp": LifterSpec(MLPConfig, MLPLifter, {}),

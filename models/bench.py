@@ -15,6 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -159,7 +160,7 @@ class BenchInputError(RuntimeError):
     and the sample photo is not installed."""
 
 
-def astronaut() -> Any:
+def astronaut() -> np.ndarray:
     """scikit-image's astronaut photo (RGB, 512x512; NASA, public domain): the person the
     benchmarks run on when no video is given."""
     try:
@@ -169,24 +170,23 @@ def astronaut() -> Any:
             "without --video the benchmark runs on scikit-image's astronaut photo: "
             "pip install 'hotpose[bench]' (or scikit-image), or pass --video"
         ) from e
-    return data.astronaut()
+    img: np.ndarray = data.astronaut()  # type: ignore[no-untyped-call]  # scikit-image leaves it unannotated
+    return img
 
 
-def _pan_frames(n: int) -> list[Any]:
+def _pan_frames(n: int) -> list[np.ndarray]:
     """A synthetic clip: a 720p window panning over the astronaut photo."""
     import cv2
-    import numpy as np
 
     img = cv2.resize(astronaut(), (720, 720))
     canvas = np.pad(img, ((0, 0), (600, 600), (0, 0)), mode="edge")
     return [np.ascontiguousarray(canvas[:, k : k + 1280]) for k in np.linspace(0, 600, n).astype(int)]
 
 
-def _three_people_frames(n: int) -> list[Any]:
+def _three_people_frames(n: int) -> list[np.ndarray]:
     """A synthetic 720p clip with three people: three copies of the astronaut (the middle one
     mirrored), 400 px tall, the outer two drifting apart and back (18 px at most)."""
     import cv2
-    import numpy as np
 
     img = cv2.resize(astronaut(), (400, 400))
     copies = [img, np.ascontiguousarray(img[:, ::-1]), img]
@@ -219,8 +219,6 @@ def bench_detector(
     """The 2D stage's latency: each person detector (per image) and keypoint model (per crop) alone
     at batch 1 and 4, and whole stages per frame in tracking mode on 720p clips with one and three
     people (or on `video`); the TFLite interpreter on BlazePose's models as a reference, when installed."""
-    import numpy as np
-
     from hotpose.models.detector import KEYPOINT_MODELS, PERSON_DETECTORS, create_detector
     from hotpose.models.detector.blazepose import DET_SIZE, LMK_SIZE
 

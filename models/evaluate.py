@@ -61,7 +61,8 @@ def predict(model: Lifter, x: np.ndarray, batch: int = 8, flip: bool = True, str
         y = np.zeros((t, 17, 3))
         np.add.at(y, idx[inside], ys[inside])
         y /= np.bincount(idx[inside], minlength=t)[:, None, None]
-    return y - y[:, :1]  # root-relative, as the targets (the model's pelvis output is not used)
+    root_relative: np.ndarray = y - y[:, :1]  # as the targets (the model's pelvis output is not used)
+    return root_relative
 
 
 def evaluate(

@@ -217,4 +217,5 @@ class HoTMixSTE(nn.Module):
             x = query + self.cross_attention(query, tokens, tokens)  # [B*J, T, C]
             x = from_temporal(x, b)  # [B, T, J, C]
 
-        return self.head(x)  # [B, T, J, 3]
+        out: Tensor = self.head(x)  # [B, T, J, 3]
+        return out

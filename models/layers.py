@@ -35,7 +35,8 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden_dim, dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+        out: Tensor = self.fc2(self.act(self.fc1(x)))
+        return out
 
 
 class Attention(nn.Module):
@@ -56,7 +57,8 @@ class Attention(nn.Module):
         q, k, v = qkv.unbind(0)
         x = F.scaled_dot_product_attention(q, k, v)  # [N, H, L, D]
         x = x.transpose(1, 2).reshape(n, length, c)  # [N, L, C]
-        return self.proj(x)
+        out: Tensor = self.proj(x)
+        return out
 
 
 class CrossAttention(nn.Module):
@@ -85,7 +87,8 @@ class CrossAttention(nn.Module):
         q = q.expand(n, -1, -1, -1)
         x = F.scaled_dot_product_attention(q, k, v)  # [N, H, Lq, D]
         x = x.transpose(1, 2).reshape(n, lq, c)  # [N, Lq, C]
-        return self.proj(x)
+        out: Tensor = self.proj(x)
+        return out
 
 
 class Block(nn.Module):
@@ -101,7 +104,8 @@ class Block(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = x + self.drop_path(self.attn(self.norm1(x)))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        out: Tensor = x + self.drop_path(self.mlp(self.norm2(x)))
+        return out
 
 
 def count_parameters(model: nn.Module) -> int:

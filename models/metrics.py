@@ -11,7 +11,8 @@ import numpy as np
 
 def mpjpe(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """Mean per-joint position error."""
-    return np.linalg.norm(pred - gt, axis=-1).mean(-1)
+    err: np.ndarray = np.linalg.norm(pred - gt, axis=-1).mean(-1)
+    return err
 
 
 def p_mpjpe(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:

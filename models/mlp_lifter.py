@@ -34,7 +34,8 @@ class _Residual(nn.Module):
         )  # fmt: skip
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.net(x)
+        out: Tensor = x + self.net(x)
+        return out
 
 
 class MLPLifter(nn.Module):
@@ -51,6 +52,6 @@ class MLPLifter(nn.Module):
         if x.ndim != 4 or x.shape[1:] != (cfg.frames, cfg.joints, 2):
             raise ValueError(f"expected input [B, {cfg.frames}, {cfg.joints}, 2], got {list(x.shape)}")
         b, t, j, _ = x.shape
-        y = self.out(self.blocks(self.inp(x.reshape(b, t, 2 * j))))  # [B, T, 3J]
+        y: Tensor = self.out(self.blocks(self.inp(x.reshape(b, t, 2 * j))))  # [B, T, 3J]
         y = y.view(b, t, j, 3)
         return y - y[:, :, :1]  # root-relative

@@ -61,7 +61,8 @@ def blur_faces(frame: np.ndarray, people: list[Person]) -> np.ndarray:
     if not mask.any():
         return frame
     soft = cv2.GaussianBlur(mask, (0, 0), 3)[..., None]
-    return (soft * cv2.GaussianBlur(frame, (0, 0), 12) + (1 - soft) * frame).astype(np.uint8)
+    blurred: np.ndarray = (soft * cv2.GaussianBlur(frame, (0, 0), 12) + (1 - soft) * frame).astype(np.uint8)
+    return blurred
 
 
 def small_copies(clip: Clip, copies: int = 3) -> tuple[Clip, list[int], int]:

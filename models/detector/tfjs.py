@@ -328,16 +328,17 @@ def _shape_list(v: Any) -> list[int]:
 
 
 def _reshape(m: TFJSGraphModule, n: Node, a: list[Any]) -> Tensor:
-    x, shape = a[0], _shape_list(a[1])
+    x: Tensor = a[0]
+    shape = _shape_list(a[1])
     if shape and shape[0] == 1 and x.shape[0] != 1:  # the graph's batch of 1 is the runtime batch
         shape[0] = x.shape[0]
     return x.reshape(shape)
 
 
 def _pad(m: TFJSGraphModule, n: Node, a: list[Any]) -> Tensor:
-    pads = [tuple(int(v) for v in row) for row in a[1].tolist()]
+    pads = [(int(lo), int(hi)) for lo, hi in a[1].tolist()]  # [D, 2] before/after per dimension
     value = float(a[2]) if len(a) > 2 else 0.0
-    return _pad_nhwc(a[0], pads, value)  # type: ignore[arg-type]
+    return _pad_nhwc(a[0], pads, value)
 
 
 def _maxpool(m: TFJSGraphModule, n: Node, a: list[Any]) -> Tensor:
@@ -388,7 +389,8 @@ def _cast(m: TFJSGraphModule, n: Node, a: list[Any]) -> Tensor:
     dtypes = {"DT_FLOAT": torch.float32, "DT_INT32": torch.int32, "DT_INT64": torch.int64, "DT_BOOL": torch.bool}
     if to not in dtypes:
         raise TFJSGraphError(f"node {n.name}: Cast to {to} is not supported")
-    return a[0].to(dtypes[to])
+    x: Tensor = a[0]
+    return x.to(dtypes[to])
 
 
 def _concat(m: TFJSGraphModule, n: Node, a: list[Any]) -> Tensor:

@@ -21,6 +21,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -53,6 +54,10 @@ _ACTIVATIONS: dict[int, Callable[[Tensor], Tensor] | None] = {
     3: lambda x: x.clamp_(0.0, 6.0),
 }
 _PAD_SAME, _PAD_VALID = 0, 1
+
+# A table read through the `tflite` package's generated flatbuffer classes (Operator, *Options,
+# SparsityParameters, ...): that package carries no type annotations, so its objects are Any.
+Table = Any
 
 
 @dataclass
@@ -151,17 +156,17 @@ class TFLiteModule(nn.Module):
         return arr
 
     @staticmethod
-    def _index_vector(table: object, kind: int) -> np.ndarray:
+    def _index_vector(table: Table, kind: int) -> np.ndarray:
         import tflite
 
         cls = {1: tflite.Int32Vector, 2: tflite.Uint16Vector, 3: tflite.Uint8Vector}.get(kind)
         if cls is None:
             raise TFLiteError(f"unsupported sparse index vector type {kind}")
         vec = cls()
-        vec.Init(table.Bytes, table.Pos)  # type: ignore[attr-defined]
+        vec.Init(table.Bytes, table.Pos)
         return np.asarray(vec.ValuesAsNumpy(), dtype=np.int64)
 
-    def _densify(self, sparsity: object, values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    def _densify(self, sparsity: Table, values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         """TFLite sparse tensor -> dense, for traversal order = identity and no block map.
 
         Leading dimensions DENSE, then one SPARSE_CSR dimension (the layout the
@@ -169,10 +174,10 @@ class TFLiteModule(nn.Module):
         stored values and their positions in the last dimension for dense row r.
         """
         sp = sparsity
-        order = list(sp.TraversalOrderAsNumpy())  # type: ignore[attr-defined]
-        if order != list(range(len(shape))) or sp.BlockMapLength():  # type: ignore[attr-defined]
+        order = list(sp.TraversalOrderAsNumpy())
+        if order != list(range(len(shape))) or sp.BlockMapLength():
             raise TFLiteError(f"{self.path}: sparse tensor with traversal {order} or block map is not supported")
-        dims = [sp.DimMetadata(d) for d in range(sp.DimMetadataLength())]  # type: ignore[attr-defined]
+        dims = [sp.DimMetadata(d) for d in range(sp.DimMetadataLength())]
         formats = [d.Format() for d in dims]
         if formats[:-1] != [0] * (len(shape) - 1) or formats[-1] != 1:
             raise TFLiteError(f"{self.path}: sparse format {formats} is not supported (want DENSE..., SPARSE_CSR)")
@@ -187,10 +192,10 @@ class TFLiteModule(nn.Module):
         dense[row_of, indices] = values
         return dense.reshape(shape)
 
-    def _options(self, op: object, cls_name: str) -> object:
+    def _options(self, op: Table, cls_name: str) -> Table:
         import tflite
 
-        table = op.BuiltinOptions()  # type: ignore[attr-defined]
+        table = op.BuiltinOptions()
         opts = getattr(tflite, cls_name)()
         opts.Init(table.Bytes, table.Pos)
         return opts
@@ -205,17 +210,18 @@ class TFLiteModule(nn.Module):
             name = f"c{t}"
             self.register_buffer(name, torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)))
             self._buffer_names[t] = name
-        return getattr(self, name)  # type: ignore[no-any-return]
+        buffer: Tensor = getattr(self, name)
+        return buffer
 
     # --- op builders: each returns a function of the op's activation inputs ---------
 
-    def _conv_common(self, op: object, ins: list[int], depthwise: bool) -> Callable[[Tensor], Tensor]:
+    def _conv_common(self, op: Table, ins: list[int], depthwise: bool) -> Callable[[Tensor], Tensor]:
         o = self._options(op, "DepthwiseConv2DOptions" if depthwise else "Conv2DOptions")
-        stride = (o.StrideH(), o.StrideW())  # type: ignore[attr-defined]
-        dil = (o.DilationHFactor(), o.DilationWFactor())  # type: ignore[attr-defined]
-        act = _ACTIVATIONS.get(o.FusedActivationFunction())  # type: ignore[attr-defined]
-        if o.FusedActivationFunction() not in _ACTIVATIONS:  # type: ignore[attr-defined]
-            raise TFLiteError(f"{self.path}: unsupported fused activation {o.FusedActivationFunction()}")  # type: ignore[attr-defined]
+        stride = (o.StrideH(), o.StrideW())
+        dil = (o.DilationHFactor(), o.DilationWFactor())
+        act = _ACTIVATIONS.get(o.FusedActivationFunction())
+        if o.FusedActivationFunction() not in _ACTIVATIONS:
+            raise TFLiteError(f"{self.path}: unsupported fused activation {o.FusedActivationFunction()}")
         if depthwise:
             weight = self._param(ins[1], lambda w: w.transpose(3, 0, 1, 2))  # [1,H,W,C] -> [C,1,H,W]
         else:
@@ -226,7 +232,7 @@ class TFLiteModule(nn.Module):
         groups = in_shape[3] if depthwise else 1
         pad4: tuple[int, int, int, int] | None = None
         padding: tuple[int, int] = (0, 0)
-        if o.Padding() == _PAD_SAME:  # type: ignore[attr-defined]
+        if o.Padding() == _PAD_SAME:
             ph = _same_pad(in_shape[1], kh, stride[0], dil[0])
             pw = _same_pad(in_shape[2], kw, stride[1], dil[1])
             if ph[0] == ph[1] and pw[0] == pw[1]:
@@ -244,15 +250,15 @@ class TFLiteModule(nn.Module):
 
         return run
 
-    def _build_conv_2d(self, op: object, ins: list[int], outs: list[int]) -> Callable[[Tensor], Tensor]:
+    def _build_conv_2d(self, op: Table, ins: list[int], outs: list[int]) -> Callable[[Tensor], Tensor]:
         return self._conv_common(op, ins, depthwise=False)
 
-    def _build_depthwise_conv_2d(self, op: object, ins: list[int], outs: list[int]) -> Callable[[Tensor], Tensor]:
+    def _build_depthwise_conv_2d(self, op: Table, ins: list[int], outs: list[int]) -> Callable[[Tensor], Tensor]:
         return self._conv_common(op, ins, depthwise=True)
 
-    def _build_add(self, op: object, ins: list[int], outs: list[int]) -> Callable[..., Tensor]:
+    def _build_add(self, op: Table, ins: list[int], outs: list[int]) -> Callable[..., Tensor]:
         o = self._options(op, "AddOptions")
-        act = _ACTIVATIONS[o.FusedActivationFunction()]  # type: ignore[attr-defined]
+        act = _ACTIVATIONS[o.FusedActivationFunction()]
         consts = [self._const(t) is not None for t in ins]
         if any(consts):
             raise TFLiteError(f"{self.path}: ADD with a constant operand is not supported")
@@ -263,7 +269,7 @@ class TFLiteModule(nn.Module):
 
         return run
 
-    def _build_pad(self, op: object, ins: list[int], outs: list[int]) -> Callable[[Tensor], Tensor]:
+    def _build_pad(self, op: Table, ins: list[int], outs: list[int]) -> Callable[[Tensor], Tensor]:
         pads = self._const(ins[1])
         if pads is None:
             raise TFLiteError(f"{self.path}: PAD with dynamic paddings is not supported")
@@ -281,7 +287,7 @@ class TFLiteModule(nn.Module):
 
         return run
 
-    def _build_reshape(self, op: object, ins: list[int], outs: list[int]) -> Callable[[Tensor], Tensor]:
+    def _build_reshape(self, op: Table, ins: list[int], outs: list[int]) -> Callable[[Tensor], Tensor]:
         in_nd = len(self._shape(ins[0]))
         out_shape = self._shape(outs[0])
 
@@ -293,11 +299,11 @@ class TFLiteModule(nn.Module):
 
         return run
 
-    def _build_concatenation(self, op: object, ins: list[int], outs: list[int]) -> Callable[..., Tensor]:
+    def _build_concatenation(self, op: Table, ins: list[int], outs: list[int]) -> Callable[..., Tensor]:
         o = self._options(op, "ConcatenationOptions")
         nd = len(self._shape(outs[0]))
-        axis = _nhwc_axis(o.Axis(), nd)  # type: ignore[attr-defined]
-        act = _ACTIVATIONS[o.FusedActivationFunction()]  # type: ignore[attr-defined]
+        axis = _nhwc_axis(o.Axis(), nd)
+        act = _ACTIVATIONS[o.FusedActivationFunction()]
 
         def run(*xs: Tensor) -> Tensor:
             y = torch.cat(xs, dim=axis)
@@ -305,15 +311,15 @@ class TFLiteModule(nn.Module):
 
         return run
 
-    def _build_resize_bilinear(self, op: object, ins: list[int], outs: list[int]) -> Callable[[Tensor], Tensor]:
+    def _build_resize_bilinear(self, op: Table, ins: list[int], outs: list[int]) -> Callable[[Tensor], Tensor]:
         o = self._options(op, "ResizeBilinearOptions")
         size = self._const(ins[1])
         if size is None:
             raise TFLiteError(f"{self.path}: RESIZE_BILINEAR with a dynamic size is not supported")
         hw = (int(size[0]), int(size[1]))
-        if o.AlignCorners():  # type: ignore[attr-defined]
+        if o.AlignCorners():
             align = True
-        elif o.HalfPixelCenters():  # type: ignore[attr-defined]
+        elif o.HalfPixelCenters():
             align = False
         else:
             raise TFLiteError(f"{self.path}: RESIZE_BILINEAR without half_pixel_centers or align_corners")
@@ -323,14 +329,14 @@ class TFLiteModule(nn.Module):
 
         return run
 
-    def _build_max_pool_2d(self, op: object, ins: list[int], outs: list[int]) -> Callable[[Tensor], Tensor]:
+    def _build_max_pool_2d(self, op: Table, ins: list[int], outs: list[int]) -> Callable[[Tensor], Tensor]:
         o = self._options(op, "Pool2DOptions")
-        k = (o.FilterHeight(), o.FilterWidth())  # type: ignore[attr-defined]
-        s = (o.StrideH(), o.StrideW())  # type: ignore[attr-defined]
-        act = _ACTIVATIONS[o.FusedActivationFunction()]  # type: ignore[attr-defined]
+        k = (o.FilterHeight(), o.FilterWidth())
+        s = (o.StrideH(), o.StrideW())
+        act = _ACTIVATIONS[o.FusedActivationFunction()]
         in_shape = self._shape(ins[0])
         pad4 = (0, 0, 0, 0)
-        if o.Padding() == _PAD_SAME:  # type: ignore[attr-defined]
+        if o.Padding() == _PAD_SAME:
             ph = _same_pad(in_shape[1], k[0], s[0], 1)
             pw = _same_pad(in_shape[2], k[1], s[1], 1)
             pad4 = (pw[0], pw[1], ph[0], ph[1])
@@ -343,12 +349,12 @@ class TFLiteModule(nn.Module):
 
         return run
 
-    def _build_logistic(self, op: object, ins: list[int], outs: list[int]) -> Callable[[Tensor], Tensor]:
+    def _build_logistic(self, op: Table, ins: list[int], outs: list[int]) -> Callable[[Tensor], Tensor]:
         return torch.sigmoid
 
-    def _build_depth_to_space(self, op: object, ins: list[int], outs: list[int]) -> Callable[[Tensor], Tensor]:
+    def _build_depth_to_space(self, op: Table, ins: list[int], outs: list[int]) -> Callable[[Tensor], Tensor]:
         o = self._options(op, "DepthToSpaceOptions")
-        b = o.BlockSize()  # type: ignore[attr-defined]
+        b = o.BlockSize()
 
         def run(x: Tensor) -> Tensor:
             # TF: out[n, h*b+i, w*b+j, c] = in[n, h, w, (i*b + j)*C + c]

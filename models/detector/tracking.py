@@ -40,7 +40,8 @@ class Track:
         """The box expected at time t from the motion seen so far."""
         dt = min(max(t - self.last_t, 0.0), horizon_s)
         shift = self.velocity * dt
-        return self.bbox + np.array([shift[0], shift[1], shift[0], shift[1]])
+        box: np.ndarray = self.bbox + np.array([shift[0], shift[1], shift[0], shift[1]])
+        return box
 
 
 def box_ious(a: np.ndarray, boxes: np.ndarray) -> np.ndarray:
