@@ -7,16 +7,24 @@ model is fit with the MixSTE/HoT losses: joint-weighted MPJPE + 0.5 x
 temporal consistency + 2 x mean velocity error, AdamW with linear warm-up and
 cosine decay. Checkpoints carry the config, the data hash and the
 validation metrics, so a checkpoint rebuilds its own model.
+
+A run is configured by `TrainConfig`, four groups: `RunSettings` (data, output, seed, device),
+`LifterSetup` (which model and how it starts), `Optimisation` (steps, learning-rate schedule) and
+`Augmentation` (how training windows are varied). Several runs chained, each starting from the
+one before, are a recipe (`hotpose.models.recipe`).
 """
 
 from __future__ import annotations
 
 import copy
+import difflib
 import logging
 import math
 import time
-from collections.abc import Generator, Iterator
-from dataclasses import asdict, dataclass, field, replace
+import types
+import typing
+from collections.abc import Generator, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +35,9 @@ from torch import Tensor
 from hotpose.models import Lifter, create_lifter, save_checkpoint
 from hotpose.models.data import (
     Augment,
+    Clip,
     DetectorNoise,
+    EvalView,
     data_hash,
     eval_views,
     load_clips,
@@ -47,33 +57,31 @@ JOINT_WEIGHTS = torch.tensor([1, 1, 2.5, 2.5, 1, 2.5, 2.5, 1, 1, 1, 1.5, 1.5, 4,
 EMBED_PARAMS = {"x_token", "pos_embed_token", "Temporal_pos_embed", "Spatial_pos_embed"}
 
 
-@dataclass
-class TrainConfig:
-    data: Path
-    out: Path
-    model: str = "hot_mixste"
-    overrides: dict[str, Any] = field(default_factory=dict)  # lifter config fields, e.g. dim
-    steps: int = 2000
-    batch: int = 8
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup: int = 100
+@dataclass(frozen=True)
+class RunSettings:
+    """Where the data comes from, where the result goes, and how the run uses the machine."""
+
+    data: Path  # mocap npz (the format of shared/mocap)
+    out: Path  # the checkpoint to write
     seed: int = 0
-    val_every: int = 250
-    val_clips: int = 0  # 0: all validation clips at the end, a subset of 8 during training
-    time_limit_min: float = 0.0  # stop (and save) after this many minutes; 0: no limit
-    threads: int | None = None
     device: str = "cpu"  # "cuda" to train on a GPU
     amp: bool = False  # bfloat16 autocast for the forward pass (on a GPU; the weights stay float32)
+    threads: int | None = None
     # Processes that draw training windows (0: in the training process, one stream of `seed`;
     # N: worker i draws from seed (seed, i), so a GPU is not left waiting on numpy)
     workers: int = 0
+    val_every: int = 250  # steps between quick validations (8 clips), each also saving `out`
+    val_clips: int = 0  # recorded only: validation uses 8 clips during training and all at the end
+    time_limit_min: float = 0.0  # stop (and save) after this many minutes; 0: no limit
     half: bool = True  # store the final weights as float16
-    # The zero-initialised tokens (HoT's recovery queries and token positions, the position
-    # embeddings) learn this many times faster, without weight decay: with Adam a zero-initialised
-    # parameter moves about lr per step, and until HoT's queries differ every recovered frame of a
-    # window gets the same output (measured: a plateau near the mean pose for 500+ steps at 1x).
-    embed_lr_mult: float = 20.0
+
+
+@dataclass(frozen=True)
+class LifterSetup:
+    """Which lifter is trained and how it starts."""
+
+    model: str = "hot_mixste"
+    overrides: dict[str, Any] = field(default_factory=dict)  # lifter config fields, e.g. dim
     init: Path | None = None  # continue from this checkpoint (its config; `overrides` must be empty)
     # Start a HoT-MixSTE from a trained MixSTE of the same size: every shared tensor is copied and
     # only HoT's own (pos_embed_token, x_token, cross_attention.*) start fresh (zero queries).
@@ -81,18 +89,6 @@ class TrainConfig:
     # Double the width of the `init` model before training (`widen`: dim, heads and MLP doubled,
     # the output unchanged), to give a trained model more capacity without starting over.
     widen: bool = False
-    rig_balance: float = 0.5  # see `clip_weights`
-    retarget_p: float = 0.0  # fraction of windows retargeted to a blend of families (`Augment`)
-    swing_p: float = 0.0  # fraction of windows given new poses by `swing_limbs` (`Augment`)
-    pad_p: float = 0.0  # fraction of windows that may run off a clip's ends, edge-padded (`Augment`)
-    aim_p: float = 0.0  # fraction of windows seen by a camera turned off the subject (`Augment`)
-    # ranges of the training cameras' focal length (px in a 1000 px image) and distance (m) (`Augment`)
-    focal: tuple[float, float] = Augment.focal
-    distance: tuple[float, float] = Augment.distance
-    # Decay of an exponential moving average of the weights (`WeightAverage`); 0: off. When on,
-    # validation and the file at `out` use the average, and the last step's own weights are saved
-    # next to it (`raw_path`) and validated too, so the two are compared in the same run.
-    ema: float = 0.0
     # Start HoT's zero-initialised time tensors (Temporal_pos_embed, pos_embed_token, x_token) from
     # sinusoidal time codes instead of zeros; see `init_time_codes`.
     time_init: bool = True
@@ -101,6 +97,161 @@ class TrainConfig:
     # token_num), fading linearly to 0 at `recovery_guide_until` of the steps. See `RecoveryGuide`.
     recovery_guide: float = 0.1
     recovery_guide_until: float = 0.5
+
+
+@dataclass(frozen=True)
+class Optimisation:
+    """AdamW over `steps` batches of `batch` windows: linear warm-up, then cosine decay to 2% of `lr`."""
+
+    steps: int = 2000
+    batch: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup: int = 100
+    # The zero-initialised tokens (HoT's recovery queries and token positions, the position
+    # embeddings) learn this many times faster, without weight decay: with Adam a zero-initialised
+    # parameter moves about lr per step, and until HoT's queries differ every recovered frame of a
+    # window gets the same output (measured: a plateau near the mean pose for 500+ steps at 1x).
+    embed_lr_mult: float = 20.0
+    # Decay of an exponential moving average of the weights (`WeightAverage`); 0: off. When on,
+    # validation and the file at `out` use the average, and the last step's own weights are saved
+    # next to it (`raw_path`) and validated too, so the two are compared in the same run.
+    ema: float = 0.0
+    # Stop (and save) after this many steps while the schedule still runs over `steps`; 0: run them
+    # all. What `time_limit_min` does by the clock, by a count that repeats on any machine.
+    stop_after: int = 0
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """How the training windows are drawn and varied (`WindowSampler`, `Augment`)."""
+
+    rig_balance: float = 0.5  # see `clip_weights`
+    retarget_p: float = 0.0  # fraction of windows retargeted to a blend of families (`Augment`)
+    swing_p: float = 0.0  # fraction of windows given new poses by `swing_limbs` (`Augment`)
+    pad_p: float = 0.0  # fraction of windows that may run off a clip's ends, edge-padded (`Augment`)
+    aim_p: float = 0.0  # fraction of windows seen by a camera turned off the subject (`Augment`)
+    # ranges of the training cameras' focal length (px in a 1000 px image) and distance (m) (`Augment`)
+    focal: tuple[float, float] = Augment.focal
+    distance: tuple[float, float] = Augment.distance
+
+
+# The groups of a TrainConfig, by attribute name.
+GROUPS: dict[str, type[RunSettings] | type[LifterSetup] | type[Optimisation] | type[Augmentation]] = {
+    "run": RunSettings,
+    "lifter": LifterSetup,
+    "optim": Optimisation,
+    "augment": Augmentation,
+}
+# Flat field name (`lr`, the CLI's and the checkpoints' name) -> the group that holds it.
+FLAT_FIELDS: dict[str, str] = {f.name: group for group, cls in GROUPS.items() for f in fields(cls)}
+
+
+@dataclass(frozen=True, init=False)
+class TrainConfig:
+    """One training run: four groups of settings.
+
+    Also built and read by the flat field names (`TrainConfig(data=..., out=..., lr=3e-4)`,
+    `cfg.lr`, `dataclasses.replace(cfg, device="cuda")`), which is how the command line and the
+    checkpoints name them: a flat keyword replaces that field in its group, and a flat attribute
+    reads it from its group. Checkpoints store the flat dict (`flat_dict`); `from_flat` reads it back.
+    """
+
+    run: RunSettings
+    lifter: LifterSetup
+    optim: Optimisation
+    augment: Augmentation
+
+    def __init__(
+        self,
+        data: Path | None = None,
+        out: Path | None = None,
+        *,
+        run: RunSettings | None = None,
+        lifter: LifterSetup | None = None,
+        optim: Optimisation | None = None,
+        augment: Augmentation | None = None,
+        **flat: Any,
+    ) -> None:
+        if data is not None:
+            flat["data"] = data
+        if out is not None:
+            flat["out"] = out
+        for key in flat:
+            if key not in FLAT_FIELDS:
+                raise TypeError(f"TrainConfig has no field {key!r}{_did_you_mean(key)}")
+        given = {"run": run, "lifter": lifter, "optim": optim, "augment": augment}
+        for name, cls in GROUPS.items():
+            mine = {k: v for k, v in flat.items() if FLAT_FIELDS[k] == name}
+            base = given[name]
+            group = cls(**mine) if base is None else replace(base, **mine) if mine else base
+            object.__setattr__(self, name, group)
+
+    def __getattr__(self, name: str) -> Any:
+        """A flat field (`cfg.lr`) read from its group (`cfg.optim.lr`)."""
+        group = FLAT_FIELDS.get(name)
+        if group is None:
+            raise AttributeError(f"TrainConfig has no attribute {name!r}")
+        return getattr(getattr(self, group), name)
+
+    def flat_dict(self) -> dict[str, Any]:
+        """The flat fields, paths as text: the `train_config` a checkpoint's metadata stores."""
+        out: dict[str, Any] = {}
+        for group in GROUPS:
+            for key, value in asdict(getattr(self, group)).items():
+                out[key] = str(value) if isinstance(value, Path) else value
+        return out
+
+    @classmethod
+    def from_flat(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """A config from flat fields as text formats hold them (paths as strings, pairs as lists,
+        whole numbers for floats): a recipe phase, or the `train_config` of a checkpoint's metadata
+        (older checkpoints lack later fields, which keep their defaults).
+
+        Raises ValueError naming the key: an unknown field, a value of the wrong type, no data / out.
+        """
+        typed: dict[str, Any] = {}
+        for key, value in values.items():
+            if key not in FLAT_FIELDS:
+                raise ValueError(f"unknown key {key!r}{_did_you_mean(key)}")
+            hint = typing.get_type_hints(GROUPS[FLAT_FIELDS[key]])[key]
+            typed[key] = _coerce(key, value, hint)
+        for key in ("data", "out"):
+            if key not in typed:
+                raise ValueError(f"missing key {key!r}")
+        return cls(**typed)
+
+
+def _did_you_mean(key: str) -> str:
+    close = difflib.get_close_matches(key, list(FLAT_FIELDS), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """`value` as the field type `hint` (Path, bool, int, float, str, tuple, dict, X | None)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = (a for a in args if a is not type(None))
+        return _coerce(key, value, inner)
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is Path and isinstance(value, str | Path):
+        return Path(value)
+    if hint is bool and isinstance(value, bool):
+        return value
+    if hint is int and number and float(value).is_integer():
+        return int(value)
+    if hint is float and number:
+        return float(value)
+    if hint is str and isinstance(value, str):
+        return value
+    if origin is tuple and isinstance(value, list | tuple) and len(value) == len(args):
+        return tuple(_coerce(key, v, a) for v, a in zip(value, args, strict=True))
+    if origin is dict and isinstance(value, Mapping):
+        return dict(value)
+    want = getattr(hint, "__name__", str(hint))
+    raise ValueError(f"key {key!r} must be {want}, got {value!r}")
 
 
 def lifter_loss(pred: Tensor, gt: Tensor) -> tuple[Tensor, dict[str, float]]:
@@ -127,7 +278,8 @@ def clip_weights(clips: list[Any], rig_balance: float = 1.0) -> np.ndarray:
     share = {r: n**rig_balance for r, n in per_rig.items()}
     total = sum(share.values())
     p = np.array([n / per_rig[r] * share[r] / total for n, r in zip(lengths, rigs, strict=True)])
-    return p / p.sum()
+    weights: np.ndarray = p / p.sum()
+    return weights
 
 
 class WindowSampler:
@@ -157,7 +309,7 @@ class WindowSampler:
         return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
 
 
-class _WindowStream(torch.utils.data.IterableDataset):
+class _WindowStream(torch.utils.data.IterableDataset[tuple[Tensor, Tensor]]):
     """Endless training batches for a DataLoader; each worker draws from its own seed."""
 
     def __init__(self, clips: list[Any], frames: int, cfg: TrainConfig, aug: Augment) -> None:
@@ -165,26 +317,26 @@ class _WindowStream(torch.utils.data.IterableDataset):
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         info = torch.utils.data.get_worker_info()
-        seed = [self.cfg.seed, info.id if info is not None else 0]
-        sampler = WindowSampler(self.clips, self.frames, seed, aug=self.aug, rig_balance=self.cfg.rig_balance)
+        seed = [self.cfg.run.seed, info.id if info is not None else 0]
+        sampler = WindowSampler(self.clips, self.frames, seed, aug=self.aug, rig_balance=self.cfg.augment.rig_balance)
         while True:
-            yield sampler.batch(self.cfg.batch)
+            yield sampler.batch(self.cfg.optim.batch)
 
 
 def window_batches(
     clips: list[Any], frames: int, cfg: TrainConfig, aug: Augment
 ) -> Generator[tuple[Tensor, Tensor], None, None]:
-    """Training batches (2D [B, T, 17, 2], 3D [B, T, 17, 3]), drawn in this process from `cfg.seed`
+    """Training batches (2D [B, T, 17, 2], 3D [B, T, 17, 3]), drawn in this process from `cfg.run.seed`
     (`workers` 0, the stream every earlier training command used) or by `workers` processes."""
-    if cfg.workers <= 0:
-        sampler = WindowSampler(clips, frames, cfg.seed, aug=aug, rig_balance=cfg.rig_balance)
+    if cfg.run.workers <= 0:
+        sampler = WindowSampler(clips, frames, cfg.run.seed, aug=aug, rig_balance=cfg.augment.rig_balance)
         while True:
-            yield sampler.batch(cfg.batch)
+            yield sampler.batch(cfg.optim.batch)
     loader = torch.utils.data.DataLoader(
         _WindowStream(clips, frames, cfg, aug),
         batch_size=None,
-        num_workers=cfg.workers,
-        pin_memory=cfg.device.startswith("cuda"),
+        num_workers=cfg.run.workers,
+        pin_memory=cfg.run.device.startswith("cuda"),
         prefetch_factor=4,
         persistent_workers=True,
     )
@@ -192,11 +344,42 @@ def window_batches(
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Train, validate and save `cfg.out`; returns the final validation metrics."""
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    clips = load_clips(cfg.data)
+    """Train, validate and save `cfg.run.out`; returns the final validation metrics.
+
+    The steps below run in this order because the order of random draws is part of the result:
+    the seed is set first, the model's fresh weights are drawn next, the windows last, so a fixed
+    seed gives the same weights.
+    """
+    run = cfg.run
+    if run.threads:
+        torch.set_num_threads(run.threads)
+    torch.manual_seed(run.seed)
+    train_clips, val_clips = load_split(run.data)
+    device = torch.device(run.device)
+    model = build_lifter(cfg.lifter, device)
+    guide = RecoveryGuide(model) if cfg.lifter.recovery_guide > 0 and hasattr(model, "cross_attention") else None
+    batches = window_batches(train_clips, model.config.frames, cfg, augment_for(cfg.augment))
+    opt = make_optimizer(model, cfg.optim)
+    views_all = eval_views(val_clips)
+    views_quick = eval_views(val_clips[:: max(len(val_clips) // 8, 1)][:8])
+    meta: dict[str, Any] = {
+        "train_config": cfg.flat_dict(),
+        "data_sha256": data_hash(run.data),
+        "val_subjects": sorted({c.subject for c in val_clips}),
+        "history": [],
+    }
+    average = WeightAverage(model, cfg.optim.ema) if cfg.optim.ema > 0 else None
+    t0 = time.time()
+    steps_done = fit(cfg, model, opt, batches, guide, average, views_quick, meta, device)
+    batches.close()  # stops the workers, if any
+    meta["steps_done"] = steps_done
+    meta["train_seconds"] = round(time.time() - t0)
+    return finish(cfg, model, average, views_all, meta)
+
+
+def load_split(data: Path) -> tuple[list[Clip], list[Clip]]:
+    """The clips of `data`, split into training and validation subjects (`split_by_subject`)."""
+    clips = load_clips(data)
     train_clips, val_clips = split_by_subject(clips)
     log.info(
         "train: %d clips, %d frames; validation: %d clips, %d frames (subjects %s)",
@@ -206,75 +389,120 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         sum(len(c.joints) for c in val_clips),
         sorted({c.subject for c in val_clips}),
     )
-    device = torch.device(cfg.device)
-    model = create_lifter(cfg.model, weights=cfg.init, device=device, **cfg.overrides).train()
-    if cfg.init is not None:
-        log.info("continuing from %s", cfg.init)
-    if cfg.widen:
-        if cfg.init is None:
+    return train_clips, val_clips
+
+
+def build_lifter(setup: LifterSetup, device: torch.device) -> Lifter:
+    """The model to train, in training mode: fresh, or from `init` (then widened if `widen`), or
+    warm-started from a MixSTE; fresh time tensors get sinusoidal codes (`time_init`)."""
+    model = create_lifter(setup.model, weights=setup.init, device=device, **setup.overrides).train()
+    if setup.init is not None:
+        log.info("continuing from %s", setup.init)
+    if setup.widen:
+        if setup.init is None:
             raise ValueError("widen needs a checkpoint to start from (init)")
         model = widen(model).train()
         log.info("widened to dim %d, %d heads", model.config.dim, model.config.num_heads)
-    if cfg.warm_start is not None:
-        fresh = warm_start(model, cfg.warm_start)
-        log.info("warm start from %s; fresh tensors: %s", cfg.warm_start, fresh)
-    if cfg.time_init and cfg.init is None:
+    if setup.warm_start is not None:
+        fresh = warm_start(model, setup.warm_start)
+        log.info("warm start from %s; fresh tensors: %s", setup.warm_start, fresh)
+    if setup.time_init and setup.init is None:
         started = init_time_codes(model)
         if started:
             log.info("time codes: %s", started)
-    guide = RecoveryGuide(model) if cfg.recovery_guide > 0 and hasattr(model, "cross_attention") else None
-    frames = model.config.frames
-    aug = Augment(
-        retarget_p=cfg.retarget_p,
-        swing_p=cfg.swing_p,
-        pad_p=cfg.pad_p,
-        aim_p=cfg.aim_p,
-        focal=cfg.focal,
-        distance=cfg.distance,
+    return model
+
+
+def augment_for(settings: Augmentation) -> Augment:
+    """The window augmentation of these settings (the rest of `Augment` at its defaults)."""
+    return Augment(
+        retarget_p=settings.retarget_p,
+        swing_p=settings.swing_p,
+        pad_p=settings.pad_p,
+        aim_p=settings.aim_p,
+        focal=settings.focal,
+        distance=settings.distance,
     )
-    batches = window_batches(train_clips, frames, cfg, aug)
+
+
+def make_optimizer(model: Lifter, optim: Optimisation) -> torch.optim.AdamW:
+    """AdamW in two groups: the zero-initialised tokens and position embeddings (`EMBED_PARAMS`) at
+    `embed_lr_mult` times the learning rate without weight decay, and the rest. Each group's
+    "mult" scales the learning rate `fit` sets per step."""
     embed: list[torch.nn.Parameter] = []
     other: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():
         (embed if name in EMBED_PARAMS else other).append(p)
-    opt = torch.optim.AdamW([
-        {"params": other, "mult": 1.0, "weight_decay": cfg.weight_decay},
-        {"params": embed, "mult": cfg.embed_lr_mult, "weight_decay": 0.0},
-    ], lr=cfg.lr)  # fmt: skip
+    return torch.optim.AdamW([
+        {"params": other, "mult": 1.0, "weight_decay": optim.weight_decay},
+        {"params": embed, "mult": optim.embed_lr_mult, "weight_decay": 0.0},
+    ], lr=optim.lr)  # fmt: skip
 
-    def lr_at(step: int) -> float:
-        if step < cfg.warmup:
-            return cfg.lr * (step + 1) / cfg.warmup
-        progress = (step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1)
-        return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * min(progress, 1.0))))
 
-    views_all = eval_views(val_clips)
-    views_quick = eval_views(val_clips[:: max(len(val_clips) // 8, 1)][:8])
-    meta: dict[str, Any] = {
-        "train_config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
-        "data_sha256": data_hash(cfg.data),
-        "val_subjects": sorted({c.subject for c in val_clips}),
-        "history": [],
-    }
-    average = WeightAverage(model, cfg.ema) if cfg.ema > 0 else None
+def learning_rate(step: int, optim: Optimisation) -> float:
+    """Linear warm-up over `warmup` steps, then cosine decay to 2% of `lr` at `steps`."""
+    if step < optim.warmup:
+        return optim.lr * (step + 1) / optim.warmup
+    progress = (step - optim.warmup) / max(optim.steps - optim.warmup, 1)
+    return float(optim.lr * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * min(progress, 1.0)))))
+
+
+def guide_weight(step: int, setup: LifterSetup, steps: int) -> float:
+    """The recovery guide's loss weight at `step`: `recovery_guide`, falling linearly to 0 at
+    `recovery_guide_until` of the planned `steps`."""
+    return setup.recovery_guide * max(0.0, 1.0 - step / max(setup.recovery_guide_until * steps, 1.0))
+
+
+def training_step(
+    model: Lifter,
+    opt: torch.optim.Optimizer,
+    batch: tuple[Tensor, Tensor],
+    guide: RecoveryGuide | None,
+    weight: float,
+    amp: bool,
+) -> tuple[Tensor, dict[str, float]]:
+    """One optimiser step on a batch (2D [B, T, J, 2], 3D [B, T, J, 3]) already on the model's
+    device: forward (bfloat16 autocast if `amp`), the lifter loss plus `weight` x the recovery
+    guide's, backward, gradients clipped to norm 1. Returns the loss and its parts."""
+    x, y = batch
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+        pred = model(x)
+        aux = guide.loss() if guide is not None and weight > 0 else None
+    loss, parts = lifter_loss(pred.float(), y)
+    if aux is not None:
+        parts["guide"] = aux.item()
+        loss = loss + weight * aux.float()
+    opt.zero_grad(set_to_none=True)
+    torch.autograd.backward(loss)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return loss, parts
+
+
+def fit(
+    cfg: TrainConfig,
+    model: Lifter,
+    opt: torch.optim.Optimizer,
+    batches: Iterator[tuple[Tensor, Tensor]],
+    guide: RecoveryGuide | None,
+    average: WeightAverage | None,
+    views_quick: list[EvalView],
+    meta: dict[str, Any],
+    device: torch.device,
+) -> int:
+    """The step loop: sets each group's learning rate, steps, updates the average, logs every 25
+    steps, validates on `views_quick` and saves `out` every `val_every` steps (into meta's
+    history), and stops early at `stop_after` steps or `time_limit_min`. Returns the steps done."""
+    optim, run = cfg.optim, cfg.run
     t0 = time.time()
     step = 0
-    for step in range(cfg.steps):
+    for step in range(optim.steps):
         for g in opt.param_groups:
-            g["lr"] = lr_at(step) * g["mult"]
-        x, y = (t.to(device, non_blocking=True) for t in next(batches))
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
-            pred = model(x)
-            weight = cfg.recovery_guide * max(0.0, 1.0 - step / max(cfg.recovery_guide_until * cfg.steps, 1.0))
-            aux = guide.loss() if guide is not None and weight > 0 else None
-        loss, parts = lifter_loss(pred.float(), y)
-        if aux is not None:
-            parts["guide"] = aux.item()
-            loss = loss + weight * aux.float()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+            g["lr"] = learning_rate(step, optim) * g["mult"]
+        batch = next(batches)
+        x, y = (t.to(device, non_blocking=True) for t in batch)
+        weight = guide_weight(step, cfg.lifter, optim.steps)
+        loss, parts = training_step(model, opt, (x, y), guide, weight, run.amp)
         if average is not None:
             average.update(model)
         if step % 25 == 0:
@@ -285,34 +513,44 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 1000 * parts["wmpjpe"],
                 1000 * parts["mpjve"],
                 parts.get("guide", 0.0),
-                lr_at(step),
+                learning_rate(step, optim),
                 time.time() - t0,
             )
-        last = step == cfg.steps - 1
-        over_time = cfg.time_limit_min > 0 and time.time() - t0 > 60 * cfg.time_limit_min
-        if (step + 1) % cfg.val_every == 0 and not last and not over_time:
+        last = step == optim.steps - 1
+        over_time = run.time_limit_min > 0 and time.time() - t0 > 60 * run.time_limit_min
+        stop = over_time or 0 < optim.stop_after <= step + 1
+        if (step + 1) % run.val_every == 0 and not last and not stop:
             shown = average.model() if average is not None else model
             metrics = evaluate(shown, views_quick)
             model.train()
             meta["history"].append({"step": step + 1, "seconds": round(time.time() - t0), **metrics})
             log.info("step %d quick validation %s", step + 1, metrics)
             _save(cfg, shown, meta, half=False)
-        if over_time:
-            log.info("time limit reached after %d steps", step + 1)
+        if stop:
+            log.info("%s after %d steps", "time limit reached" if over_time else "stopped (stop_after)", step + 1)
             break
-    batches.close()  # stops the workers, if any
-    meta["steps_done"] = step + 1
-    meta["train_seconds"] = round(time.time() - t0)
+    return step + 1
+
+
+def finish(
+    cfg: TrainConfig,
+    model: Lifter,
+    average: WeightAverage | None,
+    views_all: list[EvalView],
+    meta: dict[str, Any],
+) -> dict[str, Any]:
+    """Validate on every validation view and save `out` (with `ema`: the average there, and the
+    last step's own weights, validated too, at `raw_path(out)`). Returns the metrics of `out`."""
     if average is not None:
         raw = evaluate(model, views_all)
         meta["val_metrics_raw"] = raw
         log.info("final validation of the last step's own weights %s", raw)
-        _save(cfg, model, meta, half=cfg.half, path=raw_path(cfg.out))
+        _save(cfg, model, meta, half=cfg.run.half, path=raw_path(cfg.run.out))
         model = average.model()
     metrics = evaluate(model, views_all)
     meta["val_metrics"] = metrics
     log.info("final validation %s", metrics)
-    _save(cfg, model, meta, half=cfg.half)
+    _save(cfg, model, meta, half=cfg.run.half)
     return metrics
 
 
@@ -508,4 +746,4 @@ def widen(model: Lifter, noise: float = 0.1, seed: int = 0) -> HoTMixSTE:
 
 def _save(cfg: TrainConfig, model: Lifter, meta: dict[str, Any], half: bool, path: Path | None = None) -> None:
     config = model.config.to_dict()
-    save_checkpoint(path or cfg.out, cfg.model, config, model.state_dict(), meta=meta, half=half)
+    save_checkpoint(path or cfg.run.out, cfg.lifter.model, config, model.state_dict(), meta=meta, half=half)
