@@ -26,8 +26,8 @@ import cv2
 import numpy as np
 
 from hotpose.service.engine import Engine, EngineConfig
-from hotpose.service.lifting import LiftPolicy
 from hotpose.service.pipeline import iter_poses
+from hotpose.service.settings import Settings
 from hotpose.service.video import iter_frames
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def bench_clip(engine: Engine, clip: Path, rounds: int = 3) -> dict[str, Any]:
         n = sum(1 for _ in iter_frames(clip))
         decode.append(n / (time.perf_counter() - t0))
         t0 = time.perf_counter()
-        pipe = engine.pipeline(LiftPolicy.clip(engine.window or 1))
+        pipe = engine.pipeline()  # the clip jobs' policy
         m = 0
         for fp in iter_poses(iter_frames(clip), pipe):
             json.dumps(fp.to_dict())
@@ -93,7 +93,13 @@ def free_port() -> int:
 
 
 def bench_live(
-    settings: Any, clip: Path, streams: int, fps: float, seconds: float, emit: str = "causal", stride: int | None = None
+    settings: Settings,
+    clip: Path,
+    streams: int,
+    fps: float,
+    seconds: float,
+    emit: str = "causal",
+    stride: int | None = None,
 ) -> dict[str, Any]:
     import uvicorn
     import websockets
@@ -169,15 +175,16 @@ def bench_render(rounds: int = 3, frames: int = 120, threads: int | None = None)
     import torch
 
     from hotpose.models import create_lifter, default_weights
-    from hotpose.models.detector import create_detector
+    from hotpose.service.engine import create_2d_stage
     from hotpose.service.pipeline import process_frames
     from hotpose.service.render import render_video
     from hotpose.service.video import iter_frames
 
     if threads:
         torch.set_num_threads(threads)
-    detector = create_detector(device="cpu")  # the default 2D stage
-    lifter = create_lifter("hot_mixste", weights=default_weights("hot_mixste"), device="cpu")
+    s = Settings()  # the default 2D stage and lifter
+    detector = create_2d_stage(EngineConfig.from_settings(s), "cpu")
+    lifter = create_lifter(s.lifter, weights=s.lifter_weights or default_weights(s.lifter), device="cpu")
     lift_s, render_s = [], []
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "clip720.mp4"
@@ -185,7 +192,7 @@ def bench_render(rounds: int = 3, frames: int = 120, threads: int | None = None)
         out = Path(tmp) / "render.mp4"
         for _ in range(rounds):
             t0 = time.perf_counter()
-            seq = process_frames(iter_frames(clip), detector, lifter, fps=30.0)
+            seq = process_frames(iter_frames(clip), detector, lifter, fps=30.0, max_gap_s=s.track_max_gap_s)
             lift_s.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             n = render_video(iter_frames(clip), {f.index: f.people for f in seq.frames}, out, 30.0)
@@ -201,7 +208,7 @@ def bench_render(rounds: int = 3, frames: int = 120, threads: int | None = None)
     }  # fmt: skip
 
 
-def bench_service(settings: Any, rounds: int = 3, seconds: float = 20.0, fps: float = 15.0) -> dict[str, Any]:
+def bench_service(settings: Settings, rounds: int = 3, seconds: float = 20.0, fps: float = 15.0) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "clip720.mp4"
         source = make_clip(clip)

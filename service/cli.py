@@ -116,6 +116,7 @@ def _run(args: argparse.Namespace) -> int:
     from hotpose.models.checkpoint import CheckpointError
     from hotpose.models.detector.weights import WeightsError
     from hotpose.service.pipeline import PersonPose, clip_pipeline, iter_poses, write_poses_json
+    from hotpose.service.settings import Settings
     from hotpose.service.video import VideoError, iter_frames, probe
 
     weights = args.weights or default_weights(args.lifter)
@@ -128,7 +129,8 @@ def _run(args: argparse.Namespace) -> int:
         lifter = create_lifter(args.lifter, weights=weights, device=args.device)
         t0 = time.perf_counter()
         # frames go to the file as they are final; only --render keeps the people of every frame
-        poses = iter_poses(iter_frames(args.video), clip_pipeline(detector, lifter))
+        gap = Settings().track_max_gap_s
+        poses = iter_poses(iter_frames(args.video), clip_pipeline(detector, lifter, gap))
         drawn: dict[int, list[PersonPose]] = {}
         n = people = 0
         for fp in write_poses_json(poses, args.output, info.fps, info.width, info.height):
@@ -223,9 +225,7 @@ def _train_lifter(args: argparse.Namespace) -> int:
     from hotpose.models.data import Augment
     from hotpose.models.train import TrainConfig, train
 
-    cfg = TrainConfig(
-        data=args.data,
-        out=args.out,
+    settings: dict[str, Any] = dict(
         model=args.model,
         overrides=_overrides(args.set),
         steps=args.steps,
@@ -234,6 +234,7 @@ def _train_lifter(args: argparse.Namespace) -> int:
         seed=args.seed,
         val_every=args.val_every,
         time_limit_min=args.time_limit,
+        stop_after=args.stop_after,
         threads=args.threads,
         init=args.init,
         embed_lr_mult=args.embed_lr_mult,
@@ -248,13 +249,33 @@ def _train_lifter(args: argparse.Namespace) -> int:
         focal=tuple(args.focal) if args.focal else Augment.focal,
         distance=tuple(args.distance) if args.distance else Augment.distance,
         ema=args.ema,
-        device=args.device,
+        device=args.device or "cpu",
         amp=args.amp,
         workers=args.workers,
         time_init=not args.zero_init,
         recovery_guide=args.recovery_guide,
     )
-    metrics = train(cfg)
+    if args.recipe is not None:
+        from hotpose.models.recipe import RecipeError, run_recipe
+
+        default = TrainConfig(data=Path(), out=Path())
+        given = [k for k, v in settings.items() if k not in ("device", "threads") and v != getattr(default, k)]
+        if given or args.out is None:
+            problem = f"the recipe sets {', '.join(given)}" if given else "--out DIR is needed"
+            print(f"error: train-lifter --recipe: {problem} (it takes --data, --device, --threads)", file=sys.stderr)
+            return 2
+        try:
+            result = run_recipe(args.recipe, args.out, args.data, device=args.device, threads=args.threads)
+        except RecipeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        report = {"out": str(result.out), "trained": result.trained, "skipped": result.skipped}
+        print(json.dumps({**report, **result.metrics}))
+        return 0
+    if args.data is None or args.out is None:
+        print("error: train-lifter needs --data and --out (or --recipe)", file=sys.stderr)
+        return 2
+    metrics = train(TrainConfig(data=args.data, out=args.out, **settings))
     print(json.dumps({"out": str(args.out), **metrics}))
     return 0
 
@@ -381,6 +402,8 @@ def _service_lifting(model: Any, args: argparse.Namespace) -> tuple[Callable[[An
     """`eval-lifter --service MODE`: each view lifted as the service lifts one tracked person (its
     streaming lifter, 30 fps frame times; clips with test-time flip, live streams without, as the
     service's defaults), and the report's description of it."""
+    from dataclasses import replace
+
     import numpy as np
 
     from hotpose.models.data import EVAL_IMAGE
@@ -388,16 +411,16 @@ def _service_lifting(model: Any, args: argparse.Namespace) -> tuple[Callable[[An
     from hotpose.models.keypoints import denormalize_screen
     from hotpose.service.lifting import LiftPolicy, lift_sequence
     from hotpose.service.settings import Settings
-    from hotpose.service.streams import StreamConfig
+    from hotpose.service.stream_protocol import StreamConfig
 
     frames = model.config.frames
     defaults = Settings()
     flip = defaults.flip if args.service == "clip" else defaults.live_flip
     if args.service == "clip":
-        policy = LiftPolicy.clip(frames)
+        policy = LiftPolicy.clip(frames, defaults.track_max_gap_s)
     else:
         stride = args.live_stride or defaults.live_stride
-        policy = StreamConfig(emit=args.service, stride=stride, delay_frames=defaults.live_delay_frames).policy()
+        policy = replace(StreamConfig.from_settings(defaults), emit=args.service, stride=stride).policy()
 
     def lift(w: Any) -> Any:  # [N, F, 17, 2] -> [N, F, 17, 3], the whole batch the service would send
         return lift_windows(model, w, flip, batch=len(w))
@@ -464,8 +487,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=_run)
 
     t = sub.add_parser("train-lifter", help="train a lifter on motion capture (see models/train.py)")
-    t.add_argument("--data", type=Path, required=True, help="mocap npz (format of shared/mocap)")
-    t.add_argument("--out", type=Path, required=True, help="checkpoint to write")
+    t.add_argument(
+        "--recipe",
+        default=None,
+        help="run a training recipe instead (TOML, e.g. models/recipes/hot_mixste_cmu.toml, or a shipped "
+        "recipe's name): its phases in order, each into OUT/PHASE.pt, the last one the result; run again to "
+        "resume: finished phases are skipped and an interrupted phase starts over (training keeps no "
+        "optimiser state to resume from); see docs/training.md",
+    )
+    t.add_argument(
+        "--data", type=Path, default=None, help="mocap npz (format of shared/mocap); with --recipe: instead of its own"
+    )
+    t.add_argument("--out", type=Path, default=None, help="checkpoint to write; with --recipe: a folder")
     t.add_argument("--model", default="hot_mixste")
     t.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="config override, e.g. dim=128")
     t.add_argument("--steps", type=int, default=2000)
@@ -487,6 +520,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--val-every", type=int, default=250)
     t.add_argument("--time-limit", type=float, default=0.0, help="minutes; stop and save when reached")
+    t.add_argument(
+        "--stop-after",
+        type=int,
+        default=0,
+        help="stop and save after this many steps, the schedule still planned over --steps (0: off)",
+    )
     t.add_argument("--threads", type=int, default=None)
     t.add_argument("--init", type=Path, default=None, help="continue training from this checkpoint")
     t.add_argument(
@@ -543,7 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("LO", "HI"),
         help="training cameras' distance range from the subject, metres (default 3 8)",
     )
-    t.add_argument("--device", default="cpu", help="where to train: cpu, cuda, cuda:1, ...")
+    t.add_argument("--device", default=None, help="where to train: cpu (default), cuda, cuda:1, ...")
     t.add_argument("--amp", action="store_true", help="bfloat16 autocast for the forward pass (for a GPU)")
     t.add_argument(
         "--workers",

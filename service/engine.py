@@ -18,8 +18,8 @@ from hotpose.models import Lifter, create_lifter, default_weights
 from hotpose.models.detector import Person, create_detector
 from hotpose.models.detector.topdown import StreamState, TopDown
 from hotpose.service import metrics
-from hotpose.service.lifting import LiftPolicy
-from hotpose.service.pipeline import DetectFn, PosePipeline, lift_windows
+from hotpose.service.lifting import LiftPolicy, lift_root_relative
+from hotpose.service.pipeline import DetectFn, PosePipeline
 from hotpose.service.scheduler import BatchConfig, BatchScheduler
 from hotpose.service.settings import Settings
 from hotpose.service.smoothing import OneEuroConfig
@@ -29,21 +29,23 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EngineConfig:
-    lifter: str = "hot_mixste"
-    lifter_weights: Path | None = None  # None: the weights shipped with the package
-    device: str | None = None  # None: CUDA when present
-    home: Path | None = None  # 2D weights cache
-    person_detector: str = "nanodet"
-    keypoints: str = "blazepose_full"
-    tracker: str = "motion"
-    redetect_every: int = 10
-    lost_redetect_every: int = 2
-    idle_redetect_every: int = 3
-    track_max_gap_s: float = 3.0
-    detector_batch: BatchConfig = BatchConfig(max_batch=8, max_wait_ms=2.0)
-    lifter_batch: BatchConfig = BatchConfig(max_batch=16, max_wait_ms=5.0)
-    flip: bool = True  # test-time flip averaging in the lifter (2x lifter cost)
-    threads: int | None = None  # torch CPU threads (None: torch's default)
+    """What the engine runs; built from `Settings` (the one source of defaults: see its fields)."""
+
+    lifter: str
+    lifter_weights: Path | None  # None: the weights shipped with the package
+    device: str | None  # None: CUDA when present
+    home: Path  # 2D weights cache
+    person_detector: str
+    keypoints: str
+    tracker: str
+    redetect_every: int
+    lost_redetect_every: int
+    idle_redetect_every: int
+    track_max_gap_s: float
+    detector_batch: BatchConfig
+    lifter_batch: BatchConfig
+    flip: bool  # test-time flip averaging in the lifter (2x lifter cost)
+    threads: int | None  # torch CPU threads (None: torch's default)
 
     @classmethod
     def from_settings(cls, s: Settings) -> EngineConfig:
@@ -57,6 +59,18 @@ class EngineConfig:
         )  # fmt: skip
 
 
+def create_2d_stage(config: EngineConfig, device: str) -> TopDown:
+    """The 2D stage the config names (detector, keypoints, tracker and their schedule) on `device`."""
+    stage = create_detector(
+        config.person_detector, config.keypoints, config.tracker, device=device, home=config.home,
+        tracker_config={"max_gap_s": config.track_max_gap_s},
+        redetect_every=config.redetect_every, lost_redetect_every=config.lost_redetect_every,
+        idle_redetect_every=config.idle_redetect_every,
+    )  # fmt: skip
+    assert isinstance(stage, TopDown)
+    return stage
+
+
 class Engine:
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
@@ -64,14 +78,7 @@ class Engine:
             torch.set_num_threads(config.threads)
         device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.device = device
-        stage = create_detector(
-            config.person_detector, config.keypoints, config.tracker, device=device, home=config.home,
-            tracker_config={"max_gap_s": config.track_max_gap_s},
-            redetect_every=config.redetect_every, lost_redetect_every=config.lost_redetect_every,
-            idle_redetect_every=config.idle_redetect_every,
-        )
-        assert isinstance(stage, TopDown)
-        self.detector = stage
+        self.detector = create_2d_stage(config, device)
         weights = config.lifter_weights or default_weights(config.lifter)
         self.weights = weights
         self.lifter: Lifter | None = None
@@ -110,7 +117,7 @@ class Engine:
         for flip in (False, True):
             idx = [i for i, (_, f) in enumerate(items) if f == flip]
             if idx:
-                y = lift_windows(self.lifter, np.stack([items[i][0] for i in idx]), flip=flip)
+                y = lift_root_relative(self.lifter, np.stack([items[i][0] for i in idx]), flip=flip)
                 for i, yi in zip(idx, y, strict=True):
                     out[i] = yi
         return [o for o in out if o is not None]

@@ -47,10 +47,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hotpose.models import Lifter
+from hotpose.models.evaluate import lift_windows
 from hotpose.models.keypoints import normalize_image
 
 LIFTER_FPS = 30.0
 LiftFn = Callable[[np.ndarray], np.ndarray]  # windows [N, F, 17, 2] (normalised) -> [N, F, 17, 3]
+
+
+def lift_root_relative(lifter: Lifter, windows: np.ndarray, flip: bool = True) -> np.ndarray:
+    """Normalised 2D windows [N, F, 17, 2] -> root-relative 3D [N, F, 17, 3] (the pelvis is the origin),
+    in one model call, with test-time flip averaging or not (`hotpose.models.evaluate.lift_windows`)."""
+    y = lift_windows(lifter, windows, flip, batch=max(len(windows), 1))
+    return y - y[..., :1, :]
 
 
 @dataclass(frozen=True)

@@ -21,18 +21,18 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from hotpose_client import formats
 from hotpose.models import Lifter
 from hotpose.models.detector import Detector, Person
-from hotpose.models.keypoints import H36M_EDGES, H36M_JOINTS, flip_augment
-from hotpose.service.lifting import LiftFn, LiftPolicy, StreamLifter
+from hotpose.models.keypoints import H36M_EDGES, H36M_JOINTS
+from hotpose.service.lifting import LiftFn, LiftPolicy, StreamLifter, lift_root_relative
 from hotpose.service.smoothing import OneEuroConfig, OneEuroFilter
+from hotpose_client import formats
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +80,6 @@ class PoseSequence:
     def to_dict(self) -> dict[str, object]:
         meta = {**result_meta(self.fps, self.width, self.height), "joint_names": list(self.joint_names)}
         return {**meta, "frames": [f.to_dict() for f in self.frames]}
-
-
-def lift_windows(lifter: Lifter, windows: np.ndarray, flip: bool = True) -> np.ndarray:
-    """Normalised 2D windows [N, F, 17, 2] -> root-relative 3D [N, F, 17, 3] (test-time flip averaging)."""
-    device = next(lifter.parameters()).device
-    with torch.inference_mode():
-        x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(device)
-        y = flip_augment(lifter, x) if flip else lifter(x)
-        y = y - y[..., :1, :]  # root-relative: the pelvis is the origin
-    return y.float().cpu().numpy()
 
 
 class PosePipeline:
@@ -163,14 +153,15 @@ def iter_poses(frames: Iterable[tuple[int, float, np.ndarray]], pipeline: PosePi
     yield from pipeline.flush()
 
 
-def clip_pipeline(detector: Detector, lifter: Lifter | None, max_gap_s: float = 3.0) -> PosePipeline:
-    """The pipeline of one whole video with the models called directly (the `hotpose run` command)."""
+def clip_pipeline(detector: Detector, lifter: Lifter | None, max_gap_s: float) -> PosePipeline:
+    """The pipeline of one whole video with the models called directly (the `hotpose run` command);
+    `max_gap_s`: the tracker's gap (`Settings.track_max_gap_s`)."""
     detector.reset()
     lift: LiftFn | None = None
     window = 0
     if lifter is not None:
         window = lifter.config.frames
-        lift = lambda w: lift_windows(lifter, w)  # noqa: E731
+        lift = partial(lift_root_relative, lifter)
     return PosePipeline(detector.process, lift, window, LiftPolicy.clip(max(window, 1), max_gap_s))
 
 
@@ -209,11 +200,12 @@ def process_frames(
     frames: Iterable[tuple[int, float, np.ndarray]],
     detector: Detector,
     lifter: Lifter | None,
-    fps: float = 0.0,
+    fps: float,
+    max_gap_s: float,
     progress: Callable[[int], None] | None = None,
 ) -> PoseSequence:
     """A whole video in one process, held in memory: clip policy, models called directly."""
-    pipeline = clip_pipeline(detector, lifter)
+    pipeline = clip_pipeline(detector, lifter, max_gap_s)
     out: list[FramePoses] = []
     for fp in iter_poses(frames, pipeline):
         out.append(fp)

@@ -29,6 +29,10 @@ class SchedulerClosedError(RuntimeError):
     """The scheduler was shut down before the request ran."""
 
 
+class BatchResultError(RuntimeError):
+    """The batch function returned a number of results other than the number of requests."""
+
+
 @dataclass(frozen=True)
 class BatchConfig:
     max_batch: int = 8
@@ -42,15 +46,17 @@ class BatchScheduler(Generic[I, O]):
         self.config = config
         self._queue: queue.Queue[tuple[I, Future[O], float] | None] = queue.Queue()
         self._closed = False
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"batch-{name}", daemon=True)
         self._thread.start()
 
     def submit(self, item: I) -> Future[O]:
         fut: Future[O] = Future()
-        if self._closed:
-            fut.set_exception(SchedulerClosedError(f"{self.name} scheduler is closed"))
-            return fut
-        self._queue.put((item, fut, time.perf_counter()))
+        with self._lock:  # never queued after close() put its sentinel: that request would wait forever
+            if self._closed:
+                fut.set_exception(SchedulerClosedError(f"{self.name} scheduler is closed"))
+                return fut
+            self._queue.put((item, fut, time.perf_counter()))
         metrics.QUEUE_DEPTH.labels(self.name).set(self._queue.qsize())
         return fut
 
@@ -60,8 +66,9 @@ class BatchScheduler(Generic[I, O]):
         return [f.result() for f in futures]
 
     def close(self) -> None:
-        self._closed = True
-        self._queue.put(None)
+        with self._lock:
+            self._closed = True
+            self._queue.put(None)
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
@@ -117,6 +124,12 @@ class BatchScheduler(Generic[I, O]):
             return
         done = time.perf_counter()
         metrics.MODEL_SECONDS.labels(self.name).observe(done - t0)
+        if len(results) != len(live):  # a broken batch function: its callers hear it, the thread goes on
+            err = BatchResultError(f"{self.name}: {len(results)} results for a batch of {len(live)} requests")
+            log.error("%s", err)
+            for _, fut, _ in live:
+                fut.set_exception(err)
+            return
         for (_, fut, t_in), res in zip(live, results, strict=True):
             fut.set_result(res)
             metrics.STAGE_SECONDS.labels(self.name).observe(done - t_in)

@@ -28,6 +28,10 @@ and on every jump back of more than 0.5 s); poses carry the times used.
 Backpressure: at most `live_queue` unprocessed frames wait per stream; when a new frame arrives
 on a full queue the oldest waiting one is dropped and reported (never silently), so a client that
 sends faster than the server processes gets the newest frames at bounded memory and latency.
+
+The parts: admission (`hotpose.service.routes.stream`), message parsing
+(`hotpose.service.stream_protocol`), flow control (`FrameQueue`, `FrameClock`), the receive loop
+(`_receive_loop`) and the worker that runs frames through the models in order (`_process`).
 """
 
 from __future__ import annotations
@@ -36,235 +40,59 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import time
-import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
-import cv2
-import numpy as np
-from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from fastapi import WebSocket, WebSocketDisconnect
+from starlette.types import Message
 from starlette.websockets import WebSocketState
 
 from hotpose.service import metrics
-from hotpose.service.lifting import LiftPolicy
+from hotpose.service.engine import Engine
 from hotpose.service.pipeline import FramePoses, PosePipeline
+from hotpose.service.settings import Settings
 from hotpose.service.smoothing import OneEuroConfig
-from hotpose.service.video import image_size
+from hotpose.service.stream_protocol import (
+    CLOSE_INTERNAL,
+    CLOSE_NORMAL,
+    CLOSE_POLICY,
+    PARSE_ERRORS,
+    BadFrameTimeError,
+    End,
+    ProtocolError,
+    StreamConfig,
+    config_message,
+    parse_text,
+)
+from hotpose.service.video import NotAnImageError, decode_image
 
 log = logging.getLogger(__name__)
 
-CLOSE_OVERLOADED = 1013  # "try again later"
-CLOSE_POLICY = 1008
-CLOSE_INTERNAL = 1011
+
+@dataclass(frozen=True)
+class StreamContext:
+    """What a session needs from the service: its settings, its models, the threads for blocking steps."""
+
+    settings: Settings
+    engine: Engine
+    executor: ThreadPoolExecutor
 
 
-@dataclass
-class _Frame:
-    index: int
-    t: float
-    data: bytes
-    received: float  # perf_counter at arrival
-
-
-@dataclass
-class StreamConfig:
-    fps: float | None = None
-    emit: str = "causal"
-    delay_frames: int = 30
-    stride: int = 2
-    smoothing: bool = True
-    ack: bool = False
-    max_gap_s: float = 3.0  # the tracker's gap: a person hidden this long continues their lifter buffer
-
-    @classmethod
-    def parse(cls, msg: dict[str, Any], default: StreamConfig, window: int = 243) -> StreamConfig:
-        """A client's config message over the defaults; `window`: the lifter's frames (limits stride and delay)."""
-        cfg = StreamConfig(
-            default.fps, default.emit, default.delay_frames, default.stride, default.smoothing,
-            max_gap_s=default.max_gap_s,
-        )
-        cfg.ack = bool(msg.get("ack", False))
-        if "fps" in msg and msg["fps"] is not None:
-            cfg.fps = float(msg["fps"])
-            if not 0 < cfg.fps <= 240:
-                raise ValueError("fps must be in (0, 240]")
-        if "emit" in msg:
-            if msg["emit"] not in ("causal", "delayed"):
-                raise ValueError("emit must be 'causal' or 'delayed'")
-            cfg.emit = msg["emit"]
-        if "delay_frames" in msg:
-            cfg.delay_frames = int(msg["delay_frames"])
-            if not 1 <= cfg.delay_frames <= window - 1:
-                raise ValueError(f"delay_frames must be in [1, {window - 1}]")
-        if "stride" in msg:
-            cfg.stride = int(msg["stride"])
-            if not 1 <= cfg.stride <= window:
-                raise ValueError(f"stride must be in [1, {window}] (the lifter's window)")
-        if "smoothing" in msg:
-            cfg.smoothing = bool(msg["smoothing"])
-        return cfg
-
-    def policy(self) -> LiftPolicy:
-        delay = self.delay_frames if self.emit == "delayed" else 0
-        # delayed: a person missed for a frame or a few keeps their pending frames' future context
-        # (the others wait up to 0.2 s more when someone leaves); causal frames have none to keep
-        hold = 0.2 if self.emit == "delayed" else 0.0
-        return LiftPolicy(stride=self.stride, delay=delay, max_gap_s=self.max_gap_s, hold_s=hold)
-
-
-@dataclass
-class _Session:
-    sid: str
-    config: StreamConfig
-    pipeline: PosePipeline
-    queue: deque[_Frame] = field(default_factory=deque)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    received: dict[int, float] = field(default_factory=dict)  # index -> arrival, until answered
-    dropped: int = 0
-    ended: bool = False
-    busy: bool = False  # a frame is in the models
-    next_index: int = 0
-    t_first: float | None = None
-    shifts: int = 0  # frames whose time was moved on because the client's clock went back
-    max_pixels: int = 3840 * 2160
-
-
-def add_stream_route(app: FastAPI) -> None:
-    from hotpose.service.app import AppState, check_key
-
-    @app.websocket("/v1/stream")
-    async def stream(ws: WebSocket) -> None:
-        state: AppState = ws.app.state.hotpose
-        s = state.settings
-        await ws.accept()
-        if not check_key(s, ws.headers.get("authorization"), ws.query_params.get("api_key")):
-            await ws.close(code=CLOSE_POLICY, reason="missing or wrong API key")
-            return
-        if not state.ready or state.engine is None:
-            await ws.close(code=CLOSE_OVERLOADED, reason="models are loading")
-            return
-        if len(state.streams) >= s.max_streams:
-            await ws.close(code=CLOSE_OVERLOADED, reason=f"too many streams (limit {s.max_streams})")
-            return
-        assert state.executor is not None
-        sid = uuid.uuid4().hex[:12]
-        state.streams.add(sid)
-        metrics.ACTIVE_STREAMS.inc()
-        try:
-            await _serve(ws, state, sid, state.executor)
-        finally:
-            state.streams.discard(sid)
-            metrics.ACTIVE_STREAMS.dec()
-
-
-async def _serve(ws: WebSocket, state: Any, sid: str, executor: ThreadPoolExecutor) -> None:
-    s = state.settings
-    engine = state.engine
-    default = StreamConfig(
-        None, "causal", s.live_delay_frames, s.live_stride, s.live_smoothing, max_gap_s=s.track_max_gap_s
-    )
-    cfg = default
-    first: Any = None
+async def serve_stream(ws: WebSocket, ctx: StreamContext, sid: str) -> None:
+    """One accepted, admitted WebSocket from its first message to its close."""
+    opened = await _open(ws, ctx, sid)
+    if opened is None:
+        return
+    session, first = opened
+    worker = asyncio.create_task(_process(ws, session, ctx.executor))
     try:
-        first = await asyncio.wait_for(ws.receive(), s.stream_idle_s)
-    except WebSocketDisconnect:
-        return
-    except TimeoutError:
-        await ws.close(code=CLOSE_POLICY, reason=f"no message for {s.stream_idle_s:g} s")
-        return
-    if first.get("type") == "websocket.disconnect":
-        return
-    if first.get("text") is not None:
-        try:
-            msg = json.loads(first["text"])
-            if msg.get("type") == "config":
-                cfg = StreamConfig.parse(msg, default, engine.window or 243)
-                first = None
-        except (ValueError, TypeError, AttributeError, OverflowError, RecursionError) as e:
-            await ws.close(code=CLOSE_POLICY, reason=f"bad config: {e}"[:120])
-            return
-    smoothing = OneEuroConfig() if cfg.smoothing else None
-    session = _Session(
-        sid, cfg, engine.pipeline(cfg.policy(), smoothing, flip=s.live_flip), max_pixels=s.max_frame_pixels
-    )
-    log.info("stream %s: open (%s)", sid, cfg)
-    await ws.send_json({
-        "type": "ready", "stream_id": sid, "emit": cfg.emit, "stride": cfg.stride,
-        "delay_frames": cfg.policy().delay, "window": engine.window, "smoothing": cfg.smoothing,
-        "queue": s.live_queue, "lifter": engine.lifter is not None, "flip": s.live_flip,
-    })  # fmt: skip
-    worker = asyncio.create_task(_process(ws, session, executor))
-    max_bytes = int(s.max_message_mb * (1 << 20))
-    pending_t: float | None = None
-    idle = False
-    try:
-        msg = first
-        while True:
-            if msg is None:
-                try:
-                    msg = await asyncio.wait_for(ws.receive(), s.stream_idle_s)
-                except TimeoutError:
-                    if not worker.done() and (session.busy or session.queue):
-                        continue  # the client may be waiting on us (acks)
-                    if not worker.done():
-                        if session.received:  # frames held for context: answer them before closing
-                            session.ended = True
-                            session.wake.set()
-                            await worker
-                        if ws.application_state == WebSocketState.CONNECTED:
-                            await ws.close(code=CLOSE_POLICY, reason=f"no message for {s.stream_idle_s:g} s")
-                    log.info("stream %s: closed after %g s without a message", sid, s.stream_idle_s)
-                    idle = True
-                    break
-            kind = msg.get("type")
-            if kind == "websocket.disconnect" or worker.done() or ws.application_state != WebSocketState.CONNECTED:
-                break  # the worker ended early: it failed and closed the socket
-            if msg.get("bytes") is not None:
-                data: bytes = msg["bytes"]
-                index = session.next_index
-                session.next_index += 1
-                if len(data) > max_bytes:
-                    pending_t = None  # the time announced for this frame goes with it
-                    await ws.send_json(
-                        {"type": "error", "index": index, "message": f"frame larger than {s.max_message_mb:g} MB"}
-                    )
-                    msg = None
-                    continue
-                now = time.perf_counter()
-                t = _frame_time(session, index, pending_t, now)
-                pending_t = None
-                if len(session.queue) >= s.live_queue:
-                    old = session.queue.popleft()
-                    session.dropped += 1
-                    metrics.FRAMES_DROPPED.inc()
-                    await ws.send_json({"type": "dropped", "indexes": [old.index], "dropped": session.dropped})
-                session.queue.append(_Frame(index, t, data, now))
-                session.wake.set()
-            elif msg.get("text") is not None:
-                try:
-                    m = json.loads(msg["text"])
-                    if m.get("type") == "frame":
-                        pending_t = float(m["t"])
-                        if not math.isfinite(pending_t):
-                            pending_t = None
-                            raise ValueError("t must be a finite number of seconds")
-                    elif m.get("type") == "end":
-                        session.ended = True
-                        session.wake.set()
-                        break
-                    else:
-                        raise ValueError(f"unknown message type {m.get('type')!r}")
-                except (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError) as e:
-                    await ws.send_json({"type": "error", "index": None, "message": f"bad message: {e}"[:300]})
-            msg = None
-        if session.ended and not idle:
+        ended = await _receive_loop(ws, session, worker, ctx.settings, first)
+        if ended:
             await worker
             if ws.application_state == WebSocketState.CONNECTED:
-                await ws.close(code=1000)
+                await ws.close(code=CLOSE_NORMAL)
             log.info("stream %s: ended by the client; %d frames, %d dropped", sid, session.next_index, session.dropped)
     except WebSocketDisconnect:
         pass
@@ -278,21 +106,207 @@ async def _serve(ws: WebSocket, state: Any, sid: str, executor: ThreadPoolExecut
         log.info("stream %s: closed", sid)
 
 
-def _frame_time(session: _Session, index: int, given: float | None, now: float) -> float:
-    if given is not None:
-        return given
-    if session.config.fps:
-        return index / session.config.fps
-    if session.t_first is None:
-        session.t_first = now
-    return now - session.t_first
+# --- flow control ---------------------------------------------------------------------
+
+
+@dataclass
+class _Frame:
+    index: int
+    t: float  # the client's time (or index / fps, or arrival), before `FrameClock` orders it
+    data: bytes
+    received: float  # perf_counter at arrival
+
+
+@dataclass
+class FrameQueue:
+    """The frames waiting for the models: at most `size`; a new frame on a full queue drops the oldest."""
+
+    size: int
+    frames: deque[_Frame] = field(default_factory=deque)
+    dropped: int = 0
+
+    def put(self, frame: _Frame) -> _Frame | None:
+        """Queue `frame`; returns the frame dropped to make room, if any (to be reported, never silently)."""
+        old = None
+        if len(self.frames) >= self.size:
+            old = self.frames.popleft()
+            self.dropped += 1
+            metrics.FRAMES_DROPPED.inc()
+        self.frames.append(frame)
+        return old
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+@dataclass
+class FrameClock:
+    """Frame times that always increase: a client clock that goes back or repeats is moved on."""
+
+    last: float = -float("inf")
+    shift: float = 0.0  # added to the client's times once its clock went back
+    step: float = 1 / 30  # the last positive step between frame times
+    shifts: int = 0  # frames whose time was moved on
+
+    def order(self, index: int, t_client: float) -> tuple[float, str | None]:
+        """The time used for this frame, and the message to send when the client's clock went back."""
+        t = t_client + self.shift
+        note = None
+        if t <= self.last:  # went back or stood still: continue one step after the last frame
+            self.shift = self.last + self.step - t_client
+            if t < self.last - 0.5 or self.shifts == 0:
+                note = (f"frame {index}: t = {t_client:.3f} s is not after the previous frame's; this stream's times "
+                        f"from here on are the client's + {self.shift:.3f} s (poses carry the times used)")  # fmt: skip
+            self.shifts += 1
+            t = t_client + self.shift
+        elif self.last > -float("inf"):
+            self.step = min(max(t - self.last, 1 / 240), 1.0)
+        self.last = t
+        return t, note
+
+
+@dataclass
+class _Session:
+    sid: str
+    config: StreamConfig
+    pipeline: PosePipeline
+    queue: FrameQueue
+    max_pixels: int
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    received: dict[int, float] = field(default_factory=dict)  # index -> arrival, until answered
+    ended: bool = False
+    busy: bool = False  # a frame is in the models
+    next_index: int = 0
+    t_first: float | None = None  # arrival of the first frame, when times are arrival times
+
+    @property
+    def dropped(self) -> int:
+        return self.queue.dropped
+
+    def frame_time(self, index: int, given: float | None, now: float) -> float:
+        """The client's `t`; else `index / fps` when the config gives `fps`; else the arrival time."""
+        if given is not None:
+            return given
+        if self.config.fps:
+            return index / self.config.fps
+        if self.t_first is None:
+            self.t_first = now
+        return now - self.t_first
+
+
+# --- opening and the receive loop -------------------------------------------------------
+
+
+async def _open(ws: WebSocket, ctx: StreamContext, sid: str) -> tuple[_Session, Message | None] | None:
+    """Wait for the first message; a config message configures the stream. Sends `ready`.
+
+    Returns the session and the first message when it still needs handling (it was not a config);
+    None when the stream closed before it opened."""
+    s, engine = ctx.settings, ctx.engine
+    cfg = StreamConfig.from_settings(s)
+    try:
+        first = await asyncio.wait_for(ws.receive(), s.stream_idle_s)
+    except WebSocketDisconnect:
+        return None
+    except TimeoutError:
+        await ws.close(code=CLOSE_POLICY, reason=f"no message for {s.stream_idle_s:g} s")
+        return None
+    if first.get("type") == "websocket.disconnect":
+        return None
+    pending: Message | None = first
+    if first.get("text") is not None:
+        try:
+            msg = config_message(first["text"])
+            if msg is not None:
+                cfg = cfg.parse(msg, engine.window or 243)
+                pending = None
+        except PARSE_ERRORS as e:  # a ProtocolError, or a number int() or float() cannot take
+            await ws.close(code=CLOSE_POLICY, reason=f"bad config: {e}"[:120])
+            return None
+    smoothing = OneEuroConfig() if cfg.smoothing else None
+    pipeline = engine.pipeline(cfg.policy(), smoothing, flip=s.live_flip)
+    session = _Session(sid, cfg, pipeline, FrameQueue(s.live_queue), s.max_frame_pixels)
+    log.info("stream %s: open (%s)", sid, cfg)
+    await ws.send_json({
+        "type": "ready", "stream_id": sid, "emit": cfg.emit, "stride": cfg.stride,
+        "delay_frames": cfg.policy().delay, "window": engine.window, "smoothing": cfg.smoothing,
+        "queue": s.live_queue, "lifter": engine.lifter is not None, "flip": s.live_flip,
+    })  # fmt: skip
+    return session, pending
+
+
+async def _receive_loop(
+    ws: WebSocket, session: _Session, worker: asyncio.Task[None], s: Settings, first: Message | None
+) -> bool:
+    """Messages until the client ends the stream (True) or it stops otherwise (False: gone, idle, failed)."""
+    max_bytes = int(s.max_message_mb * (1 << 20))
+    pending_t: float | None = None  # the time a frame message announced for the next binary frame
+    msg = first
+    while True:
+        if msg is None:
+            try:
+                msg = await asyncio.wait_for(ws.receive(), s.stream_idle_s)
+            except TimeoutError:
+                if not worker.done() and (session.busy or session.queue):
+                    continue  # the client may be waiting on us (acks)
+                await _close_idle(ws, session, worker, s.stream_idle_s)
+                return False
+        gone = msg.get("type") == "websocket.disconnect" or ws.application_state != WebSocketState.CONNECTED
+        if gone or worker.done():
+            return False  # a worker that ended early failed and closed the socket
+        if msg.get("bytes") is not None:
+            await _on_frame(ws, session, msg["bytes"], pending_t, max_bytes, s.max_message_mb)
+            pending_t = None  # the time announced for this frame goes with it
+        elif msg.get("text") is not None:
+            try:
+                parsed = parse_text(msg["text"])
+            except ProtocolError as e:
+                if isinstance(e, BadFrameTimeError):
+                    pending_t = None
+                await ws.send_json({"type": "error", "index": None, "message": f"bad message: {e}"[:300]})
+            else:
+                if isinstance(parsed, End):
+                    session.ended = True
+                    session.wake.set()
+                    return True
+                pending_t = parsed.t
+        msg = None
+
+
+async def _on_frame(
+    ws: WebSocket, session: _Session, data: bytes, given_t: float | None, max_bytes: int, max_mb: float
+) -> None:
+    """A binary message: numbered, timed and queued (or refused when too large; the oldest dropped when full)."""
+    index = session.next_index
+    session.next_index += 1
+    if len(data) > max_bytes:
+        await ws.send_json({"type": "error", "index": index, "message": f"frame larger than {max_mb:g} MB"})
+        return
+    now = time.perf_counter()
+    old = session.queue.put(_Frame(index, session.frame_time(index, given_t, now), data, now))
+    if old is not None:
+        await ws.send_json({"type": "dropped", "indexes": [old.index], "dropped": session.dropped})
+    session.wake.set()
+
+
+async def _close_idle(ws: WebSocket, session: _Session, worker: asyncio.Task[None], idle_s: float) -> None:
+    """No message for `idle_s` and nothing in the models: answer the frames held for context, close with 1008."""
+    if not worker.done():
+        if session.received:
+            session.ended = True
+            session.wake.set()
+            await worker
+        if ws.application_state == WebSocketState.CONNECTED:
+            await ws.close(code=CLOSE_POLICY, reason=f"no message for {idle_s:g} s")
+    log.info("stream %s: closed after %g s without a message", session.sid, idle_s)
+
+
+# --- the worker: frames through the models, in order -------------------------------------
 
 
 async def _process(ws: WebSocket, session: _Session, executor: ThreadPoolExecutor) -> None:
     loop = asyncio.get_running_loop()
-    last_t = -float("inf")
-    shift = 0.0  # added to the client's times once its clock went back (module docstring: frame times)
-    step = 1 / 30  # the last positive step between frame times
+    clock = FrameClock()
     while True:
         if not session.queue:
             if session.ended:
@@ -300,19 +314,10 @@ async def _process(ws: WebSocket, session: _Session, executor: ThreadPoolExecuto
             session.wake.clear()
             await session.wake.wait()
             continue
-        fr = session.queue.popleft()
-        t = fr.t + shift
-        if t <= last_t:  # the client's clock went back or stood still: continue one step after the last frame
-            shift = last_t + step - fr.t
-            if t < last_t - 0.5 or session.shifts == 0:
-                await ws.send_json({"type": "error", "index": None, "message": (
-                    f"frame {fr.index}: t = {fr.t:.3f} s is not after the previous frame's; this stream's times "
-                    f"from here on are the client's + {shift:.3f} s (poses carry the times used)")})  # fmt: skip
-            session.shifts += 1
-            t = fr.t + shift
-        elif last_t > -float("inf"):
-            step = min(max(t - last_t, 1 / 240), 1.0)
-        last_t = t
+        fr = session.queue.frames.popleft()
+        t, note = clock.order(fr.index, fr.t)
+        if note is not None:
+            await ws.send_json({"type": "error", "index": None, "message": note})
         session.received[fr.index] = fr.received
         session.busy = True
         try:
@@ -351,20 +356,16 @@ async def _fail(ws: WebSocket, session: _Session, index: int | None, e: Exceptio
 
 
 class _NotAnImageError(ValueError):
-    pass
+    """A frame that is not an image within the limits: reported for that frame, the stream goes on."""
 
 
 def _step(pipeline: PosePipeline, index: int, t: float, data: bytes, max_pixels: int) -> list[FramePoses]:
+    """Decode one frame and push it through the pipeline (blocking: runs on the executor)."""
     t0 = time.perf_counter()
-    size = image_size(data)  # from the header: a huge image is refused before it is decoded
-    if size is None:
-        raise _NotAnImageError(f"frame {index}: not an image (send JPEG, PNG or WebP bytes)")
-    if size[0] * size[1] > max_pixels:
-        raise _NotAnImageError(f"frame {index}: {size[0]}x{size[1]} exceeds the limit of {max_pixels} pixels")
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise _NotAnImageError(f"frame {index}: the image does not decode (corrupt or truncated)")
-    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    try:
+        rgb = decode_image(data, max_pixels)
+    except NotAnImageError as e:
+        raise _NotAnImageError(f"frame {index}: {e}") from None
     metrics.STAGE_SECONDS.labels("decode").observe(time.perf_counter() - t0)
     metrics.FRAMES.labels("live").inc()
     return pipeline.push(index, t, rgb)

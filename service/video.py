@@ -1,4 +1,5 @@
-"""Reading images and videos into RGB uint8 frames (OpenCV), with clear errors."""
+"""Decoding images and videos into RGB uint8 frames (OpenCV), with clear errors: files for clips and
+`hotpose run`, encoded bytes for live frames."""
 
 from __future__ import annotations
 
@@ -122,6 +123,26 @@ def _tiff_size(data: bytes) -> tuple[int, int] | None:
         if tag in (256, 257) and kind in (3, 4):  # ImageWidth, ImageLength as SHORT or LONG
             dims[tag] = int.from_bytes(data[e + 8 : e + 8 + (2 if kind == 3 else 4)], order)
     return (dims[256], dims[257]) if len(dims) == 2 else None
+
+
+class NotAnImageError(VideoError):
+    """Bytes that are not an image within the limits (a live stream's frame)."""
+
+
+def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
+    """Encoded image bytes (JPEG, PNG, WebP, ...) -> RGB uint8 [H, W, 3].
+
+    The size is read from the header first: an image over `max_pixels` is refused before it is decoded.
+    """
+    size = image_size(data)
+    if size is None:
+        raise NotAnImageError("not an image (send JPEG, PNG or WebP bytes)")
+    if size[0] * size[1] > max_pixels:
+        raise NotAnImageError(f"{size[0]}x{size[1]} exceeds the limit of {max_pixels} pixels")
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise NotAnImageError("the image does not decode (corrupt or truncated)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def read_image(path: str | Path) -> np.ndarray:

@@ -8,9 +8,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from hotpose_client import PoseClient
 from hotpose.service.app import create_app
 from hotpose.service.settings import Settings
+from hotpose_client import PoseClient
 from tests.conftest import serve
 
 

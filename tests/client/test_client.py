@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from hotpose.service.app import create_app
+from hotpose.service.bench import free_port
+from hotpose.service.settings import Settings
 from hotpose_client import (
     AsyncPoseClient,
     AuthError,
@@ -24,9 +27,6 @@ from hotpose_client import (
     ServerError,
 )
 from hotpose_client.bvh import read_bvh
-from hotpose.service.app import create_app
-from hotpose.service.bench import free_port
-from hotpose.service.settings import Settings
 from tests.client.conftest import LiveServer
 from tests.conftest import astronaut_frames, fail_stream_frame
 

@@ -12,8 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.requests import Request
 
-from hotpose.service.app import _limited, _UploadTooLargeError, create_app
+from hotpose.service.app import create_app
 from hotpose.service.jobs import JobStore
+from hotpose.service.routes.clips import _limited, _UploadTooLargeError
 from hotpose.service.settings import Settings
 from tests.service.test_video import huge_png_header
 
@@ -141,7 +142,7 @@ def test_an_upload_without_a_length_is_cut_off_at_the_limit(
     def never(*args: object) -> int:
         raise AssertionError("the whole upload was read before the limit was checked")
 
-    monkeypatch.setattr("hotpose.service.app._copy_upload", never)
+    monkeypatch.setattr("hotpose.service.routes.clips._copy_upload", never)
     settings = make_settings(max_upload_mb=1.0)
     with TestClient(create_app(settings)) as client:
         r = client.post(  # a generator body goes out chunked, with no Content-Length

@@ -8,8 +8,8 @@ from skimage import data
 
 from hotpose.models import create_lifter
 from hotpose.models.detector import Detector, create_detector
-from hotpose.service.lifting import LiftPolicy
-from hotpose.service.pipeline import PosePipeline, lift_windows, process_frames
+from hotpose.service.lifting import LiftPolicy, lift_root_relative
+from hotpose.service.pipeline import PosePipeline, process_frames
 from hotpose.service.smoothing import OneEuroConfig, OneEuroFilter
 from tests.conftest import TINY
 
@@ -26,9 +26,9 @@ def detector() -> Detector:
 
 def test_lift_windows_shapes_and_flip(tiny_lifter) -> None:  # type: ignore[no-untyped-def]
     x = np.random.default_rng(0).normal(0, 0.2, (3, 27, 17, 2)).astype(np.float32)
-    y = lift_windows(tiny_lifter, x)
+    y = lift_root_relative(tiny_lifter, x)
     assert y.shape == (3, 27, 17, 3) and np.isfinite(y).all()
-    assert not np.allclose(y, lift_windows(tiny_lifter, x, flip=False))
+    assert not np.allclose(y, lift_root_relative(tiny_lifter, x, flip=False))
 
 
 def test_a_still_pose_lifts_the_same_at_any_frame_spacing(tiny_lifter) -> None:  # type: ignore[no-untyped-def]
@@ -39,7 +39,7 @@ def test_a_still_pose_lifts_the_same_at_any_frame_spacing(tiny_lifter) -> None: 
     kp33[:, 1] = np.linspace(100, 400, 33)
     kp33[:, 2] = 1.0
     person = Person(1, (200, 100, 300, 400), 0.9, keypoints=kp33, layout="blazepose33", world=np.zeros((33, 3)))
-    pipe = PosePipeline(lambda f, t: [person], lambda w: lift_windows(tiny_lifter, w), 27, LiftPolicy.clip(27))
+    pipe = PosePipeline(lambda f, t: [person], lambda w: lift_root_relative(tiny_lifter, w), 27, LiftPolicy.clip(27))
     out = []
     for i, t in enumerate([0.0, 0.02, 0.5, 0.51, 1.3]):  # irregular
         out += pipe.push_people(i, t, [person], 640, 480)
@@ -107,7 +107,7 @@ def test_clip_pipeline_end_to_end(tiny_lifter, detector: Detector) -> None:  # t
     img = data.astronaut()
     canvas = np.pad(img, ((0, 0), (100, 100), (0, 0)), mode="edge")
     frames = [(i, i / 10.0, np.ascontiguousarray(canvas[:, 5 * i : 5 * i + 512])) for i in range(30)]
-    seq = process_frames(frames, detector, tiny_lifter, fps=10.0)
+    seq = process_frames(frames, detector, tiny_lifter, fps=10.0, max_gap_s=3.0)
     assert len(seq.frames) == 30 and [f.index for f in seq.frames] == list(range(30))
     people = [p for f in seq.frames for p in f.people]
     assert len(people) >= 28 and len({p.track_id for p in people}) == 1

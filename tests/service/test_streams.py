@@ -361,7 +361,7 @@ def test_load_eight_concurrent_streams(make_settings: Callable[..., Settings]) -
 
 def test_delayed_streams_keep_the_future_context_over_a_missed_detection() -> None:
     from hotpose.service.lifting import LiftPolicy, StreamLifter
-    from hotpose.service.streams import StreamConfig
+    from hotpose.service.stream_protocol import StreamConfig
     from tests.service.test_lifting import EchoLift, F, H, W, pose
 
     def emitted_at(policy: LiftPolicy) -> dict[object, int]:
@@ -371,6 +371,6 @@ def test_delayed_streams_keep_the_future_context_over_a_missed_detection() -> No
                 at[key] = i
         return at
 
-    delayed = StreamConfig(emit="delayed", delay_frames=8, stride=4).policy()
+    delayed = StreamConfig(delay_frames=8, stride=4, smoothing=True, max_gap_s=3.0, emit="delayed").policy()
     assert emitted_at(delayed)[19] >= 19 + 8  # frame 19 still waited for its 8 frames of future
     assert emitted_at(LiftPolicy(stride=4, delay=8, hold_s=0.0))[19] == 20  # without a hold: cut short

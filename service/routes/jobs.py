@@ -1,0 +1,178 @@
+"""Clip jobs: status, deletion, the result in four formats, and the frames as they are written.
+
+`GET /v1/jobs/{id}`, `DELETE /v1/jobs/{id}`, `GET /v1/jobs/{id}/result?format=json|npz|csv|bvh`
+(409 while the job runs, 422 when it failed), `GET /v1/jobs/{id}/stream` (NDJSON, one frame a line,
+ending with the job; a failed job's last line is `{"error": ...}`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel
+
+from hotpose.models.keypoints import H36M_JOINTS
+from hotpose.service.deps import Auth, Ready, State
+from hotpose.service.jobs import Job, JobStore, frames_file
+from hotpose.service.pipeline import COORDINATES
+from hotpose_client import PoseSequence, formats
+
+router = APIRouter(prefix="/v1/jobs", dependencies=[Auth])
+
+TAIL_POLL_S = 0.1  # how often `/stream` looks for new frames of a running job
+
+
+class JobResponse(BaseModel):
+    job_id: str
+    status: Literal["queued", "running", "done", "failed"]
+    progress: float
+    frames_done: int
+    frames_total: int
+    error: str | None
+    filename: str
+    created: float
+
+
+@router.get("/{job_id}", response_model=JobResponse)
+async def get_job(job_id: str, state: State) -> JobResponse:
+    return JobResponse(**_job_or_404(state.store, job_id).public())
+
+
+@router.delete("/{job_id}")
+async def delete_job(job_id: str, state: State) -> dict[str, str]:
+    job = _job_or_404(state.store, job_id)
+    if job.status in ("queued", "running"):
+        state.runner.cancel(job_id)
+    await asyncio.to_thread(state.store.delete, job_id)
+    return {"job_id": job_id, "status": "deleted"}
+
+
+@router.get("/{job_id}/result")
+async def job_result(
+    job_id: str, state: State, format: Literal["json", "npz", "csv", "bvh"] = "json", track_id: int | None = None
+) -> Response:
+    job = _job_or_404(state.store, job_id)
+    if job.status != "done":
+        detail = f"job is {job.status}" + (f": {job.error}" if job.error else "")
+        raise HTTPException(status_code=409 if job.status != "failed" else 422, detail=detail)
+    d = state.store.dir(job_id)
+    meta = json.loads((d / "meta.json").read_text())
+    lines = d / "frames.ndjson"
+    if format == "json":
+        return StreamingResponse(_json_result(meta, lines), media_type="application/json")
+    if format == "csv":
+        return StreamingResponse(_csv_result(lines), media_type="text/csv", headers=_attachment(f"{job_id}.csv"))
+    if format == "bvh":
+        try:
+            bvh = await asyncio.to_thread(_bvh_result, meta, lines, track_id)
+        except (ValueError, KeyError) as e:
+            raise HTTPException(status_code=422, detail=str(e).strip("'\"")) from None
+        return Response(bvh, media_type="application/octet-stream", headers=_attachment(f"{job_id}.bvh"))
+    data = await asyncio.to_thread(_npz_result, meta, lines)
+    return Response(data, media_type="application/octet-stream", headers=_attachment(f"{job_id}.npz"))
+
+
+@router.get("/{job_id}/stream")
+async def job_stream(job_id: str, state: State) -> StreamingResponse:
+    _job_or_404(state.store, job_id)
+    return StreamingResponse(_tail(state, job_id), media_type="application/x-ndjson")
+
+
+def _job_or_404(store: JobStore, job_id: str) -> Job:
+    job = store.get(job_id)
+    if job is None:
+        raise HTTPException(status_code=404, detail=f"no job {job_id}")
+    return job
+
+
+def _attachment(filename: str) -> dict[str, str]:
+    return {"content-disposition": f'attachment; filename="{filename}"'}
+
+
+def _json_result(meta: dict[str, Any], lines: Path) -> Iterator[bytes]:
+    yield formats.json_head({**meta, "coordinates": COORDINATES}).encode()
+    with open(lines, "rb") as f:
+        for i, line in enumerate(f):
+            yield (b"," if i else b"") + line.rstrip(b"\n")
+    yield b"]}"
+
+
+def _frames(lines: Path) -> Iterator[dict[str, Any]]:
+    with open(lines) as f:
+        for line in f:
+            frame: dict[str, Any] = json.loads(line)
+            yield frame
+
+
+def _csv_result(lines: Path) -> Iterator[bytes]:
+    for chunk in formats.csv_chunks(_frames(lines), H36M_JOINTS):
+        yield chunk.encode()
+
+
+def _npz_result(meta: dict[str, Any], lines: Path) -> bytes:
+    """One row per person-frame (`hotpose_client.formats.NPZ_ARRAYS`)."""
+    data: bytes = formats.npz_bytes(formats.npz_arrays({**meta, "coordinates": COORDINATES}, _frames(lines)))
+    return data
+
+
+def _bvh_result(meta: dict[str, Any], lines: Path, track_id: int | None) -> bytes:
+    """One person's animation (`hotpose_client.bvh`); `track_id` may be omitted when there is one person."""
+    ids: set[int] = set()
+
+    def frames() -> Iterator[dict[str, Any]]:  # one at a time, keeping only the person asked for (long clips)
+        for f in _frames(lines):
+            ids.update(p["track_id"] for p in f["people"])
+            if track_id is not None:
+                f["people"] = [p for p in f["people"] if p["track_id"] == track_id]
+            yield f
+
+    seq = PoseSequence.from_dict({**meta, "frames": frames()})
+    if track_id is not None and track_id not in ids:
+        raise ValueError(f"no person with track_id {track_id} (have {sorted(ids)})")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "result.bvh"
+        seq.to_bvh(path, track_id)
+        return path.read_bytes()
+
+
+async def _tail(state: Ready, job_id: str) -> AsyncIterator[bytes]:
+    """The job's frames as NDJSON, as they are written; ends when the job ends."""
+    f = None
+    pending = b""
+    try:
+        while True:
+            job = state.store.get(job_id)
+            if f is None:
+                path = frames_file(state.store, job_id)
+                if path.exists():
+                    f = open(path, "rb")  # noqa: SIM115 - kept open across renames while the job writes
+            if f is not None:
+                chunk = f.read(1 << 16)
+                if chunk:
+                    pending += chunk
+                    cut = pending.rfind(b"\n") + 1
+                    if cut:
+                        yield pending[:cut]
+                        pending = pending[cut:]
+                    continue
+            if job is None:
+                return
+            if job.status in ("done", "failed") and (f is not None or job.status == "failed"):
+                if f is not None:
+                    rest = f.read()
+                    if rest or pending:
+                        yield pending + rest
+                if job.status == "failed":
+                    yield (json.dumps({"error": job.error}) + "\n").encode()
+                return
+            await asyncio.sleep(TAIL_POLL_S)
+    finally:
+        if f is not None:
+            f.close()

@@ -1,0 +1,123 @@
+"""The live stream's messages: the client's config and text messages parsed, and the close codes.
+
+The protocol itself is described in `hotpose.service.streams` (and docs/websocket.md); this module
+turns the client's JSON into typed values or a `ProtocolError` whose text goes back to the client.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from hotpose.service.lifting import LiftPolicy
+from hotpose.service.settings import Settings
+
+CLOSE_NORMAL = 1000
+CLOSE_POLICY = 1008  # a bad config, a wrong API key, an idle stream
+CLOSE_INTERNAL = 1011  # a failure inside the models
+CLOSE_OVERLOADED = 1013  # "try again later": too many streams, models loading
+
+Emit = Literal["causal", "delayed"]
+PARSE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError)
+
+
+class ProtocolError(ValueError):
+    """A client message that does not follow the protocol (its text is sent back)."""
+
+
+class BadFrameTimeError(ProtocolError):
+    """A frame message whose `t` is not a finite number: no time is announced for the next frame."""
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """One stream's settings: the service's defaults (`from_settings`), then the client's config message."""
+
+    delay_frames: int  # delay of "delayed" emission (frames)
+    stride: int  # the lifter runs every this many grid frames per person
+    smoothing: bool  # one-euro filter on the 2D shown
+    max_gap_s: float  # the tracker's gap: a person hidden this long continues their lifter buffer
+    emit: Emit = "causal"  # not a setting: each client chooses (causal unless it asks)
+    fps: float | None = None  # the client's frame rate when it sends no times
+    ack: bool = False  # acknowledge each frame as soon as it is processed
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> StreamConfig:
+        return cls(s.live_delay_frames, s.live_stride, s.live_smoothing, s.track_max_gap_s)
+
+    def parse(self, msg: dict[str, Any], window: int) -> StreamConfig:
+        """A client's config message over these defaults; `window`: the lifter's frames (limits stride and delay)."""
+        cfg = replace(self, ack=bool(msg.get("ack", False)))
+        if msg.get("fps") is not None:
+            fps = float(msg["fps"])
+            if not 0 < fps <= 240:
+                raise ProtocolError("fps must be in (0, 240]")
+            cfg = replace(cfg, fps=fps)
+        if "emit" in msg:
+            if msg["emit"] not in ("causal", "delayed"):
+                raise ProtocolError("emit must be 'causal' or 'delayed'")
+            cfg = replace(cfg, emit=msg["emit"])
+        if "delay_frames" in msg:
+            delay = int(msg["delay_frames"])
+            if not 1 <= delay <= window - 1:
+                raise ProtocolError(f"delay_frames must be in [1, {window - 1}]")
+            cfg = replace(cfg, delay_frames=delay)
+        if "stride" in msg:
+            stride = int(msg["stride"])
+            if not 1 <= stride <= window:
+                raise ProtocolError(f"stride must be in [1, {window}] (the lifter's window)")
+            cfg = replace(cfg, stride=stride)
+        if "smoothing" in msg:
+            cfg = replace(cfg, smoothing=bool(msg["smoothing"]))
+        return cfg
+
+    def policy(self) -> LiftPolicy:
+        delay = self.delay_frames if self.emit == "delayed" else 0
+        # delayed: a person missed for a frame or a few keeps their pending frames' future context
+        # (the others wait up to 0.2 s more when someone leaves); causal frames have none to keep
+        hold = 0.2 if self.emit == "delayed" else 0.0
+        return LiftPolicy(stride=self.stride, delay=delay, max_gap_s=self.max_gap_s, hold_s=hold)
+
+
+def config_message(text: str) -> dict[str, Any] | None:
+    """The first text message as a config (its fields), or None when it is some other message."""
+    try:
+        msg = json.loads(text)
+        if msg.get("type") == "config":
+            return dict(msg)
+    except PARSE_ERRORS as e:
+        raise ProtocolError(str(e)) from e
+    return None
+
+
+@dataclass(frozen=True)
+class FrameTime:
+    """`{"type": "frame", "t": seconds}`: the capture time of the next binary frame."""
+
+    t: float
+
+
+@dataclass(frozen=True)
+class End:
+    """`{"type": "end"}`: answer what is held, then close."""
+
+
+def parse_text(text: str) -> FrameTime | End:
+    """A text message after the config -> its typed value; `ProtocolError` says what is wrong."""
+    try:
+        m = json.loads(text)
+        kind = m.get("type")
+        if kind == "frame":
+            t = float(m["t"])
+            if not math.isfinite(t):
+                raise BadFrameTimeError("t must be a finite number of seconds")
+            return FrameTime(t)
+        if kind == "end":
+            return End()
+        raise ProtocolError(f"unknown message type {kind!r}")
+    except ProtocolError:
+        raise
+    except PARSE_ERRORS as e:
+        raise ProtocolError(str(e)) from e
