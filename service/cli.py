@@ -443,7 +443,6 @@ def _bench_lifter(args: argparse.Namespace) -> int:
         layer_index=args.layer_index,
         batches=tuple(args.batch),
         rounds=args.rounds,
-        official_repo=args.official,
         threads=args.threads,
         num_heads=args.heads,
     )
@@ -684,19 +683,13 @@ def build_parser() -> argparse.ArgumentParser:
     bsub = b.add_subparsers(dest="target", required=True)
     bl = bsub.add_parser("lifter", help="mixste vs hot_mixste: params, FLOPs, interleaved latency")
     bl.add_argument("--dim", type=int, default=512)
-    bl.add_argument("--heads", type=int, default=8, help="attention heads of our models (the official code's: 8)")
+    bl.add_argument("--heads", type=int, default=8, help="attention heads")
     bl.add_argument("--frames", type=int, default=243)
     bl.add_argument("--token-num", type=int, default=81)
     bl.add_argument("--layer-index", type=int, default=3)
     bl.add_argument("--batch", type=int, nargs="+", default=[1, 4])
     bl.add_argument("--rounds", type=int, default=7, help="interleaved rounds per batch size")
     bl.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    bl.add_argument(
-        "--official",
-        type=Path,
-        default=None,
-        help="root of a checkout of the official HoT repository, to time its code in the same run",
-    )
     bl.add_argument("--json", action="store_true", help="print the raw report as one JSON line")
     bl.set_defaults(func=_bench_lifter)
     bd = bsub.add_parser(

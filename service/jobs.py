@@ -19,10 +19,12 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from hotpose.models.keypoints import H36M_EDGES, H36M_JOINTS
 from hotpose.service import metrics
@@ -242,7 +244,7 @@ class JobRunner:
         pipeline = self.make_pipeline()
         decoded = 0
 
-        def frames():  # type: ignore[no-untyped-def]
+        def frames() -> Iterator[tuple[int, float, np.ndarray]]:
             nonlocal decoded
             for index, t, frame in iter_frames(path):
                 if job_id in self._cancelled:

@@ -59,7 +59,8 @@ def lift_root_relative(lifter: Lifter, windows: np.ndarray, flip: bool = True) -
     """Normalised 2D windows [N, F, 17, 2] -> root-relative 3D [N, F, 17, 3] (the pelvis is the origin),
     in one model call, with test-time flip averaging or not (`hotpose.models.evaluate.lift_windows`)."""
     y = lift_windows(lifter, windows, flip, batch=max(len(windows), 1))
-    return y - y[..., :1, :]
+    out: np.ndarray = y - y[..., :1, :]
+    return out
 
 
 @dataclass(frozen=True)
