@@ -107,8 +107,8 @@ class JobStore:
         marks = ",".join("?" * len(statuses))
         with self._lock:
             rows = self._db.execute(
-                f"SELECT job_id FROM jobs WHERE status IN ({marks}) ORDER BY created",
-                statuses,  # noqa: S608
+                f"SELECT job_id FROM jobs WHERE status IN ({marks}) ORDER BY created",  # noqa: S608 - only "?"s
+                statuses,
             ).fetchall()
         return [r[0] for r in rows]
 
@@ -207,7 +207,7 @@ class JobRunner:
                 self.store.update(job_id, status="failed", error=str(e))
                 self._drop_input(job_id)
                 metrics.JOBS.labels("failed").inc()
-            except Exception as e:  # noqa: BLE001 - a job never takes the worker down
+            except Exception as e:
                 log.exception("job %s: failed", job_id)
                 self.store.update(job_id, status="failed", error=f"internal error: {type(e).__name__}: {e}")
                 self._drop_input(job_id)

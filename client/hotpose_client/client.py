@@ -247,7 +247,7 @@ class LiveStream:
         try:
             ws.send(config)
             self.state.on_message(ws.recv(timeout=60))
-        except Exception as e:  # closed at once (key, limits, bad config) or no answer
+        except Exception as e:  # noqa: BLE001 - closed at once (key, limits, bad config) or no answer
             ws.close()
             raise refused(e) from None
         if not self.state.info:
@@ -501,7 +501,7 @@ class AsyncLiveStream:
         try:
             await self._ws.send(config)
             self.state.on_message(await asyncio.wait_for(self._ws.recv(), 60))
-        except Exception as e:  # closed at once (key, limits, bad config) or no answer
+        except Exception as e:  # noqa: BLE001 - closed at once (key, limits, bad config) or no answer
             await self._ws.close()
             raise refused(e) from None
         if not self.state.info:

@@ -62,7 +62,7 @@ async def _read_form(request: Request, limit: int, too_large: HTTPException) -> 
         return await Request(request.scope, _limited(request.receive, limit)).form(max_files=1, max_fields=4)
     except _UploadTooLargeError:  # no Content-Length (chunked), or one that understated the body
         raise too_large from None
-    except Exception as e:  # noqa: BLE001 - malformed multipart
+    except Exception as e:
         raise HTTPException(status_code=400, detail=f"not a multipart form: {e}") from e
 
 

@@ -106,7 +106,7 @@ def run(sched: BatchScheduler[int, int], items: list[int]) -> list[int]:
     def target() -> None:
         try:
             out.set_result(sched.run(items))
-        except Exception as e:  # handed to the test thread
+        except Exception as e:  # noqa: BLE001 - handed to the test thread
             out.set_exception(e)
 
     threading.Thread(target=target, daemon=True).start()
@@ -166,7 +166,7 @@ def test_concurrent_submitters_share_batches(make_scheduler: MakeScheduler) -> N
         try:
             start.wait(TIMEOUT)
             answers[k] = sched.run([100 * k + i for i in range(per_thread)])
-        except Exception as e:  # reported by the main thread
+        except Exception as e:  # noqa: BLE001 - reported by the main thread
             errors.append(e)
 
     workers = [threading.Thread(target=caller, args=(k,), daemon=True) for k in range(threads)]
