@@ -174,7 +174,7 @@ def bench_render(rounds: int = 3, frames: int = 120, threads: int | None = None)
     """`hotpose run --render` on a 720p clip: the two passes timed apart, medians over rounds."""
     import torch
 
-    from hotpose.models import create_lifter, default_weights
+    from hotpose.models import create_lifter, resolve_weights
     from hotpose.service.engine import create_2d_stage
     from hotpose.service.pipeline import process_frames
     from hotpose.service.render import render_video
@@ -184,7 +184,7 @@ def bench_render(rounds: int = 3, frames: int = 120, threads: int | None = None)
         torch.set_num_threads(threads)
     s = Settings()  # the default 2D stage and lifter
     detector = create_2d_stage(EngineConfig.from_settings(s), "cpu")
-    lifter = create_lifter(s.lifter, weights=s.lifter_weights or default_weights(s.lifter), device="cpu")
+    lifter = create_lifter(s.lifter, weights=resolve_weights(s.lifter, s.lifter_weights), device="cpu")
     lift_s, render_s = [], []
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "clip720.mp4"

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hotpose.models import Lifter, create_lifter, default_weights
+from hotpose.models import Lifter, create_lifter, resolve_weights
 from hotpose.models.detector import Person, create_detector
 from hotpose.models.detector.topdown import StreamState, TopDown
+from hotpose.models.device import pick_device
 from hotpose.service import metrics
 from hotpose.service.lifting import LiftPolicy, lift_root_relative
 from hotpose.service.pipeline import DetectFn, PosePipeline
@@ -76,10 +77,10 @@ class Engine:
         self.config = config
         if config.threads:
             torch.set_num_threads(config.threads)
-        device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = str(pick_device(config.device))
         self.device = device
         self.detector = create_2d_stage(config, device)
-        weights = config.lifter_weights or default_weights(config.lifter)
+        weights = resolve_weights(config.lifter, config.lifter_weights)
         self.weights = weights
         self.lifter: Lifter | None = None
         if weights is None:
