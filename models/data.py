@@ -124,12 +124,14 @@ class Camera:
 
     def to_camera(self, world: np.ndarray) -> np.ndarray:
         """[..., 3] world -> camera coordinates (x right, y down, z forward)."""
-        return (world - self.position) @ self.rotation.T
+        out: np.ndarray = (world - self.position) @ self.rotation.T
+        return out
 
     def project(self, cam: np.ndarray) -> np.ndarray:
         """[..., 3] camera coordinates -> [..., 2] pixels."""
         z = np.maximum(cam[..., 2:3], 1e-3)
-        return self.focal * cam[..., :2] / z + np.array([self.width / 2, self.height / 2])
+        out: np.ndarray = self.focal * cam[..., :2] / z + np.array([self.width / 2, self.height / 2])
+        return out
 
 
 def look_at(
@@ -304,7 +306,8 @@ def resample(joints: np.ndarray, start: float, speed: float, frames: int) -> np.
     i0 = np.floor(t).astype(int)
     i1 = np.minimum(i0 + 1, len(joints) - 1)
     w = (t - i0)[:, None, None]
-    return (joints[i0] * (1 - w) + joints[i1] * w).astype(np.float32)
+    out: np.ndarray = (joints[i0] * (1 - w) + joints[i1] * w).astype(np.float32)
+    return out
 
 
 # Left/right bone pairs share a scale factor so the skeleton stays symmetric.
@@ -368,7 +371,8 @@ def rotation(axis: np.ndarray, angle: float) -> np.ndarray:
     """[3, 3] rotation by `angle` radians about `axis` (Rodrigues)."""
     x, y, z = axis / np.linalg.norm(axis)
     k = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
-    return np.eye(3) + math.sin(angle) * k + (1 - math.cos(angle)) * (k @ k)
+    out: np.ndarray = np.eye(3) + math.sin(angle) * k + (1 - math.cos(angle)) * (k @ k)
+    return out
 
 
 def turn_about(joints: np.ndarray, root: int, moved: tuple[int, ...], rot: np.ndarray) -> np.ndarray:

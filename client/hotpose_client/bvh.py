@@ -53,11 +53,13 @@ CM_PER_M = 100.0
 
 def camera_to_bvh(x: np.ndarray) -> np.ndarray:
     """Metres, camera frame (x right, y down, z forward) -> centimetres, y up, facing +z."""
-    return x * np.array([CM_PER_M, -CM_PER_M, -CM_PER_M])
+    out: np.ndarray = x * np.array([CM_PER_M, -CM_PER_M, -CM_PER_M])
+    return out
 
 
 def bvh_to_camera(x: np.ndarray) -> np.ndarray:
-    return x * np.array([1 / CM_PER_M, -1 / CM_PER_M, -1 / CM_PER_M])
+    out: np.ndarray = x * np.array([1 / CM_PER_M, -1 / CM_PER_M, -1 / CM_PER_M])
+    return out
 
 
 @dataclass(frozen=True)
@@ -208,7 +210,8 @@ def _kabsch(rest: np.ndarray, seen: np.ndarray) -> np.ndarray:
     d = np.sign(np.linalg.det(np.swapaxes(vt, 1, 2) @ np.swapaxes(u, 1, 2)))
     fix = np.tile(np.eye(3), (len(h), 1, 1))
     fix[:, 2, 2] = d
-    return np.swapaxes(vt, 1, 2) @ fix @ np.swapaxes(u, 1, 2)
+    out: np.ndarray = np.swapaxes(vt, 1, 2) @ fix @ np.swapaxes(u, 1, 2)
+    return out
 
 
 def _swing(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -226,7 +229,8 @@ def _swing(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         axis = np.cross(a[i], [1.0, 0, 0] if abs(a[i, 0]) < 0.9 else [0, 1.0, 0])
         axis /= np.linalg.norm(axis)
         r[i] = 2 * np.outer(axis, axis) - np.eye(3)
-    return r
+    out: np.ndarray = r
+    return out
 
 
 def _solve_rotations(pos: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -261,7 +265,8 @@ def _euler_zxy(r: np.ndarray) -> np.ndarray:
     lock = np.hypot(r[..., 0, 1], r[..., 1, 1]) < 1e-9
     a = np.where(lock, np.arctan2(r[..., 1, 0], r[..., 0, 0]), a)
     c = np.where(lock, 0.0, c)
-    return np.degrees(np.stack([a, b, c], axis=-1))
+    out: np.ndarray = np.degrees(np.stack([a, b, c], axis=-1))
+    return out
 
 
 # --- reading and forward kinematics ---------------------------------------------------
@@ -325,7 +330,7 @@ def read_bvh(path: str | Path) -> Bvh:
         if pos >= len(tokens):
             raise ValueError(f"{path}: unexpected end of file")
         pos += 1
-        return tokens[pos - 1]
+        return str(tokens[pos - 1])
 
     names: list[str] = []
     parents: list[int] = []

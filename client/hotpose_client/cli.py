@@ -13,10 +13,13 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from hotpose_client.client import DEFAULT_URL, PoseClient
 from hotpose_client.errors import HotposeError
+from hotpose_client.results import Frame
 
 FORMATS = (".json", ".npz", ".csv", ".bvh")
 
@@ -129,7 +132,8 @@ def _check_gui() -> None:
         )
 
 
-def _keep_images(frames, shown):  # type: ignore[no-untyped-def]
+def _keep_images(frames: Iterator[tuple[float, Any]], shown: dict[int, object]) -> Iterator[tuple[float, Any]]:
+    """The webcam's frames passed on, the last 60 kept by index for `_show`."""
     for i, (t, img) in enumerate(frames):
         shown[i] = img
         for old in [k for k in shown if k < i - 60]:
@@ -137,7 +141,7 @@ def _keep_images(frames, shown):  # type: ignore[no-untyped-def]
         yield t, img
 
 
-def _show(shown: dict[int, object], frame) -> bool:  # type: ignore[no-untyped-def]
+def _show(shown: dict[int, object], frame: Frame) -> bool:
     """Draw the frame's 2D skeletons; True when the user pressed q or Esc."""
     import cv2
     import numpy as np

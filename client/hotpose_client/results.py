@@ -225,7 +225,8 @@ def even_grid(times: np.ndarray, fps: float) -> np.ndarray | None:
     grid = t[0] + step * np.arange(int(np.floor((t[-1] - t[0]) / step + 1e-6)) + 1)
     right = np.clip(np.searchsorted(t, grid), 1, len(t) - 1)
     left = right - 1
-    return np.where(np.abs(t[right] - grid) < np.abs(grid - t[left]), right, left)
+    out: np.ndarray | None = np.where(np.abs(t[right] - grid) < np.abs(grid - t[left]), right, left)
+    return out
 
 
 def frame_rate(stated: float, times: np.ndarray) -> float:

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from hotpose.service.cli import _overrides, build_parser, main
+from hotpose.service.cli import build_parser, main
+from hotpose.service.commands.train import _overrides
 
 
 def test_parser_commands() -> None:

@@ -1,0 +1,1 @@
+"""The `hotpose` subcommands, one module per group; each has `add_parsers(sub)` (`hotpose.service.cli`)."""

@@ -1,0 +1,128 @@
+"""`hotpose bench lifter|detector|render|service`: the benchmarks behind docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from hotpose.service.commands.base import Subparsers
+
+
+def add_parsers(sub: Subparsers) -> None:
+    b = sub.add_parser("bench", help="benchmarks (figures for the README)")
+    bsub = b.add_subparsers(dest="target", required=True)
+    bl = bsub.add_parser("lifter", help="mixste vs hot_mixste: params, FLOPs, interleaved latency")
+    bl.add_argument("--dim", type=int, default=512)
+    bl.add_argument("--heads", type=int, default=8, help="attention heads")
+    bl.add_argument("--frames", type=int, default=243)
+    bl.add_argument("--token-num", type=int, default=81)
+    bl.add_argument("--layer-index", type=int, default=3)
+    bl.add_argument("--batch", type=int, nargs="+", default=[1, 4])
+    bl.add_argument("--rounds", type=int, default=7, help="interleaved rounds per batch size")
+    bl.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    bl.add_argument("--json", action="store_true", help="print the raw report as one JSON line")
+    bl.set_defaults(func=_bench_lifter)
+    bd = bsub.add_parser(
+        "detector", help="2D models alone (batch 1 and 4) and whole 2D stages per frame, 720p, 1 and 3 people"
+    )
+    bd.add_argument("--video", type=Path, default=None, help="frames to run on (default: a synthetic pan)")
+    bd.add_argument("--frames", type=int, default=60)
+    bd.add_argument("--rounds", type=int, default=20, help="timed calls per crop batch size")
+    bd.add_argument("--threads", type=int, default=None)
+    bd.add_argument("--device", default="cpu")
+    bd.add_argument("--json", action="store_true")
+    bd.set_defaults(func=_bench_detector)
+    br = bsub.add_parser("render", help="hotpose run --render on a 720p clip: lifting and rendering frames/s")
+    br.add_argument("--rounds", type=int, default=3)
+    br.add_argument("--frames", type=int, default=120)
+    br.add_argument("--threads", type=int, default=None)
+    br.add_argument("--json", action="store_true")
+    br.set_defaults(func=_bench_render)
+
+    bs = bsub.add_parser("service", help="720p clip throughput vs decode; live latency for 1 and 4 streams")
+    bs.add_argument("--lifter", default=None, help="hot_mixste or mixste (default: HOTPOSE_LIFTER, else hot_mixste)")
+    bs.add_argument("--weights", type=Path, default=None, help="lifter checkpoint (default: the shipped one)")
+    bs.add_argument("--rounds", type=int, default=3)
+    bs.add_argument("--seconds", type=float, default=20.0, help="length of each live run")
+    bs.add_argument("--fps", type=float, default=15.0, help="frame rate each live client sends at")
+    bs.add_argument("--threads", type=int, default=None)
+    bs.add_argument("--device", default=None)
+    bs.add_argument("--json", action="store_true")
+    bs.set_defaults(func=_bench_service)
+
+
+def _bench_command(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A `hotpose bench` handler whose missing input (`BenchInputError`) is one line on stderr, exit 1."""
+
+    @functools.wraps(run)
+    def command(args: argparse.Namespace) -> int:
+        from hotpose.models.bench import BenchInputError
+
+        try:
+            return run(args)
+        except BenchInputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+
+    return command
+
+
+def _bench_lifter(args: argparse.Namespace) -> int:
+    from hotpose.models.bench import bench_lifter, format_lifter_report
+
+    report = bench_lifter(
+        dim=args.dim,
+        frames=args.frames,
+        token_num=args.token_num,
+        layer_index=args.layer_index,
+        batches=tuple(args.batch),
+        rounds=args.rounds,
+        threads=args.threads,
+        num_heads=args.heads,
+    )
+    print(json.dumps(report) if args.json else format_lifter_report(report))
+    return 0
+
+
+@_bench_command
+def _bench_detector(args: argparse.Namespace) -> int:
+    from hotpose.models.bench import bench_detector, format_detector_report
+
+    report = bench_detector(
+        video=args.video, frames=args.frames, rounds=args.rounds, threads=args.threads, device=args.device
+    )
+    print(json.dumps(report) if args.json else format_detector_report(report))
+    return 0
+
+
+@_bench_command
+def _bench_render(args: argparse.Namespace) -> int:
+    from hotpose.service.bench import bench_render
+
+    report = bench_render(rounds=args.rounds, frames=args.frames, threads=args.threads)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(
+            f"{report['clip_source']}, {report['frames']} frames 1280x720 at {report['clip_fps']:g} fps; "
+            f"median of {report['rounds']}: decode+detect+lift {report['lift_fps']:.1f} frames/s, "
+            f"render {report['render_fps']:.1f} frames/s (output {report['output_size']}), "
+            f"both {report['total_fps']:.1f} frames/s = {report['realtime_factor']:.2f}x real time"
+        )
+    return 0
+
+
+@_bench_command
+def _bench_service(args: argparse.Namespace) -> int:
+    from hotpose.service.bench import bench_service, format_service_report
+    from hotpose.service.settings import Settings
+
+    given = {"lifter": args.lifter, "lifter_weights": args.weights, "device": args.device, "threads": args.threads}
+    settings = Settings(**{k: v for k, v in given.items() if v is not None})  # the rest from HOTPOSE_* / defaults
+    report = bench_service(settings, rounds=args.rounds, seconds=args.seconds, fps=args.fps)
+    print(json.dumps(report) if args.json else format_service_report(report))
+    return 0

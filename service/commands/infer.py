@@ -1,0 +1,135 @@
+"""`hotpose detect2d` and `hotpose run`: the models in process on an image or a video (no server)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hotpose.service.commands.base import Subparsers
+
+if TYPE_CHECKING:
+    from hotpose.models.detector.topdown import TopDown
+    from hotpose.service.settings import Settings
+
+
+def add_parsers(sub: Subparsers) -> None:
+    d = sub.add_parser("detect2d", help="2D keypoints of every person per frame, one JSON line per frame")
+    d.add_argument("path", type=Path, help="an image or a video")
+    d.add_argument("--format", choices=["json"], default="json", help="output format (JSON lines)")
+    d.add_argument("--render", type=Path, default=None, help="also write the video with skeletons drawn (.mp4)")
+    _add_2d_flags(d)
+    d.add_argument("--device", default=None, help="cpu, cuda (default: cuda when present)")
+    d.set_defaults(func=_detect2d)
+
+    r = sub.add_parser("run", help="video -> 2D + 3D poses of every person, as JSON (in process)")
+    r.add_argument("video", type=Path)
+    r.add_argument("-o", "--output", type=Path, required=True)
+    r.add_argument("--lifter", default=None, help="default HOTPOSE_LIFTER or hot_mixste")
+    r.add_argument("--weights", type=Path, default=None, help="default HOTPOSE_LIFTER_WEIGHTS, else the shipped ones")
+    _add_2d_flags(r)
+    r.add_argument("--device", default=None)
+    r.add_argument("--render", type=Path, default=None, help="also write the video with 2D skeletons and a 3D panel")
+    r.set_defaults(func=_run)
+
+
+def _add_2d_flags(p: argparse.ArgumentParser) -> None:
+    """The 2D stage's flags; their defaults are the HOTPOSE_* settings."""
+    from hotpose.models.detector import KEYPOINT_MODELS, PERSON_DETECTORS
+
+    p.add_argument("--person-detector", choices=sorted(PERSON_DETECTORS), default=None,
+                   help="default HOTPOSE_PERSON_DETECTOR or nanodet")  # fmt: skip
+    p.add_argument("--keypoints", choices=sorted(KEYPOINT_MODELS), default=None,
+                   help="default HOTPOSE_KEYPOINTS or blazepose_full")  # fmt: skip
+
+
+def _create_2d(args: argparse.Namespace, s: Settings) -> TopDown:
+    """The 2D stage of the flags over the settings (the server's, built the same way)."""
+    from dataclasses import replace
+
+    from hotpose.models.device import pick_device
+    from hotpose.service.engine import EngineConfig, create_2d_stage
+
+    config = EngineConfig.from_settings(s)
+    config = replace(config, person_detector=args.person_detector or s.person_detector,
+                     keypoints=args.keypoints or s.keypoints)  # fmt: skip
+    return create_2d_stage(config, str(pick_device(args.device or s.device)))
+
+
+def _detect2d(args: argparse.Namespace) -> int:
+    import cv2
+
+    from hotpose.models.detector.weights import WeightsError
+    from hotpose.service.render import draw_people
+    from hotpose.service.settings import Settings
+    from hotpose.service.video import VideoError, iter_frames, probe
+
+    try:
+        info = probe(args.path)
+        detector = _create_2d(args, Settings())
+        writer = None
+        out = sys.stdout
+        still = info.frames == 1 and info.fps == 0.0
+        for index, t, frame in iter_frames(args.path):
+            people = detector.process_image(frame) if still else detector.process(frame, t)
+            record = {"index": index, "time": round(t, 4), "people": [p.to_dict() for p in people]}
+            out.write(json.dumps(record) + "\n")
+            if args.render:
+                if writer is None:
+                    fps = info.fps if info.fps > 0 else 10.0
+                    h, w = frame.shape[:2]
+                    writer = cv2.VideoWriter(str(args.render), cv2.VideoWriter.fourcc(*"mp4v"), fps, (w, h))
+                writer.write(cv2.cvtColor(draw_people(frame, people), cv2.COLOR_RGB2BGR))
+        if writer is not None:
+            writer.release()
+    except (VideoError, WeightsError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from hotpose.models import create_lifter, resolve_weights
+    from hotpose.models.checkpoint import CheckpointError
+    from hotpose.models.detector.weights import WeightsError
+    from hotpose.models.device import pick_device
+    from hotpose.service.pipeline import PersonPose, clip_pipeline, iter_poses, write_poses_json
+    from hotpose.service.settings import Settings
+    from hotpose.service.video import VideoError, iter_frames, probe
+
+    s = Settings()
+    name = args.lifter or s.lifter
+    try:
+        weights = resolve_weights(name, args.weights or s.lifter_weights)
+        if weights is None:
+            print(f"error: no trained weights for lifter {name!r}: pass --weights", file=sys.stderr)
+            return 1
+        info = probe(args.video)
+        detector = _create_2d(args, s)
+        lifter = create_lifter(name, weights=weights, device=pick_device(args.device or s.device))
+        t0 = time.perf_counter()
+        # frames go to the file as they are final; only --render keeps the people of every frame
+        poses = iter_poses(iter_frames(args.video), clip_pipeline(detector, lifter, s.track_max_gap_s))
+        drawn: dict[int, list[PersonPose]] = {}
+        n = people = 0
+        for fp in write_poses_json(poses, args.output, info.fps, info.width, info.height):
+            n += 1
+            people += len(fp.people)
+            if args.render is not None:
+                drawn[fp.index] = fp.people
+        lifted = time.perf_counter() - t0
+        print(f"{n} frames, {people} person-frames -> {args.output} ({n / lifted:.1f} frames/s)", file=sys.stderr)
+        if args.render is not None:
+            from hotpose.service.render import render_video
+
+            t0 = time.perf_counter()
+            written = render_video(iter_frames(args.video), drawn, args.render, info.fps)
+            took = time.perf_counter() - t0
+            print(f"rendered {written} frames -> {args.render} ({written / took:.1f} frames/s)", file=sys.stderr)
+    except (VideoError, WeightsError, CheckpointError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0

