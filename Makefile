@@ -42,8 +42,8 @@ browser:
 
 lint: install
 	$(VENV)/bin/ruff check models service client tests
+	$(VENV)/bin/ruff format --check models service client tests
 	$(PY) tests/typecheck.py
-
 
 bench: install
 	$(VENV)/bin/hotpose bench lifter

@@ -11,6 +11,7 @@ hotpose bench lifter [...]     params, FLOPs and latency of mixste vs hot_mixste
 hotpose bench detector [...]   2D models alone and whole 2D stages per frame (1 and 3 people)
 hotpose bench service [...]    clip throughput vs decode, live-stream latency
 """
+
 from __future__ import annotations
 
 import argparse

@@ -144,7 +144,7 @@ class JobRunner:
     """Worker threads that take queued jobs and run them through a fresh pipeline each."""
 
     def __init__(
-        self, store: JobStore, make_pipeline: Callable[[], PosePipeline], limits: ClipLimits, workers: int = 1
+        self, store: JobStore, make_pipeline: Callable[[], PosePipeline], limits: ClipLimits, workers: int
     ) -> None:
         self.store = store
         self.make_pipeline = make_pipeline

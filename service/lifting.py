@@ -63,12 +63,15 @@ def lift_root_relative(lifter: Lifter, windows: np.ndarray, flip: bool = True) -
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LiftPolicy:
-    stride: int = 1  # grid frames between lifts
-    delay: int = 0  # grid frames a frame waits for future context (0: causal)
-    max_gap_s: float = 1.0  # a person lost longer than this starts a new buffer
-    hold_s: float = 0.0  # finalise a missing person's pending frames after this long
+    """When windows are lifted and frames emitted; built from the settings (`LiftPolicy.clip` for clip
+    jobs, `StreamConfig.policy` for live streams), so it declares no defaults of its own."""
+
+    stride: int  # grid frames between lifts
+    delay: int  # grid frames a frame waits for future context (0: causal)
+    max_gap_s: float  # a person lost longer than this starts a new buffer
+    hold_s: float  # finalise a missing person's pending frames after this long
 
     def __post_init__(self) -> None:
         if self.stride < 1 or self.delay < 0:
@@ -77,7 +80,7 @@ class LiftPolicy:
             raise ValueError("hold_s must not exceed max_gap_s")
 
     @classmethod
-    def clip(cls, frames: int, max_gap_s: float = 3.0) -> LiftPolicy:
+    def clip(cls, frames: int, max_gap_s: float) -> LiftPolicy:
         """Offline quality for whole clips: ~3 windows per frame, full future context. A person
         hidden up to `max_gap_s` (the tracker's gap) continues their buffer when found again."""
         return cls(stride=max(frames // 3, 1), delay=frames - 1, max_gap_s=max_gap_s, hold_s=min(1.0, max_gap_s))

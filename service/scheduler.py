@@ -35,8 +35,10 @@ class BatchResultError(RuntimeError):
 
 @dataclass(frozen=True)
 class BatchConfig:
-    max_batch: int = 8
-    max_wait_ms: float = 5.0
+    """One scheduler's batching (from `Settings.detector_max_*` / `lifter_max_*`)."""
+
+    max_batch: int
+    max_wait_ms: float
 
 
 class BatchScheduler(Generic[I, O]):

@@ -147,7 +147,7 @@ def settings_markdown() -> str:
     """The settings as a markdown table (env var, type, default, description), from `Settings.model_fields`.
 
     docs/configuration.md holds this output between its marker comments; regenerate it with
-    `python -c "from hotpose.service.settings import settings_markdown; print(settings_markdown())"`.
+    `python -m hotpose.service.settings docs/configuration.md` (`write_settings_table`).
     Paths under the home directory are written with `~`, so the table is the same on every machine.
     """
     prefix = str(Settings.model_config.get("env_prefix", ""))
@@ -177,3 +177,21 @@ def settings_markdown() -> str:
         cells.append((field.description or "").replace("|", "\\|"))
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"
+
+
+TABLE_BEGIN, TABLE_END = "<!-- settings:begin -->\n", "<!-- settings:end -->"
+
+
+def write_settings_table(doc: Path) -> None:
+    """Replace the table between the marker comments of `doc` with `settings_markdown()`."""
+    text = doc.read_text()
+    if text.count(TABLE_BEGIN) != 1 or text.count(TABLE_END) != 1:
+        raise ValueError(f"{doc}: needs one {TABLE_BEGIN.strip()} and one {TABLE_END} line")
+    head, rest = text.split(TABLE_BEGIN)
+    doc.write_text(head + TABLE_BEGIN + settings_markdown() + TABLE_END + rest.split(TABLE_END)[1])
+
+
+if __name__ == "__main__":
+    import sys
+
+    write_settings_table(Path(sys.argv[1]))

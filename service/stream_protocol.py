@@ -20,6 +20,7 @@ CLOSE_INTERNAL = 1011  # a failure inside the models
 CLOSE_OVERLOADED = 1013  # "try again later": too many streams, models loading
 
 Emit = Literal["causal", "delayed"]
+WINDOW_WITHOUT_LIFTER = 243  # the bound of stride and delay_frames on a server with no lifter (2D only)
 PARSE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError)
 
 

@@ -59,6 +59,7 @@ from hotpose.service.stream_protocol import (
     CLOSE_NORMAL,
     CLOSE_POLICY,
     PARSE_ERRORS,
+    WINDOW_WITHOUT_LIFTER,
     BadFrameTimeError,
     End,
     ProtocolError,
@@ -218,7 +219,7 @@ async def _open(ws: WebSocket, ctx: StreamContext, sid: str) -> tuple[_Session, 
         try:
             msg = config_message(first["text"])
             if msg is not None:
-                cfg = cfg.parse(msg, engine.window or 243)
+                cfg = cfg.parse(msg, engine.window or WINDOW_WITHOUT_LIFTER)
                 pending = None
         except PARSE_ERRORS as e:  # a ProtocolError, or a number int() or float() cannot take
             await ws.close(code=CLOSE_POLICY, reason=f"bad config: {e}"[:120])

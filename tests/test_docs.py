@@ -67,3 +67,10 @@ def test_link_check_sees_links_and_skips_code() -> None:
     # the checker itself: a link in prose is seen, one in a code block or span is not, URLs are skipped
     page = "[a](docs/x.md) `[b](y.md)` [c](https://example.org)\n```\n[d](z.md)\n```\n![e](img.png#f)\n"
     assert [t for t in LINK.findall(_prose(page)) if not t.startswith("http")] == ["docs/x.md", "img.png#f"]
+
+
+@pytest.mark.parametrize("page", PAGES + [ROOT / "models" / "weights" / "README.md"], ids=lambda p: p.name)
+def test_code_fences_are_balanced(page: Path) -> None:
+    # an unclosed fence turns the rest of the page into one code block
+    fences = [line for line in page.read_text().splitlines() if line.lstrip().startswith(("```", "~~~"))]
+    assert len(fences) % 2 == 0, f"{page.name}: {len(fences)} code fences (one is not closed)"

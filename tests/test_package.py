@@ -27,6 +27,8 @@ def test_the_wheel_installs_one_hotpose_package(tmp_path: Path) -> None:
         packed = {n[len(package) + 1 :] for n in names if n.startswith(package + "/") and n.endswith(".py")}
         assert sources == packed, f"{folder}/ modules missing from the wheel: {sorted(sources - packed)}"
     assert "hotpose/models/weights/hot_mixste_cmu.pt" in names and "hotpose/service/static/index.html" in names
+    recipes = {f"hotpose/models/recipes/{p.name}" for p in (ROOT / "models" / "recipes").glob("*.toml")}
+    assert recipes and recipes <= set(names)  # `train-lifter --recipe NAME` from an installed package
     meta = next(n for n in names if n.endswith(".dist-info/METADATA"))
     requires = [
         line for line in zipfile.ZipFile(wheel).read(meta).decode().splitlines() if line.startswith("Requires-Dist")
@@ -39,13 +41,14 @@ def test_ruff_is_clean() -> None:
     ruff = shutil.which("ruff", path=str(Path(sys.executable).parent))
     if ruff is None:
         pytest.skip("ruff is not installed (pip install -e '.[dev]')")
-    out = subprocess.run(
-        [ruff, "check", "models", "service", "client", "tests"], cwd=ROOT, capture_output=True, text=True
-    )
-    assert out.returncode == 0, out.stdout[-4000:]
+    for args in (["check"], ["format", "--check"]):
+        out = subprocess.run(
+            [ruff, *args, "models", "service", "client", "tests"], cwd=ROOT, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stdout[-4000:]
 
 
 @pytest.mark.slow
-def test_mypy_strict_is_clean(tmp_path: Path) -> None:
+def test_mypy_strict_is_clean() -> None:
     out = run_mypy(cache_dir=ROOT / ".mypy_cache")
     assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]

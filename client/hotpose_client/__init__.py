@@ -19,8 +19,11 @@ A light distribution (httpx, websockets, numpy) that never imports torch. Three 
 `AsyncPoseClient` has the same calls for asyncio. Errors: `hotpose_client.errors`.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from hotpose_client.bvh import read_bvh, write_bvh
-from hotpose_client.client import AsyncLiveStream, AsyncPoseClient, JobStatus, LiveStream, PoseClient
 from hotpose_client.errors import (
     AuthError,
     ConnectionError,
@@ -34,7 +37,23 @@ from hotpose_client.errors import (
 from hotpose_client.results import Frame, Person, PoseSequence
 from hotpose_client.webcam import webcam
 
+if TYPE_CHECKING:
+    from hotpose_client.client import AsyncLiveStream, AsyncPoseClient, JobStatus, LiveStream, PoseClient
+
 __version__ = "0.1.0"
+
+# The HTTP and WebSocket clients load on first use, so that code using only the result types and
+# formats (the server itself) imports no HTTP library.
+_CLIENT = ("AsyncLiveStream", "AsyncPoseClient", "JobStatus", "LiveStream", "PoseClient")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CLIENT:
+        from hotpose_client import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'hotpose_client' has no attribute {name!r}")
+
 
 __all__ = [
     "AsyncLiveStream",

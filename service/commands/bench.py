@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from hotpose.service.commands.base import Subparsers
+from hotpose.service.commands.base import Subparsers, setting_help
 
 
 def add_parsers(sub: Subparsers) -> None:
@@ -44,7 +44,7 @@ def add_parsers(sub: Subparsers) -> None:
     br.set_defaults(func=_bench_render)
 
     bs = bsub.add_parser("service", help="720p clip throughput vs decode; live latency for 1 and 4 streams")
-    bs.add_argument("--lifter", default=None, help="hot_mixste or mixste (default: HOTPOSE_LIFTER, else hot_mixste)")
+    bs.add_argument("--lifter", default=None, help="hot_mixste or mixste; " + setting_help("lifter"))
     bs.add_argument("--weights", type=Path, default=None, help="lifter checkpoint (default: the shipped one)")
     bs.add_argument("--rounds", type=int, default=3)
     bs.add_argument("--seconds", type=float, default=20.0, help="length of each live run")

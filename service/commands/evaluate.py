@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hotpose.service.commands.base import Subparsers
+from hotpose.service.commands.base import Subparsers, setting_help
 
 
 def add_parsers(sub: Subparsers) -> None:
@@ -31,7 +31,7 @@ def add_parsers(sub: Subparsers) -> None:
     e = sub.add_parser("eval-lifter", help="MPJPE / P-MPJPE / MPJVE under the fixed protocol, one JSON line")
     e.add_argument("--data", type=Path, required=True, help="mocap npz (format of shared/mocap)")
     e.add_argument("--weights", type=Path, default=None, help="default: the weights shipped for --model")
-    e.add_argument("--model", default="hot_mixste")
+    e.add_argument("--model", default=None, help=setting_help("lifter"))
     e.add_argument(
         "--stride",
         type=int,
@@ -91,7 +91,7 @@ def _eval_2d(args: argparse.Namespace) -> int:
     from hotpose.models.detector.footage import FOOTAGE_HEADER, OFFICE, RAGA, evaluate_footage, format_footage_report
     from hotpose.service.settings import Settings
 
-    home = Settings().home  # the 2D weights cache
+    s = Settings()  # the 2D weights cache, the default keypoint model
     for name in (RAGA, OFFICE):
         if not (args.videos / name).is_file():
             print(f"error: {args.videos / name} is missing (the clips of shared/videos)", file=sys.stderr)
@@ -103,7 +103,7 @@ def _eval_2d(args: argparse.Namespace) -> int:
 
         for spec in args.stage:
             det, _, kp = spec.partition("+")
-            fit = crop_fit(create_detector(det, kp or "blazepose_full", device=args.device, home=home), args.videos)
+            fit = crop_fit(create_detector(det, kp or s.keypoints, device=args.device, home=s.home), args.videos)
             print(json.dumps({"stage": spec, **fit}) if args.json else (
                 f"{spec}: {fit['pairs']:.0f} pairs; crop side / box long side {fit['side_ratio']:.3f} "
                 f"(quartiles {fit['side_ratio_q25']:.2f}-{fit['side_ratio_q75']:.2f}), "
@@ -114,7 +114,7 @@ def _eval_2d(args: argparse.Namespace) -> int:
         print(FOOTAGE_HEADER, flush=True)
     for spec in args.stage:  # a row as each stage finishes (minutes each)
         det, _, kp = spec.partition("+")
-        stage = create_detector(det, kp or "blazepose_full", device=args.device, home=home)
+        stage = create_detector(det, kp or s.keypoints, device=args.device, home=s.home)
         report = evaluate_footage(stage, args.videos)
         line = json.dumps({"stage": spec, **report}) if args.json else format_footage_report(spec, report)
         print(line, flush=True)
@@ -127,7 +127,9 @@ def _eval_lifter(args: argparse.Namespace) -> int:
     from hotpose.models import create_lifter, resolve_weights
     from hotpose.models.bench import count_flops
     from hotpose.models.data import EvalCameras, eval_views, load_clips, split_by_subject
+    from hotpose.models.device import pick_device
     from hotpose.models.evaluate import evaluate
+    from hotpose.service.settings import Settings
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -139,11 +141,13 @@ def _eval_lifter(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"error: --group: {e}", file=sys.stderr)
         return 1
-    weights = resolve_weights(args.model, args.weights)
+    s = Settings()
+    args.model = args.model or s.lifter
+    weights = resolve_weights(args.model, args.weights or (s.lifter_weights if args.model == s.lifter else None))
     if weights is None:  # an untrained model's figures would read like real ones
         print(f"error: no trained weights for lifter {args.model!r}: pass --weights", file=sys.stderr)
         return 1
-    model = create_lifter(args.model, weights=weights, device=args.device)
+    model = create_lifter(args.model, weights=weights, device=pick_device(args.device or s.device))
     clips = load_clips(args.data)
     if args.split == "val":
         clips = split_by_subject(clips)[1]
@@ -213,9 +217,8 @@ def _service_lifting(model: Any, args: argparse.Namespace) -> tuple[Callable[[An
     import numpy as np
 
     from hotpose.models.data import EVAL_IMAGE
-    from hotpose.models.evaluate import lift_windows
     from hotpose.models.keypoints import denormalize_screen
-    from hotpose.service.lifting import LiftPolicy, lift_sequence
+    from hotpose.service.lifting import LiftPolicy, lift_root_relative, lift_sequence
     from hotpose.service.settings import Settings
     from hotpose.service.stream_protocol import StreamConfig
 
@@ -229,7 +232,7 @@ def _service_lifting(model: Any, args: argparse.Namespace) -> tuple[Callable[[An
         policy = replace(StreamConfig.from_settings(defaults), emit=args.service, stride=stride).policy()
 
     def lift(w: Any) -> Any:  # [N, F, 17, 2] -> [N, F, 17, 3], the whole batch the service would send
-        return lift_windows(model, w, flip, batch=len(w))
+        return lift_root_relative(model, w, flip)
 
     def run(x: Any) -> Any:  # normalised 2D of the protocol's square image -> 3D
         px = np.asarray(denormalize_screen(x, EVAL_IMAGE, EVAL_IMAGE))

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hotpose.service.commands.base import Subparsers
+from hotpose.service.commands.base import Subparsers, setting_help
 
 if TYPE_CHECKING:
     from hotpose.models.detector.topdown import TopDown
@@ -28,8 +28,13 @@ def add_parsers(sub: Subparsers) -> None:
     r = sub.add_parser("run", help="video -> 2D + 3D poses of every person, as JSON (in process)")
     r.add_argument("video", type=Path)
     r.add_argument("-o", "--output", type=Path, required=True)
-    r.add_argument("--lifter", default=None, help="default HOTPOSE_LIFTER or hot_mixste")
-    r.add_argument("--weights", type=Path, default=None, help="default HOTPOSE_LIFTER_WEIGHTS, else the shipped ones")
+    r.add_argument("--lifter", default=None, help=setting_help("lifter"))
+    r.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        help="default HOTPOSE_LIFTER_WEIGHTS (for its lifter), else the shipped ones",
+    )
     _add_2d_flags(r)
     r.add_argument("--device", default=None)
     r.add_argument("--render", type=Path, default=None, help="also write the video with 2D skeletons and a 3D panel")
@@ -41,9 +46,9 @@ def _add_2d_flags(p: argparse.ArgumentParser) -> None:
     from hotpose.models.detector import KEYPOINT_MODELS, PERSON_DETECTORS
 
     p.add_argument("--person-detector", choices=sorted(PERSON_DETECTORS), default=None,
-                   help="default HOTPOSE_PERSON_DETECTOR or nanodet")  # fmt: skip
+                   help=setting_help("person_detector"))  # fmt: skip
     p.add_argument("--keypoints", choices=sorted(KEYPOINT_MODELS), default=None,
-                   help="default HOTPOSE_KEYPOINTS or blazepose_full")  # fmt: skip
+                   help=setting_help("keypoints"))  # fmt: skip
 
 
 def _create_2d(args: argparse.Namespace, s: Settings) -> TopDown:
@@ -102,8 +107,10 @@ def _run(args: argparse.Namespace) -> int:
 
     s = Settings()
     name = args.lifter or s.lifter
+    # HOTPOSE_LIFTER_WEIGHTS belongs to HOTPOSE_LIFTER: another --lifter takes its own shipped weights
+    configured = s.lifter_weights if name == s.lifter else None
     try:
-        weights = resolve_weights(name, args.weights or s.lifter_weights)
+        weights = resolve_weights(name, args.weights or configured)
         if weights is None:
             print(f"error: no trained weights for lifter {name!r}: pass --weights", file=sys.stderr)
             return 1

@@ -6,13 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from hotpose.service.commands.base import Subparsers
+from hotpose.service.commands.base import Subparsers, setting_help
 
 
 def add_parsers(sub: Subparsers) -> None:
     s = sub.add_parser("serve", help="start the HTTP/WebSocket server")
-    s.add_argument("--host", default=None, help="default HOTPOSE_HOST or 127.0.0.1")
-    s.add_argument("--port", type=int, default=None, help="default HOTPOSE_PORT or 8000")
+    s.add_argument("--host", default=None, help=setting_help("host"))
+    s.add_argument("--port", type=int, default=None, help=setting_help("port"))
     s.set_defaults(func=_serve)
 
     f = sub.add_parser(

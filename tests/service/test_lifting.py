@@ -43,7 +43,13 @@ def expected(t: float, track: int = 0) -> np.ndarray:
 
 
 @pytest.mark.parametrize(
-    "policy", [LiftPolicy(stride=1), LiftPolicy(stride=5), LiftPolicy(stride=4, delay=8), LiftPolicy.clip(F)]
+    "policy",
+    [
+        LiftPolicy(stride=1, delay=0, max_gap_s=1.0, hold_s=0.0),
+        LiftPolicy(stride=5, delay=0, max_gap_s=1.0, hold_s=0.0),
+        LiftPolicy(stride=4, delay=8, max_gap_s=1.0, hold_s=0.0),
+        LiftPolicy.clip(F, max_gap_s=3.0),
+    ],
 )
 def test_every_frame_comes_out_once_in_order_with_its_own_pose(policy: LiftPolicy) -> None:
     times = [i / 30 for i in range(100)]
@@ -57,17 +63,17 @@ def test_every_frame_comes_out_once_in_order_with_its_own_pose(policy: LiftPolic
 
 def test_causal_emits_each_frame_as_soon_as_it_is_lifted() -> None:
     lift = EchoLift()
-    sl = StreamLifter(F, lift, LiftPolicy(stride=1))
+    sl = StreamLifter(F, lift, LiftPolicy(stride=1, delay=0, max_gap_s=1.0, hold_s=0.0))
     for i in range(10):
         assert [k for k, _ in sl.push(i, i / 30, [(0, pose(i / 30))], W, H)] == [i]
     lift5 = EchoLift()
-    sl5 = StreamLifter(F, lift5, LiftPolicy(stride=5))
+    sl5 = StreamLifter(F, lift5, LiftPolicy(stride=5, delay=0, max_gap_s=1.0, hold_s=0.0))
     sizes = [len(sl5.push(i, i / 30, [(0, pose(i / 30))], W, H)) for i in range(10)]
     assert sizes == [0, 0, 0, 0, 5, 0, 0, 0, 0, 5] and len(lift5.calls) == 2
 
 
 def test_delayed_holds_frames_by_the_delay() -> None:
-    sl = StreamLifter(F, EchoLift(), LiftPolicy(stride=4, delay=8))
+    sl = StreamLifter(F, EchoLift(), LiftPolicy(stride=4, delay=8, max_gap_s=1.0, hold_s=0.0))
     emitted = []
     for i in range(40):
         emitted.append([k for k, _ in sl.push(i, i / 30, [(0, pose(i / 30))], W, H)])
@@ -77,11 +83,11 @@ def test_delayed_holds_frames_by_the_delay() -> None:
 
 
 def test_the_end_does_not_lift_the_last_window_twice() -> None:
-    out, lift = run(LiftPolicy(stride=1, delay=5), [i / 30 for i in range(20)])
+    out, lift = run(LiftPolicy(stride=1, delay=5, max_gap_s=1.0, hold_s=0.0), [i / 30 for i in range(20)])
     assert [k for k, _ in out] == list(range(20))
     # one window per frame at stride 1 (the last one not again), then 5 end-padded ones for the 5 held
     assert sum(lift.calls) == 20 + 5
-    out, lift = run(LiftPolicy(stride=4, delay=5), [i / 30 for i in range(19)])
+    out, lift = run(LiftPolicy(stride=4, delay=5, max_gap_s=1.0, hold_s=0.0), [i / 30 for i in range(19)])
     # grid 3, 7, 11, 15, then at the end 18 and 18 + 4 padded
     assert [k for k, _ in out] == list(range(19)) and sum(lift.calls) == 6
 
@@ -89,7 +95,7 @@ def test_the_end_does_not_lift_the_last_window_twice() -> None:
 def test_the_last_frames_of_a_clip_get_end_padded_windows_like_the_others() -> None:
     from hotpose.service.lifting import TrackBuffer
 
-    policy = LiftPolicy.clip(F)  # stride 9, delay 26: each frame in ~3 windows
+    policy = LiftPolicy.clip(F, max_gap_s=3.0)  # stride 9, delay 26: each frame in ~3 windows
     buf = TrackBuffer(0.0, F, policy)
     for i in range(100):
         buf.observe(i / 30, expected(i / 30))
@@ -108,7 +114,7 @@ def test_the_last_frames_of_a_clip_get_end_padded_windows_like_the_others() -> N
 def test_lower_frame_rate_and_jittered_timestamps_are_resampled() -> None:
     rng = np.random.default_rng(0)
     times = list(np.cumsum(rng.uniform(0.04, 0.1, 60)))  # 10-25 fps, irregular
-    for policy in (LiftPolicy(stride=2), LiftPolicy.clip(F)):
+    for policy in (LiftPolicy(stride=2, delay=0, max_gap_s=1.0, hold_s=0.0), LiftPolicy.clip(F, max_gap_s=3.0)):
         out, _ = run(policy, times)
         assert [k for k, _ in out] == list(range(60))
         for (k, poses), t in zip(out, times, strict=True):
@@ -147,7 +153,7 @@ def test_a_long_gap_starts_a_new_buffer_and_memory_stays_bounded() -> None:
 def test_a_gap_longer_than_the_window_but_within_max_gap_resolves_every_frame() -> None:
     """Found under load: dropped frames left a 1.0 s gap (30 grid frames) in front of a 27-frame window;
     the samples interpolated over it left the buffer before any window covered them."""
-    policy = LiftPolicy(stride=4, max_gap_s=1.0)
+    policy = LiftPolicy(stride=4, max_gap_s=1.0, delay=0, hold_s=0.0)
     times = [1 / 15, 16 / 15, 20 / 15, 21 / 15, 22 / 15, 23 / 15]
     out, _ = run(policy, times)
     assert [k for k, _ in out] == list(range(len(times)))
@@ -156,7 +162,7 @@ def test_a_gap_longer_than_the_window_but_within_max_gap_resolves_every_frame() 
 
 
 def test_a_time_just_below_a_grid_frame_resolves_at_the_end() -> None:
-    out, _ = run(LiftPolicy(stride=4), [0.0, (5 - 4e-4) / 30])
+    out, _ = run(LiftPolicy(stride=4, delay=0, max_gap_s=1.0, hold_s=0.0), [0.0, (5 - 4e-4) / 30])
     assert [k for k, _ in out] == [0, 1] and all(0 in p for _, p in out)
 
 
@@ -189,14 +195,14 @@ def test_random_streams_lose_no_frame(seed: int) -> None:
 
 def test_stride_longer_than_the_window_is_refused() -> None:
     with pytest.raises(ValueError, match="window"):
-        StreamLifter(F, EchoLift(), LiftPolicy(stride=F + 1))
+        StreamLifter(F, EchoLift(), LiftPolicy(stride=F + 1, delay=0, max_gap_s=1.0, hold_s=0.0))
 
 
 def test_policy_is_checked() -> None:
     with pytest.raises(ValueError):
-        LiftPolicy(stride=0)
+        LiftPolicy(stride=0, delay=0, max_gap_s=1.0, hold_s=0.0)
     with pytest.raises(ValueError):
-        LiftPolicy(hold_s=2.0, max_gap_s=1.0)
+        LiftPolicy(hold_s=2.0, max_gap_s=1.0, stride=1, delay=0)
 
 
 def test_lift_sequence_gives_every_frame_its_own_pose() -> None:
@@ -204,7 +210,11 @@ def test_lift_sequence_gives_every_frame_its_own_pose() -> None:
 
     times = np.arange(50) / 30
     xy = np.stack([pose(t) for t in times])
-    for policy in (LiftPolicy(stride=4), LiftPolicy(stride=4, delay=8), LiftPolicy.clip(F)):
+    for policy in (
+        LiftPolicy(stride=4, delay=0, max_gap_s=1.0, hold_s=0.0),
+        LiftPolicy(stride=4, delay=8, max_gap_s=1.0, hold_s=0.0),
+        LiftPolicy.clip(F, max_gap_s=3.0),
+    ):
         y = lift_sequence(EchoLift(), xy, times, policy, W, H, F)
         assert y.shape == (50, 17, 3)
         np.testing.assert_allclose(y[..., :2], np.stack([expected(t) for t in times]), atol=1e-5)

@@ -39,7 +39,9 @@ def test_a_still_pose_lifts_the_same_at_any_frame_spacing(tiny_lifter) -> None: 
     kp33[:, 1] = np.linspace(100, 400, 33)
     kp33[:, 2] = 1.0
     person = Person(1, (200, 100, 300, 400), 0.9, keypoints=kp33, layout="blazepose33", world=np.zeros((33, 3)))
-    pipe = PosePipeline(lambda f, t: [person], lambda w: lift_root_relative(tiny_lifter, w), 27, LiftPolicy.clip(27))
+    pipe = PosePipeline(
+        lambda f, t: [person], lambda w: lift_root_relative(tiny_lifter, w), 27, LiftPolicy.clip(27, max_gap_s=3.0)
+    )
     out = []
     for i, t in enumerate([0.0, 0.02, 0.5, 0.51, 1.3]):  # irregular
         out += pipe.push_people(i, t, [person], 640, 480)
@@ -68,7 +70,7 @@ def test_a_person_back_after_a_gap_gets_a_fresh_filter() -> None:
         kp33[:, 2] = 1.0
         return Person(track_id=1, bbox=(200 + x, 100, 300 + x, 400), score=0.9, keypoints=kp33, layout="blazepose33")
 
-    pipe = PosePipeline(lambda f, t: [], None, 0, LiftPolicy.clip(27), OneEuroConfig())
+    pipe = PosePipeline(lambda f, t: [], None, 0, LiftPolicy.clip(27, max_gap_s=3.0), OneEuroConfig())
     for i in range(30):  # still at x = 0
         pipe.push_people(i, i / 30, [at(0.0)], 640, 480)
     pipe.push_people(30, 1.0, [], 640, 480)  # a missed frame keeps the filter
@@ -90,7 +92,9 @@ def test_the_lifter_gets_the_detector_2d_and_smoothing_is_for_the_2d_shown() -> 
         seen.append(windows[:, -1])  # each window's newest frame [N, 17, 2]
         return np.zeros((*windows.shape[:3], 3), np.float32)
 
-    pipe = PosePipeline(lambda f, t: [], lift, 27, LiftPolicy(stride=1), OneEuroConfig())
+    pipe = PosePipeline(
+        lambda f, t: [], lift, 27, LiftPolicy(stride=1, delay=0, max_gap_s=1.0, hold_s=0.0), OneEuroConfig()
+    )
     for i in range(20):
         kp33 = np.zeros((33, 3), np.float32)
         kp33[:, :2] = np.linspace(100, 400, 66).reshape(33, 2) + rng.normal(0, 5, (33, 2))  # jittery

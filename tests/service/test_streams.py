@@ -373,4 +373,4 @@ def test_delayed_streams_keep_the_future_context_over_a_missed_detection() -> No
 
     delayed = StreamConfig(delay_frames=8, stride=4, smoothing=True, max_gap_s=3.0, emit="delayed").policy()
     assert emitted_at(delayed)[19] >= 19 + 8  # frame 19 still waited for its 8 frames of future
-    assert emitted_at(LiftPolicy(stride=4, delay=8, hold_s=0.0))[19] == 20  # without a hold: cut short
+    assert emitted_at(LiftPolicy(stride=4, delay=8, hold_s=0.0, max_gap_s=1.0))[19] == 20  # without a hold: cut short

@@ -1,0 +1,100 @@
+"""The live stream's message parsing and flow control, without a socket (end to end: test_streams.py)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from hotpose.service.deps import key_ok
+from hotpose.service.settings import Settings
+from hotpose.service.stream_protocol import (
+    BadFrameTimeError,
+    End,
+    FrameTime,
+    ProtocolError,
+    StreamConfig,
+    config_message,
+    parse_text,
+)
+from hotpose.service.streams import FrameClock, FrameQueue, _Frame
+
+
+def test_the_defaults_are_the_settings_and_a_config_overrides_them() -> None:
+    s = Settings(live_delay_frames=12, live_stride=6, live_smoothing=False, track_max_gap_s=2.0)
+    base = StreamConfig.from_settings(s)
+    assert (base.delay_frames, base.stride, base.smoothing, base.max_gap_s) == (12, 6, False, 2.0)
+    assert (base.emit, base.fps, base.ack) == ("causal", None, False)
+    cfg = base.parse({"emit": "delayed", "fps": 25, "stride": 3, "ack": True, "smoothing": True}, window=27)
+    assert (cfg.emit, cfg.fps, cfg.stride, cfg.ack, cfg.smoothing, cfg.delay_frames) == (
+        "delayed",
+        25.0,
+        3,
+        True,
+        True,
+        12,
+    )
+    policy = cfg.policy()
+    assert (policy.stride, policy.delay, policy.max_gap_s, policy.hold_s) == (3, 12, 2.0, 0.2)
+    causal = base.policy()
+    assert (causal.delay, causal.hold_s) == (0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("msg", "error"),
+    [
+        ({"fps": 0}, "fps must be in"),
+        ({"fps": 1000}, "fps must be in"),
+        ({"emit": "soon"}, "emit must be"),
+        ({"delay_frames": 27}, r"delay_frames must be in \[1, 26\]"),
+        ({"stride": 0}, r"stride must be in \[1, 27\]"),
+        ({"stride": 28}, r"stride must be in \[1, 27\]"),
+    ],
+)
+def test_a_config_out_of_range_is_refused_with_the_reason(msg: dict[str, object], error: str) -> None:
+    with pytest.raises(ProtocolError, match=error):
+        StreamConfig.from_settings(Settings()).parse(msg, window=27)
+
+
+def test_the_first_message_is_a_config_or_not() -> None:
+    assert config_message('{"type": "config", "fps": 30}') == {"type": "config", "fps": 30}
+    assert config_message('{"type": "frame", "t": 0}') is None
+    with pytest.raises(ProtocolError):
+        config_message("{not json")
+
+
+def test_text_messages_parse_to_typed_values() -> None:
+    assert parse_text('{"type": "frame", "t": 1.5}') == FrameTime(1.5)
+    assert parse_text('{"type": "end"}') == End()
+    with pytest.raises(BadFrameTimeError, match="finite"):
+        parse_text('{"type": "frame", "t": NaN}')
+    with pytest.raises(ProtocolError, match="unknown message type 'hello'"):
+        parse_text('{"type": "hello"}')
+    for bad in ('{"type": "frame"}', "[1, 2]", "nope", '{"type": "frame", "t": "soon"}', "[" * 100_000):
+        with pytest.raises(ProtocolError):
+            parse_text(bad)
+
+
+def test_a_full_queue_drops_its_oldest_frame_and_counts_it() -> None:
+    q = FrameQueue(2)
+    frames = [_Frame(i, i / 30, b"", 0.0) for i in range(4)]
+    assert q.put(frames[0]) is None and q.put(frames[1]) is None
+    assert q.put(frames[2]) is frames[0] and q.put(frames[3]) is frames[1]
+    assert [f.index for f in q.frames] == [2, 3] and q.dropped == 2 and len(q) == 2
+
+
+def test_frame_times_always_increase_and_a_clock_going_back_is_reported() -> None:
+    clock = FrameClock()
+    times = [clock.order(i, t) for i, t in enumerate([0.0, 0.1, 0.2, 0.05, 0.15, 0.15])]
+    used = [t for t, _ in times]
+    assert all(b > a for a, b in zip(used, used[1:], strict=False))
+    assert [note is not None for _, note in times] == [False, False, False, True, False, False]
+    assert math.isclose(used[3], 0.3) and "frame 3" in (times[3][1] or "") and clock.shifts == 2
+
+
+def test_api_keys_as_bearer_token_or_query_parameter() -> None:
+    open_, locked = Settings(api_keys=""), Settings(api_keys="k1, k2")
+    assert key_ok(open_, None, None)
+    assert key_ok(locked, "Bearer k2", None) and key_ok(locked, None, "k1")
+    assert not key_ok(locked, None, None) and not key_ok(locked, "Bearer nope", None)
+    assert not key_ok(locked, "Basic k1", None)
