@@ -38,6 +38,11 @@ def add_parsers(sub: Subparsers) -> None:
     _add_2d_flags(r)
     r.add_argument("--device", default=None)
     r.add_argument("--render", type=Path, default=None, help="also write the video with 2D skeletons and a 3D panel")
+    r.add_argument(
+        "--root-relative",
+        action="store_true",
+        help="with --render: the 3D panel draws each person about their pelvis, not placed in one scene",
+    )
     r.set_defaults(func=_run)
 
 
@@ -133,7 +138,8 @@ def _run(args: argparse.Namespace) -> int:
             from hotpose.service.render import render_video
 
             t0 = time.perf_counter()
-            written = render_video(iter_frames(args.video), drawn, args.render, info.fps)
+            placed = not args.root_relative
+            written = render_video(iter_frames(args.video), drawn, args.render, info.fps, placed=placed)
             took = time.perf_counter() - t0
             print(f"rendered {written} frames -> {args.render} ({written / took:.1f} frames/s)", file=sys.stderr)
     except (VideoError, WeightsError, CheckpointError, OSError) as exc:
