@@ -6,7 +6,8 @@ A light distribution (httpx, websockets, numpy) that never imports torch. Three 
 
     with PoseClient(base_url="http://localhost:8000") as client:
         seq = client.process_clip("clip.mp4")            # POST a clip, get typed poses
-        seq.joints_3d()                                   # [T, 17, 3] metres, one person
+        seq.joints_3d()                                   # [T, 17, 3] metres, one person, root-relative
+        seq.root_trajectory()                             # [T, 3] metres: the pelvis in the camera frame
         seq.to_bvh("clip.bvh")
 
         for frame in client.stream(webcam()):             # live: a laptop camera
@@ -34,7 +35,7 @@ from hotpose_client.errors import (
     ServerBusy,
     ServerError,
 )
-from hotpose_client.results import Frame, Person, PoseSequence
+from hotpose_client.results import Camera, Frame, Person, PoseSequence
 from hotpose_client.webcam import webcam
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ __all__ = [
     "AsyncLiveStream",
     "AsyncPoseClient",
     "AuthError",
+    "Camera",
     "ConnectionError",
     "Frame",
     "HotposeError",

@@ -2,7 +2,10 @@
 
 The written file is what DCC tools (Blender, MotionBuilder) import: y up, centimetres, the
 character facing +z with its left side at +x, every joint rotating in Z, X, Y order
-(`Zrotation Xrotation Yrotation`, matrix Rz @ Rx @ Ry), the root also translating.
+(`Zrotation Xrotation Yrotation`, matrix Rz @ Rx @ Ry), the root also translating: its position
+channels are the pelvis's path (`root_positions`, camera-frame metres through `camera_to_bvh`, as
+the joints), or zero for a motion in place. `PoseSequence.to_bvh` writes the server's `root_3d`
+trajectory there by default.
 
 Hierarchy: the 17 Human3.6M joints plus, as in CMU's own BVH files, a zero-length joint between
 each joint with several children and each of those children (`RHipJoint`, `LHipJoint`,
@@ -29,7 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["BVH_JOINTS", "SKELETON", "Bvh", "camera_to_bvh", "bvh_to_camera", "read_bvh", "write_bvh"]
+__all__ = [
+    "BVH_JOINTS", "SKELETON", "Bvh", "camera_to_bvh", "bvh_to_camera", "fill_root_gaps", "read_bvh", "write_bvh",
+]  # fmt: skip
 
 # Human3.6M-17 joints in order, named as retargeting tools expect.
 BVH_JOINTS = (
@@ -99,8 +104,10 @@ def write_bvh(path: str | Path, joints: np.ndarray, fps: float, *, root_position
     """Write joints [T, 17, 3] (metres, camera frame, root-relative; NaN rows = missing) as BVH.
 
     Missing frames hold the last pose before them (the first valid pose at the start).
-    `root_positions` [T, 3] metres in the camera frame places the pelvis; without it the pelvis
-    stays at the origin.
+    `root_positions` [T, 3] metres in the camera frame places the pelvis (the `Hips` position
+    channels, centimetres, y up, as `camera_to_bvh`); a frame whose root is NaN holds the last frame
+    that has both joints and root (`fill_root_gaps` first to interpolate instead). Without it the
+    pelvis stays at the origin.
     """
     joints = np.asarray(joints, np.float64)
     if joints.ndim != 3 or joints.shape[1:] != (17, 3):
@@ -129,6 +136,26 @@ def write_bvh(path: str | Path, joints: np.ndarray, fps: float, *, root_position
         values = [*root_cm[i], *euler[i].reshape(-1)]
         lines.append(" ".join(f"{v:.6f}" for v in values))
     Path(path).write_text("\n".join(lines) + "\n")
+
+
+def fill_root_gaps(root: np.ndarray, times: np.ndarray | None = None) -> np.ndarray:
+    """[T, 3] root path with NaN rows (root not solved, person absent) -> [T, 3] without them.
+
+    A gap between two known roots is interpolated linearly in time (`times`, seconds; frame numbers
+    without them); before the first and after the last known root the nearest one is held.
+    Raises ValueError when no row is known.
+    """
+    root = np.asarray(root, np.float64)
+    if root.ndim != 2 or root.shape[1] != 3:
+        raise ValueError(f"expected root positions [T, 3], got {list(root.shape)}")
+    t = np.arange(len(root), dtype=np.float64) if times is None else np.asarray(times, np.float64)
+    if t.shape != (len(root),):
+        raise ValueError(f"expected one time per root position ({len(root)}), got {list(t.shape)}")
+    known = ~np.isnan(root).any(axis=1)
+    if not known.any():
+        raise ValueError("no frame has a root position")
+    # np.interp holds the end values outside the known range
+    return np.stack([np.interp(t, t[known], root[known, k]) for k in range(3)], axis=1)
 
 
 def _fill_missing(joints: np.ndarray) -> np.ndarray:

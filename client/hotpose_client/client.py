@@ -210,6 +210,9 @@ class PoseClient(BaseClient):
         land in `LiveStream.dropped`. `max_in_flight` makes the client wait instead (for files:
         nothing is dropped); it is capped at the server's queue (`queue` in its `ready` message),
         the most unanswered frames that can never be dropped.
+
+        Each `Frame` carries the server's `camera` and each person a `root_3d` (where the pelvis is,
+        metres, camera frame); both None from a server that does not send them.
         """
         import websockets.sync.client as ws_client
 

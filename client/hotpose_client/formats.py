@@ -1,9 +1,15 @@
 """The result formats, defined once: the server writes them and the SDK reads and writes them.
 
-- JSON: `{"fps", "width", "height", "joint_names", "skeleton_edges", "coordinates", "frames": [frame]}`,
-  frame = `{"index", "time", "people": [{"track_id", "bbox", "score", "keypoints_2d", "joints_3d"}]}`.
+- JSON: `{"fps", "width", "height", "joint_names", "skeleton_edges", "coordinates", "camera",
+  "frames": [frame]}`, frame = `{"index", "time", "people": [person]}`,
+  person = `{"track_id", "bbox", "score", "keypoints_2d", "joints_3d", "root_3d"}`.
+  `joints_3d` is root-relative (pelvis = 0); `root_3d` `[x, y, z] | null` is the pelvis in the
+  camera frame (metres, x right, y down, z forward), null where it was not solved. `camera`
+  (`CAMERA_KEYS`) is the pinhole camera `root_3d` was solved with. Results written before
+  `camera` and `root_3d` existed have neither: readers treat both as absent (None).
 - NPZ: one row per person-frame (`npz_arrays`), plus every frame's index and time.
-- CSV: one row per person, frame and joint (`CSV_COLUMNS`); empty cells where there is no 3D.
+- CSV: one row per person, frame and joint (`CSV_COLUMNS`); empty cells where there is no 3D or
+  no root; the camera repeated on every row (a CSV has no header block), empty without one.
 
 Frames here are plain dicts in the JSON layout, so the server can stream them from its NDJSON
 without building objects.
@@ -23,7 +29,18 @@ import numpy as np
 CSV_COLUMNS = (
     "frame", "time", "track_id", "person_score", "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1",
     "joint", "x_px", "y_px", "score", "x_m", "y_m", "z_m",
+    "root_x", "root_y", "root_z", "camera_focal_px", "camera_cx", "camera_cy", "camera_assumed",
 )  # fmt: skip
+# CSVs written before `root_3d` and `camera`: the same columns up to z_m; still read.
+CSV_COLUMNS_V1 = CSV_COLUMNS[: CSV_COLUMNS.index("z_m") + 1]
+_CSV_ROOT = CSV_COLUMNS.index("root_x")  # root_x, root_y, root_z
+_CSV_CAMERA = CSV_COLUMNS.index("camera_focal_px")  # focal_px, cx, cy, assumed
+
+# The `camera` object of a result header and of live `pose` messages: pixels, in the video's
+# image; `assumed` is true when the client gave neither a focal length nor a field of view and the
+# server took a 70-degree horizontal field of view.
+CAMERA_KEYS = ("focal_px", "cx", "cy", "width", "height", "assumed")
+_CAMERA_TYPES: dict[str, type] = {"focal_px": float, "cx": float, "cy": float, "width": int, "height": int}
 
 NPZ_ARRAYS = {
     "frame_index": "[F] int64: index of every frame, with or without people",
@@ -34,14 +51,21 @@ NPZ_ARRAYS = {
     "bbox": "[N, 4] float32: x0, y0, x1, y1 pixels",
     "score": "[N] float32",
     "keypoints_2d": "[N, J, 3] float32: x, y pixels, score",
-    "joints_3d": "[N, J, 3] float32: metres, NaN where not lifted",
+    "joints_3d": "[N, J, 3] float32: metres, root-relative, NaN where not lifted",
+    "root_3d": "[N, 3] float32: pelvis in the camera frame, metres, NaN where not solved (absent in older files)",
     "joint_names": "[J] str",
     "skeleton_edges": "[E, 2] int64",
     "fps": "float64", "width": "int64", "height": "int64",
     "coordinates": "str: JSON object, units and axes of each field (absent in older files)",
+    # the result's camera (absent when it has none): all six or none
+    "camera_focal_px": "float64: pixels", "camera_cx": "float64: pixels", "camera_cy": "float64: pixels",
+    "camera_width": "int64: pixels", "camera_height": "int64: pixels",
+    "camera_assumed": "bool: the default 70-degree horizontal field of view was assumed",
 }  # fmt: skip
-OPTIONAL_NPZ_ARRAYS = {"coordinates"}
-HEAD_KEYS = ("fps", "width", "height", "joint_names", "skeleton_edges", "coordinates")
+CAMERA_NPZ_ARRAYS = tuple(f"camera_{k}" for k in CAMERA_KEYS)
+OPTIONAL_NPZ_ARRAYS = {"coordinates", "root_3d", *CAMERA_NPZ_ARRAYS}
+HEAD_KEYS = ("fps", "width", "height", "joint_names", "skeleton_edges", "coordinates", "camera")
+OPTIONAL_HEAD_KEYS = {"camera"}  # written only when the meta has one (not None)
 
 
 # --- JSON ----------------------------------------------------------------------------
@@ -60,8 +84,30 @@ def write_json(doc: dict[str, Any], path: str | Path | IO[str] | None) -> str | 
 
 def json_head(meta: dict[str, Any]) -> str:
     """The JSON result up to its first frame: `{"fps": ..., "coordinates": {...}, "frames": [`, so a
-    writer can stream the frames after it (and close with `]}`)."""
-    return json.dumps({k: meta[k] for k in HEAD_KEYS})[:-1] + ', "frames": ['
+    writer can stream the frames after it (and close with `]}`). `camera` is left out when the meta
+    has none."""
+    head = {k: meta[k] for k in HEAD_KEYS if k not in OPTIONAL_HEAD_KEYS or meta.get(k) is not None}
+    if "camera" in head:
+        head["camera"] = camera_dict(head["camera"])
+    return json.dumps(head)[:-1] + ', "frames": ['
+
+
+def camera_dict(camera: dict[str, Any]) -> dict[str, Any]:
+    """A `camera` object checked and typed (`CAMERA_KEYS`); raises ValueError naming a missing key."""
+    missing = [k for k in CAMERA_KEYS if k not in camera]
+    if missing:
+        raise ValueError(f"camera object without {missing}: expected the keys {list(CAMERA_KEYS)}")
+    out = {k: t(camera[k]) for k, t in _CAMERA_TYPES.items()}
+    out["assumed"] = _as_bool(camera["assumed"])
+    return out
+
+
+def _as_bool(v: Any) -> bool:
+    if isinstance(v, str):
+        if v.strip().lower() not in ("1", "0", "true", "false"):
+            raise ValueError(f"expected a boolean (true/false, 1/0), got {v!r}")
+        return v.strip().lower() in ("1", "true")
+    return bool(v)
 
 
 def read_json(source: str | Path | IO[str]) -> dict[str, Any]:
@@ -76,22 +122,31 @@ def read_json(source: str | Path | IO[str]) -> dict[str, Any]:
 # --- CSV -----------------------------------------------------------------------------
 
 
-def csv_rows(frame: dict[str, Any], joint_names: Sequence[str]) -> Iterator[list[Any]]:
-    """The CSV rows of one frame dict."""
+def csv_rows(
+    frame: dict[str, Any], joint_names: Sequence[str], camera: dict[str, Any] | None = None
+) -> Iterator[list[Any]]:
+    """The CSV rows of one frame dict; `camera` (the result header's) fills the camera columns."""
+    cam: list[Any] = [None] * 4
+    if camera is not None:
+        c = camera_dict(camera)
+        cam = [c["focal_px"], c["cx"], c["cy"], int(c["assumed"])]  # 1/0: numeric, as every other column
     for p in frame["people"]:
         j3 = p["joints_3d"] or [[None] * 3] * len(joint_names)
         head = [frame["index"], frame["time"], p["track_id"], p["score"], *p["bbox"]]
+        tail = [*(p.get("root_3d") or [None] * 3), *cam]
         for name, k2, k3 in zip(joint_names, p["keypoints_2d"], j3, strict=True):
-            yield [*head, name, *k2, *k3]
+            yield [*head, name, *k2, *k3, *tail]
 
 
-def csv_chunks(frames: Iterable[dict[str, Any]], joint_names: Sequence[str]) -> Iterator[str]:
+def csv_chunks(
+    frames: Iterable[dict[str, Any]], joint_names: Sequence[str], camera: dict[str, Any] | None = None
+) -> Iterator[str]:
     """The CSV text, header first, one chunk per frame (for streaming)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_COLUMNS)
     for fr in frames:
-        w.writerows(csv_rows(fr, joint_names))
+        w.writerows(csv_rows(fr, joint_names, camera))
         yield buf.getvalue()
         buf.seek(0)
         buf.truncate()
@@ -99,39 +154,53 @@ def csv_chunks(frames: Iterable[dict[str, Any]], joint_names: Sequence[str]) -> 
         yield buf.getvalue()
 
 
-def write_csv(path: str | Path | IO[str], frames: Iterable[dict[str, Any]], joint_names: Sequence[str]) -> None:
+def write_csv(
+    path: str | Path | IO[str],
+    frames: Iterable[dict[str, Any]],
+    joint_names: Sequence[str],
+    camera: dict[str, Any] | None = None,
+) -> None:
     if isinstance(path, (str, Path)):
         with open(path, "w", newline="") as f:
-            f.writelines(csv_chunks(frames, joint_names))
+            f.writelines(csv_chunks(frames, joint_names, camera))
     else:
-        path.writelines(csv_chunks(frames, joint_names))
+        path.writelines(csv_chunks(frames, joint_names, camera))
 
 
-def read_csv(path: str | Path | IO[str]) -> tuple[list[str], list[dict[str, Any]]]:
-    """-> (joint names in file order, frame dicts); frames without people are not in a CSV."""
+def read_csv(path: str | Path | IO[str]) -> tuple[list[str], list[dict[str, Any]], dict[str, Any] | None]:
+    """-> (joint names in file order, frame dicts, camera); frames without people are not in a CSV.
+
+    The camera has `focal_px`, `cx`, `cy` and `assumed` only (a CSV holds no video size), None when
+    the camera columns are empty or absent (CSVs written before them, `CSV_COLUMNS_V1`)."""
     if isinstance(path, (str, Path)):
         with open(path, newline="") as f:
             return _parse_csv(f)
     return _parse_csv(path)
 
 
-def _parse_csv(f: IO[str]) -> tuple[list[str], list[dict[str, Any]]]:
+def _parse_csv(f: IO[str]) -> tuple[list[str], list[dict[str, Any]], dict[str, Any] | None]:
     reader = csv.reader(f)
     header = next(reader, None)
-    if header is None or tuple(header) != CSV_COLUMNS:
+    if header is None or tuple(header) not in (CSV_COLUMNS, CSV_COLUMNS_V1):
         raise ValueError(f"not a hotpose CSV: expected the columns {','.join(CSV_COLUMNS)}")
+    has_root = len(header) == len(CSV_COLUMNS)
     names: list[str] = []
     frames: dict[int, dict[str, Any]] = {}
     people: dict[tuple[int, int], dict[str, Any]] = {}
+    camera: dict[str, Any] | None = None
     for row in reader:
         index, t, tid = int(row[0]), float(row[1]), int(row[2])
         fr = frames.setdefault(index, {"index": index, "time": t, "people": []})
         p = people.get((index, tid))
         if p is None:
+            root = None if not has_root or row[_CSV_ROOT] == "" else [float(v) for v in row[_CSV_ROOT : _CSV_ROOT + 3]]
             p = {"track_id": tid, "score": float(row[3]), "bbox": [float(v) for v in row[4:8]],
-                 "keypoints_2d": [], "joints_3d": []}  # fmt: skip
+                 "keypoints_2d": [], "joints_3d": [], "root_3d": root}  # fmt: skip
             people[index, tid] = p
             fr["people"].append(p)
+            if camera is None and has_root and row[_CSV_CAMERA] != "":
+                focal, cx, cy, assumed = row[_CSV_CAMERA : _CSV_CAMERA + 4]
+                camera = {"focal_px": float(focal), "cx": float(cx), "cy": float(cy), "assumed": _as_bool(assumed)}
         if len(frames) == 1 and len(fr["people"]) == 1:
             names.append(row[8])
         p["keypoints_2d"].append([float(v) for v in row[9:12]])
@@ -139,7 +208,7 @@ def _parse_csv(f: IO[str]) -> tuple[list[str], list[dict[str, Any]]]:
     for p in people.values():
         if any(j is None for j in p["joints_3d"]):
             p["joints_3d"] = None
-    return names, [frames[k] for k in sorted(frames)]
+    return names, [frames[k] for k in sorted(frames)], camera
 
 
 # --- NPZ -----------------------------------------------------------------------------
@@ -148,7 +217,7 @@ def _parse_csv(f: IO[str]) -> tuple[list[str], list[dict[str, Any]]]:
 def npz_arrays(meta: dict[str, Any], frames: Iterable[dict[str, Any]]) -> dict[str, np.ndarray]:
     """The NPZ arrays (`NPZ_ARRAYS`) of frame dicts in the JSON layout."""
     j = len(meta["joint_names"])
-    rows: dict[str, list[Any]] = {k: [] for k in ("frame", "time", "track_id", "bbox", "score", "kp", "j3")}
+    rows: dict[str, list[Any]] = {k: [] for k in ("frame", "time", "track_id", "bbox", "score", "kp", "j3", "root")}
     frame_index, frame_time = [], []
     for fr in frames:
         frame_index.append(fr["index"])
@@ -163,6 +232,9 @@ def npz_arrays(meta: dict[str, Any], frames: Iterable[dict[str, Any]]) -> dict[s
             rows["kp"].append(np.asarray(p["keypoints_2d"], np.float32))
             j3 = p["joints_3d"]
             rows["j3"].append(np.asarray(j3, np.float32) if j3 is not None else np.full((j, 3), np.nan, np.float32))
+            rows["root"].append(p.get("root_3d") or [np.nan] * 3)
+    camera = meta.get("camera")
+    cam = {} if camera is None else {f"camera_{k}": np.asarray(v) for k, v in camera_dict(camera).items()}
     return {
         "frame_index": np.asarray(frame_index, np.int64), "frame_time": np.asarray(frame_time, np.float64),
         "frame": np.asarray(rows["frame"], np.int64), "time": np.asarray(rows["time"], np.float64),
@@ -171,11 +243,13 @@ def npz_arrays(meta: dict[str, Any], frames: Iterable[dict[str, Any]]) -> dict[s
         "score": np.asarray(rows["score"], np.float32),
         "keypoints_2d": np.asarray(rows["kp"], np.float32).reshape(-1, j, 3),
         "joints_3d": np.asarray(rows["j3"], np.float32).reshape(-1, j, 3),
+        "root_3d": np.asarray(rows["root"], np.float32).reshape(-1, 3),
         "joint_names": np.asarray(meta["joint_names"]),
         "skeleton_edges": np.asarray(meta.get("skeleton_edges", []), np.int64).reshape(-1, 2),
         "fps": np.asarray(meta["fps"], np.float64), "width": np.asarray(meta["width"], np.int64),
         "height": np.asarray(meta["height"], np.int64),
         "coordinates": np.asarray(json.dumps(meta.get("coordinates", {}))),
+        **cam,
     }  # fmt: skip
 
 
@@ -196,11 +270,17 @@ def read_npz(path: str | Path | IO[bytes]) -> tuple[dict[str, Any], list[dict[st
         if missing:
             raise ValueError(f"not a hotpose NPZ: missing arrays {missing}")
         a = {k: z[k] for k in NPZ_ARRAYS if k in z}
+    cam = [k for k in CAMERA_NPZ_ARRAYS if k in a]
+    if cam and len(cam) != len(CAMERA_NPZ_ARRAYS):
+        raise ValueError(f"hotpose NPZ with an incomplete camera: has {cam}, needs all of {list(CAMERA_NPZ_ARRAYS)}")
     meta = {
         "fps": float(a["fps"]), "width": int(a["width"]), "height": int(a["height"]),
         "joint_names": [str(n) for n in a["joint_names"]], "skeleton_edges": a["skeleton_edges"].tolist(),
         "coordinates": json.loads(str(a["coordinates"])) if "coordinates" in a else {},
     }  # fmt: skip
+    if cam:
+        meta["camera"] = camera_dict({k: a[f"camera_{k}"].item() for k in CAMERA_KEYS})
+    root = a.get("root_3d")
     frames: dict[int, dict[str, Any]] = {
         int(i): {"index": int(i), "time": float(t), "people": []}
         for i, t in zip(a["frame_index"], a["frame_time"], strict=True)
@@ -211,5 +291,6 @@ def read_npz(path: str | Path | IO[bytes]) -> tuple[dict[str, Any], list[dict[st
             "track_id": int(a["track_id"][r]), "bbox": a["bbox"][r].tolist(), "score": float(a["score"][r]),
             "keypoints_2d": a["keypoints_2d"][r].tolist(),
             "joints_3d": None if np.isnan(j3).all() else j3.tolist(),
+            "root_3d": None if root is None or np.isnan(root[r]).any() else root[r].tolist(),
         })  # fmt: skip
     return meta, list(frames.values())

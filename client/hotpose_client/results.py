@@ -5,6 +5,13 @@ Units and frames (the server's `/v1/info` says the same under `coordinates`):
   0..1 score per joint;
 - `joints_3d` [17, 3]: metres in the camera frame (x right, y down, z away from the camera),
   root-relative (the pelvis is the origin); `None` when the lifter had not produced it;
+- `root_3d` [3]: where that pelvis is, metres in the same camera frame (so `joints_3d + root_3d`
+  places the person in front of the camera); `None` when it could not be solved (no lifter, too
+  few joints seen) and in results written before it existed. The server solves it from the 2D
+  with a pinhole `Camera` and the lifted skeleton's size; scale and depth are one unknown to one
+  camera, so a person smaller than that skeleton is placed too far and a larger one too near, by
+  the ratio of the sizes (a child of 0.7 times its size: at 1/0.7, about 1.4 times, the true
+  distance, its whole path scaled by 1.4 about the camera);
 - `time`: seconds from the first frame.
 Joints are in Human3.6M-17 order (`PoseSequence.joint_names`).
 """
@@ -13,13 +20,48 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import numpy as np
 
 from hotpose_client import formats
 
-__all__ = ["Frame", "Person", "PoseSequence"]
+__all__ = ["Camera", "Frame", "Person", "PoseSequence"]
+
+
+@dataclass(frozen=True)
+class Camera:
+    """The pinhole camera the server placed people with (`root_3d`), in the video's pixels.
+
+    `focal_px` the focal length, (`cx`, `cy`) the principal point, `width` x `height` the image;
+    `assumed` is True when the client gave neither a focal length nor a field of view and the
+    server took a 70-degree horizontal field of view (then distances are as good as that guess).
+    """
+
+    focal_px: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+    assumed: bool
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Camera:
+        """From the `camera` object of a result or a live `pose` message (`formats.CAMERA_KEYS`)."""
+        return cls(**formats.camera_dict(d))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in formats.CAMERA_KEYS}
+
+    def project(self, points: np.ndarray) -> np.ndarray:
+        """Camera-frame points [..., 3] (metres) -> pixels [..., 2], e.g. `joints_3d + root_3d` onto the video."""
+        p = np.asarray(points, np.float64)
+        out: np.ndarray = self.focal_px * p[..., :2] / p[..., 2:3] + np.array([self.cx, self.cy])
+        return out
+
+
+def _camera(d: dict[str, Any] | None) -> Camera | None:
+    return None if d is None else Camera.from_dict(d)
 
 
 @dataclass(frozen=True, eq=False)  # arrays inside: compare fields, not objects
@@ -29,16 +71,19 @@ class Person:
     score: float
     keypoints_2d: np.ndarray  # [17, 3] x, y pixels, score
     joints_3d: np.ndarray | None  # [17, 3] metres, camera frame, root-relative
+    root_3d: np.ndarray | None = None  # [3] metres, camera frame: the pelvis; None where not solved
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Person:
         j3 = d.get("joints_3d")
+        root = d.get("root_3d")  # absent in results written before it existed
         return cls(
             track_id=int(d["track_id"]),
             bbox=tuple(float(v) for v in d["bbox"]),  # type: ignore[arg-type]
             score=float(d["score"]),
             keypoints_2d=np.asarray(d["keypoints_2d"], np.float64).reshape(-1, 3),
             joints_3d=None if j3 is None else np.asarray(j3, np.float64).reshape(-1, 3),
+            root_3d=None if root is None else np.asarray(root, np.float64).reshape(3),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -48,18 +93,20 @@ class Person:
             "score": float(self.score),
             "keypoints_2d": self.keypoints_2d.tolist(),
             "joints_3d": None if self.joints_3d is None else self.joints_3d.tolist(),
+            "root_3d": None if self.root_3d is None else self.root_3d.tolist(),
         }
 
 
 @dataclass(frozen=True, eq=False)
 class Frame:
-    """One video frame's people. On live streams also the server's latency and drop count."""
+    """One video frame's people. On live streams also the server's latency, drop count and camera."""
 
     index: int
     time: float
     people: list[Person] = field(default_factory=list)
     latency_ms: float | None = None  # live: arrival at the server -> answer sent
     dropped: int | None = None  # live: frames of this stream the server has dropped so far
+    camera: Camera | None = None  # live: the camera `root_3d` was solved with (results: `PoseSequence.camera`)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Frame:
@@ -69,10 +116,15 @@ class Frame:
             people=[Person.from_dict(p) for p in d.get("people", [])],
             latency_ms=d.get("latency_ms"),
             dropped=d.get("dropped"),
+            camera=_camera(d.get("camera")),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "time": self.time, "people": [p.to_dict() for p in self.people]}
+        """The JSON layout of a result's frame (`formats`); `camera` only when the frame has one (live)."""
+        d = {"index": self.index, "time": self.time, "people": [p.to_dict() for p in self.people]}
+        if self.camera is not None:
+            d["camera"] = self.camera.to_dict()
+        return d
 
     def person(self, track_id: int) -> Person | None:
         return next((p for p in self.people if p.track_id == track_id), None)
@@ -80,7 +132,8 @@ class Frame:
 
 @dataclass
 class PoseSequence:
-    """The poses of a whole clip, frame by frame, with the video's size and frame rate."""
+    """The poses of a whole clip, frame by frame, with the video's size and frame rate, and the
+    camera people were placed with (None in results written before `root_3d`, or without a lifter)."""
 
     frames: list[Frame]
     fps: float
@@ -89,6 +142,7 @@ class PoseSequence:
     joint_names: tuple[str, ...]
     skeleton_edges: tuple[tuple[int, int], ...] = ()
     coordinates: dict[str, str] = field(default_factory=dict)
+    camera: Camera | None = None
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -101,17 +155,38 @@ class PoseSequence:
     def track_ids(self) -> list[int]:
         return sorted({p.track_id for f in self.frames for p in f.people})
 
-    def joints_3d(self, track_id: int | None = None) -> np.ndarray:
+    def joints_3d(self, track_id: int | None = None, frame: Literal["root", "camera"] = "root") -> np.ndarray:
         """[T, 17, 3] metres for one person over every frame; NaN where absent or not lifted.
 
+        `frame="root"`: root-relative (the pelvis at the origin), as the server sends them.
+        `frame="camera"`: placed in the camera frame, `joints_3d + root_3d`; NaN also in the frames
+        whose root is unknown (see `root_trajectory`).
         `track_id` may be left out when the sequence holds exactly one person.
         """
+        if frame not in ("root", "camera"):
+            raise ValueError(f"frame must be 'root' or 'camera', got {frame!r}")
         tid = self._track(track_id)
         out = np.full((len(self.frames), len(self.joint_names), 3), np.nan)
         for i, f in enumerate(self.frames):
             p = f.person(tid)
             if p is not None and p.joints_3d is not None:
                 out[i] = p.joints_3d
+        if frame == "camera":
+            out += self.root_trajectory(tid)[:, None]
+        return out
+
+    def root_trajectory(self, track_id: int | None = None) -> np.ndarray:
+        """[T, 3] metres, camera frame: one person's pelvis over every frame (`Person.root_3d`);
+        NaN where the person is absent or the root was not solved (all NaN in older results).
+
+        `track_id` may be left out when the sequence holds exactly one person.
+        """
+        tid = self._track(track_id)
+        out = np.full((len(self.frames), 3), np.nan)
+        for i, f in enumerate(self.frames):
+            p = f.person(tid)
+            if p is not None and p.root_3d is not None:
+                out[i] = p.root_3d
         return out
 
     def keypoints_2d(self, track_id: int | None = None) -> np.ndarray:
@@ -137,10 +212,14 @@ class PoseSequence:
     # --- formats -----------------------------------------------------------------
 
     def meta(self) -> dict[str, Any]:
-        return {
+        """The result header (`formats.HEAD_KEYS`); `camera` only when the sequence has one."""
+        meta = {
             "fps": self.fps, "width": self.width, "height": self.height, "joint_names": list(self.joint_names),
             "skeleton_edges": [list(e) for e in self.skeleton_edges], "coordinates": self.coordinates,
         }  # fmt: skip
+        if self.camera is not None:
+            meta["camera"] = self.camera.to_dict()
+        return meta
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PoseSequence:
@@ -154,6 +233,7 @@ class PoseSequence:
                 joint_names=tuple(d["joint_names"]),
                 skeleton_edges=tuple((int(a), int(b)) for a, b in d.get("skeleton_edges", [])),
                 coordinates=dict(d.get("coordinates", {})),
+                camera=_camera(d.get("camera")),  # absent in results written before it existed
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"not a hotpose result: {e!r}") from e
@@ -182,35 +262,62 @@ class PoseSequence:
     def to_csv(self, path: str | Path | IO[str]) -> None:
         """Long format, one row per person, frame and joint (`formats.CSV_COLUMNS`), as `?format=csv`.
 
-        CSV holds no video size or frame rate and no rows for frames without people.
+        CSV holds no video size or frame rate and no rows for frames without people; the root and
+        the camera (focal length, principal point, assumed) are repeated on every row.
         """
-        formats.write_csv(path, (f.to_dict() for f in self.frames), self.joint_names)
+        camera = None if self.camera is None else self.camera.to_dict()
+        formats.write_csv(path, (f.to_dict() for f in self.frames), self.joint_names, camera)
 
     @classmethod
     def from_csv(cls, path: str | Path | IO[str], *, fps: float = 0.0, width: int = 0, height: int = 0) -> PoseSequence:
-        names, frames = formats.read_csv(path)
-        return cls.from_dict({"fps": fps, "width": width, "height": height, "joint_names": names, "frames": frames})
+        """`fps`, `width` and `height` are not in a CSV: give them (they also become the camera's image size)."""
+        names, frames, camera = formats.read_csv(path)
+        meta = {"fps": fps, "width": width, "height": height, "joint_names": names}
+        if camera is not None:
+            meta["camera"] = {**camera, "width": width, "height": height}
+        return cls.from_dict({**meta, "frames": frames})
 
     def to_bvh(
-        self, path: str | Path, track_id: int | None = None, *, root_positions: np.ndarray | None = None
+        self,
+        path: str | Path,
+        track_id: int | None = None,
+        *,
+        root_positions: np.ndarray | Literal["trajectory"] | None = "trajectory",
     ) -> None:
         """A BVH animation of one person (see `hotpose_client.bvh.write_bvh`).
 
-        Frames where the person is absent hold the previous pose. `root_positions` [T, 3] (metres,
-        camera frame) adds the trajectory; without it the pelvis stays at the origin, since the
-        server's 3D is root-relative. BVH has one frame time: frames at uneven times (variable
-        frame rate) are resampled from their timestamps onto an even grid at the clip's rate (the
-        nearest frame for each grid time), so the motion keeps its real timing.
+        Frames where the person is absent hold the previous pose. The `Hips` position channels:
+        - `root_positions="trajectory"` (default): the person's `root_trajectory`, with the frames
+          whose root is unknown filled by `bvh.fill_root_gaps` (linear in time between the nearest
+          known roots, the nearest one held before the first and after the last); when no frame has
+          a root (older results, no lifter) the pelvis stays at the origin;
+        - `root_positions=None`: the pelvis stays at the origin (a motion in place);
+        - an array [T, 3] (metres, camera frame, one row per frame of the sequence): that path, as
+          given (a NaN row holds the last frame that has both joints and root).
+        BVH has one frame time: frames at uneven times (variable frame rate) are resampled from
+        their timestamps onto an even grid at the clip's rate (the nearest frame for each grid
+        time), so the motion keeps its real timing.
         """
-        from hotpose_client.bvh import write_bvh
+        from hotpose_client.bvh import fill_root_gaps, write_bvh
 
         joints = self.joints_3d(track_id)
+        root: np.ndarray | None
+        if isinstance(root_positions, str):
+            if root_positions != "trajectory":
+                raise ValueError(f"root_positions: 'trajectory', None or an array [T, 3], not {root_positions!r}")
+            root = self.root_trajectory(track_id)
+            root = None if np.isnan(root).all() else fill_root_gaps(root, self.times)
+        else:
+            root = None if root_positions is None else np.asarray(root_positions, np.float64)
+            t = len(self.frames)
+            if root is not None and root.shape != (t, 3):
+                raise ValueError(f"expected root_positions [{t}, 3] (one per frame), got {list(root.shape)}")
         fps = frame_rate(self.fps, self.times)
         pick = even_grid(self.times, fps)
         if pick is not None:
             joints = joints[pick]
-            root_positions = None if root_positions is None else np.asarray(root_positions)[pick]
-        write_bvh(path, joints, fps, root_positions=root_positions)
+            root = None if root is None else root[pick]
+        write_bvh(path, joints, fps, root_positions=root)
 
 
 def even_grid(times: np.ndarray, fps: float) -> np.ndarray | None:

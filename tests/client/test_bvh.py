@@ -5,7 +5,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hotpose_client.bvh import BVH_JOINTS, H36M_PARENTS, _euler_zxy, bvh_to_camera, read_bvh, write_bvh
+from hotpose_client import Frame, Person, PoseSequence
+from hotpose_client.bvh import (
+    BVH_JOINTS,
+    H36M_PARENTS,
+    _euler_zxy,
+    bvh_to_camera,
+    fill_root_gaps,
+    read_bvh,
+    write_bvh,
+)
 
 REST = np.array([  # a rigid body (metres, camera frame: y down), Human3.6M-17
     [0, 0, 0], [-0.12, 0.02, 0.01], [-0.13, 0.45, 0.03], [-0.13, 0.88, 0.06], [0.12, 0.02, 0.01],
@@ -111,3 +120,72 @@ def test_bad_inputs_are_refused(tmp_path: Path) -> None:
     (tmp_path / "bad.bvh").write_text("HIERARCHY\nROOT Hips\n{\n OFFSET 0 0 0\n")
     with pytest.raises(ValueError, match="unexpected end of file"):
         read_bvh(tmp_path / "bad.bvh")
+
+
+def walking_sequence(roots: list[list[float] | None], joints: np.ndarray | None = None) -> PoseSequence:
+    """One person at 30 fps, the rigid body above as its pose, the pelvis at `roots` (None: not solved)."""
+    pose = rigid_motion(len(roots), seed=6) if joints is None else joints
+    kp = np.zeros((17, 3))
+    frames = [
+        Frame(i, i / 30, [Person(1, (0, 0, 1, 1), 1.0, kp, pose[i], None if r is None else np.asarray(r))])
+        for i, r in enumerate(roots)
+    ]
+    return PoseSequence(frames, 30.0, 640, 480, BVH_JOINTS)
+
+
+def hips_cm(path: Path) -> np.ndarray:
+    b = read_bvh(path)
+    assert b.names[0] == "Hips" and b.channels[0][:3] == ["Xposition", "Yposition", "Zposition"]
+    return b.motion[:, :3]
+
+
+def test_hips_follow_the_root_trajectory_by_default(tmp_path: Path) -> None:
+    """1 m to the right over 30 frames, 3 m from the camera, 0.1 m below its axis: the file's x, -y, -z in cm."""
+    x = np.linspace(0.0, 1.0, 30)
+    roots: list[list[float] | None] = [[v, 0.1, 3.0] for v in x]
+    roots[10] = None  # not solved in frame 10: interpolated between its neighbours
+    seq = walking_sequence(roots)
+    seq.to_bvh(tmp_path / "walk.bvh")
+    hips = hips_cm(tmp_path / "walk.bvh")
+    np.testing.assert_allclose(hips[:, 0], x * 100, atol=1e-5)  # 0 -> 100 cm to the right, frame 10 included
+    np.testing.assert_allclose(hips[:, 1], -10.0, atol=1e-5)  # y up: 0.1 m below the camera axis
+    np.testing.assert_allclose(hips[:, 2], -300.0, atol=1e-5)  # facing +z: 3 m in front is -300 cm
+    # read back through forward kinematics: the placed joints within the file's precision
+    placed = seq.joints_3d(frame="camera")
+    ok = ~np.isnan(placed).any(axis=(1, 2))
+    assert ok.sum() == 29
+    np.testing.assert_allclose(fk(tmp_path / "walk.bvh")[ok], placed[ok], atol=1e-4)
+    # and the trajectory itself, back in camera metres
+    np.testing.assert_allclose(bvh_to_camera(hips)[ok], seq.root_trajectory()[ok], atol=1e-7)
+
+
+def test_root_positions_none_keeps_the_motion_in_place_and_an_array_wins(tmp_path: Path) -> None:
+    seq = walking_sequence([[0.02 * i, 0.0, 3.0] for i in range(8)])
+    seq.to_bvh(tmp_path / "still.bvh", root_positions=None)
+    assert np.abs(hips_cm(tmp_path / "still.bvh")).max() == 0
+    mine = np.tile([[0.0, -1.0, 2.0]], (8, 1))
+    seq.to_bvh(tmp_path / "mine.bvh", root_positions=mine)
+    np.testing.assert_allclose(hips_cm(tmp_path / "mine.bvh"), np.tile([[0.0, 100.0, -200.0]], (8, 1)), atol=1e-6)
+    with pytest.raises(ValueError, match=r"expected root_positions \[8, 3\]"):
+        seq.to_bvh(tmp_path / "bad.bvh", root_positions=np.zeros((7, 3)))
+    with pytest.raises(ValueError, match="'trajectory', None or an array"):
+        seq.to_bvh(tmp_path / "bad.bvh", root_positions="world")  # type: ignore[arg-type]
+
+
+def test_a_result_without_roots_exports_in_place(tmp_path: Path) -> None:
+    walking_sequence([None] * 5).to_bvh(tmp_path / "old.bvh")  # older results, or no lifter: no root anywhere
+    assert np.abs(hips_cm(tmp_path / "old.bvh")).max() == 0
+
+
+def test_fill_root_gaps_interpolates_in_time_and_holds_the_ends() -> None:
+    root = np.full((6, 3), np.nan)
+    root[1] = [0.0, 0.0, 2.0]
+    root[4] = [0.3, 0.0, 5.0]
+    np.testing.assert_allclose(
+        fill_root_gaps(root),
+        [[0, 0, 2], [0, 0, 2], [0.1, 0, 3], [0.2, 0, 4], [0.3, 0, 5], [0.3, 0, 5]],
+    )
+    times = np.array([0.0, 0.1, 0.15, 0.2, 0.4, 0.5])  # uneven frames: linear in time, not in frame number
+    np.testing.assert_allclose(fill_root_gaps(root, times)[2:4, 0], [0.05, 0.1])
+    with pytest.raises(ValueError, match="no frame has a root position"):
+        fill_root_gaps(np.full((3, 3), np.nan))
