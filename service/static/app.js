@@ -1,6 +1,8 @@
 // hotpose web page: camera or video file -> WS /v1/stream -> 2D overlay + rotatable 3D view;
 // or upload a clip -> job progress -> playback with both skeletons -> downloads.
-// No build step, no dependencies. window.hotpose exposes the state for the browser test.
+// The 3D view places people in one scene (joints_3d + root_3d) or draws each about their pelvis.
+// No build step, no dependencies. window.hotpose exposes the state for the browser test (the test
+// sets lastPose and redraws it with the "placed" toggle; drawn3d holds what was drawn).
 
 const $ = (id) => document.getElementById(id);
 const COLORS = ["#00ff00", "#ff00ff", "#00c8ff", "#ffd000", "#ff5030", "#a0ff80"];
@@ -19,7 +21,14 @@ const state = {
   frames: new Map(), // index -> ImageBitmap of a sent frame, until answered
   job: null, // {id, status, progress, error}
   clip: null, // the finished job's result
-  view: { yaw: 0.6, pitch: 0.25 },
+  view: { yaw: 0.6, pitch: 0.25 }, // the root-relative view (orthographic)
+  sceneView: { yaw: 0.35, pitch: 0.5 }, // the placed view: a viewer above and behind the camera
+  placed: true, // people at joints_3d + root_3d in one scene, else each about their pelvis
+  camera: null, // {focal_px, cx, cy, width, height, assumed}: the stream's or the clip's, for the frustum
+  scene: null, // the placed view's framing, smoothed: {lo, hi, floor, at}
+  // what the 3D view drew last, for the browser test and debugging: per person
+  // {track_id, placed, pelvis: [x, y], top, bottom} in canvas pixels (top/bottom: their joints' extent)
+  drawn3d: [],
   colors: COLORS, // track_id % length picks a person's colour
 };
 window.hotpose = state;
@@ -96,10 +105,165 @@ function project(v, view, scale, cx, cy) {
   return [cx + scale * x1, cy - scale * y2];
 }
 
+const FEET = [3, 6]; // Human3.6M-17 r_ankle, l_ankle
+const HEAD = 10;
+const NEAR_M = 0.05; // the viewer's near plane: nearer geometry is cut
+const MARGIN_M = 0.3; // around the people and the camera in the framing box
+const SMOOTH_S = 0.5; // time constant of the framing and the floor: neither jumps between frames
+
+// A person's joints in the camera frame (joints_3d + root_3d), or null without 3D or a root.
+function placedJoints(p) {
+  const r = p.root_3d;
+  if (!p.joints_3d || !r || r.length !== 3 || !r.every(Number.isFinite)) return null;
+  return p.joints_3d.map((v) => [v[0] + r[0], v[1] + r[1], v[2] + r[2]]);
+}
+
+// The framing box {lo, hi} and floor y (camera y is down: the lowest feet), moved towards this
+// frame's people and the camera: a box grows fast (nobody walks out of the view), shrinks, moves and
+// lowers its floor slowly. Kept as it was when nobody is placed.
+function refit(joints) {
+  const now = performance.now();
+  if (!joints.length) {
+    return state.scene || { lo: [-1.5, -0.5, -0.5], hi: [1.5, 1.5, 5], floor: 1.5, at: now };
+  }
+  const lo = [0, 0, 0], hi = [0, 0, 0]; // the camera, at the origin, is in the scene
+  let floor = -Infinity;
+  for (const j of joints) {
+    for (const v of j) for (let k = 0; k < 3; k++) { lo[k] = Math.min(lo[k], v[k]); hi[k] = Math.max(hi[k], v[k]); }
+    for (const f of FEET) floor = Math.max(floor, j[f][1]);
+  }
+  for (let k = 0; k < 3; k++) { lo[k] -= MARGIN_M; hi[k] += MARGIN_M; }
+  hi[1] = Math.max(hi[1], floor);
+  const s = state.scene;
+  if (!s) { state.scene = { lo, hi, floor, at: now }; return state.scene; }
+  const a = 1 - Math.exp(-Math.min(Math.max(now - s.at, 0), 1000) / 1000 / SMOOTH_S), fast = Math.max(a, 0.5);
+  state.scene = {
+    lo: s.lo.map((v, k) => v + (lo[k] < v ? fast : a) * (lo[k] - v)),
+    hi: s.hi.map((v, k) => v + (hi[k] > v ? fast : a) * (hi[k] - v)),
+    floor: s.floor + a * (floor - s.floor),
+    at: now,
+  };
+  return state.scene;
+}
+
+// A pinhole viewer at the view's angles (yaw 0: straight behind the camera; pitch: looking down),
+// far enough that the box's bounding sphere is in front of it, zoomed and shifted so the box's
+// corners fill 90% of the canvas. Returns (point) -> [x, y, depth].
+function makeViewer(view, lo, hi, width, height) {
+  const cy = Math.cos(view.yaw), sy = Math.sin(view.yaw), cp = Math.cos(view.pitch), sp = Math.sin(view.pitch);
+  const fwd = [-sy * cp, sp, cy * cp], right = [cy, 0, sy];
+  const down = [fwd[1] * right[2] - fwd[2] * right[1], fwd[2] * right[0] - fwd[0] * right[2],
+    fwd[0] * right[1] - fwd[1] * right[0]];
+  const dot = (u, v) => u[0] * v[0] + u[1] * v[1] + u[2] * v[2];
+  const dist = Math.hypot(hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]) / 2 / Math.sin(Math.PI / 8);
+  const eye = [0, 1, 2].map((k) => (lo[k] + hi[k]) / 2 - dist * fwd[k]);
+  const raw = (p) => {
+    const d = [p[0] - eye[0], p[1] - eye[1], p[2] - eye[2]];
+    const z = dot(d, fwd), w = Math.max(z, NEAR_M);
+    return [dot(d, right) / w, dot(d, down) / w, z];
+  };
+  let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+  for (const x of [lo[0], hi[0]]) for (const y of [lo[1], hi[1]]) for (const z of [lo[2], hi[2]]) {
+    const [u, v] = raw([x, y, z]);
+    x0 = Math.min(x0, u); x1 = Math.max(x1, u); y0 = Math.min(y0, v); y1 = Math.max(y1, v);
+  }
+  const f = 0.9 * Math.min(width / Math.max(x1 - x0, 1e-9), height / Math.max(y1 - y0, 1e-9));
+  const ox = width / 2 - f * (x0 + x1) / 2, oy = height / 2 - f * (y0 + y1) / 2;
+  const viewer = (p) => { const [u, v, z] = raw(p); return [ox + f * u, oy + f * v, z]; };
+  viewer.depth = (p) => dot([p[0] - eye[0], p[1] - eye[1], p[2] - eye[2]], fwd);
+  return viewer;
+}
+
+// A segment a -> b (camera frame) cut at the viewer's near plane, drawn with the current stroke.
+function segment(g, viewer, a, b) {
+  const da = viewer.depth(a), db = viewer.depth(b);
+  if (da <= NEAR_M && db <= NEAR_M) return;
+  const cut = (p, q, dp, dq) => (dp >= NEAR_M ? p : p.map((v, k) => v + (NEAR_M - dp) / (dq - dp) * (q[k] - v)));
+  const p = viewer(cut(a, b, da, db)), q = viewer(cut(b, a, db, da));
+  g.beginPath(); g.moveTo(p[0], p[1]); g.lineTo(q[0], q[1]); g.stroke();
+}
+
+function drawSkeleton(g, pts, col, width) {
+  g.strokeStyle = g.fillStyle = col;
+  g.lineWidth = width;
+  for (const [a, b] of state.edges) {
+    g.beginPath(); g.moveTo(pts[a][0], pts[a][1]); g.lineTo(pts[b][0], pts[b][1]); g.stroke();
+  }
+  for (const [x, y] of pts) { g.beginPath(); g.arc(x, y, width, 0, 2 * Math.PI); g.fill(); }
+}
+
+function record(p, pts, placed) {
+  const ys = pts.map((q) => q[1]);
+  state.drawn3d.push({ track_id: p.track_id, placed, pelvis: [pts[0][0], pts[0][1]],
+    top: Math.min(...ys), bottom: Math.max(...ys) });
+}
+
+// Each person about their pelvis, side by side 1 m apart, in the box (x0, y0, size).
+function drawRootRelative(g, people, x0, y0, size, width) {
+  const scale = size / 2.6;
+  people.forEach((p, n) => {
+    const shift = (n - (people.length - 1) / 2) * 1.0;
+    const pts = p.joints_3d.map((v) => project([v[0] + shift, v[1], v[2]], state.view, scale, x0 + size / 2, y0 + size / 2));
+    drawSkeleton(g, pts, color(p.track_id), width);
+    record(p, pts, false);
+  });
+}
+
+function drawPlaced(g, lifted, w, h) {
+  const placed = [], unplaced = [];
+  for (const p of lifted) { const j = placedJoints(p); if (j) placed.push([p, j]); else unplaced.push(p); }
+  const { lo, hi, floor } = refit(placed.map(([, j]) => j));
+  const viewer = makeViewer(state.sceneView, lo, hi, w, h);
+  g.strokeStyle = "#333"; g.lineWidth = 1; // ground grid, 1 m squares fixed in the scene, under the lowest feet
+  const xs = [Math.floor(lo[0]) - 2, Math.ceil(hi[0]) + 2], zs = [Math.floor(lo[2]) - 2, Math.ceil(hi[2]) + 2];
+  for (let x = xs[0]; x <= xs[1]; x++) segment(g, viewer, [x, floor, zs[0]], [x, floor, zs[1]]);
+  for (let z = zs[0]; z <= zs[1]; z++) segment(g, viewer, [xs[0], floor, z], [xs[1], floor, z]);
+  // the camera: a small pyramid to its image's corners, and a line down to the floor
+  const cam = state.camera || { focal_px: w, width: w, height: h }; // older servers send none: a nominal shape
+  const d = Math.min(Math.max(0.03 * Math.hypot(hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]), 0.15), 1);
+  const sx = cam.width / 2 / cam.focal_px * d, sy = cam.height / 2 / cam.focal_px * d;
+  const corners = [[-sx, -sy, d], [sx, -sy, d], [sx, sy, d], [-sx, sy, d]];
+  g.strokeStyle = "#666";
+  segment(g, viewer, [0, 0, 0], [0, floor, 0]);
+  g.strokeStyle = "#ccc";
+  corners.forEach((c, i) => { segment(g, viewer, [0, 0, 0], c); segment(g, viewer, c, corners[(i + 1) % 4]); });
+  const top = viewer([0, -sy, d]);
+  g.fillStyle = "#ccc"; g.font = "11px sans-serif";
+  if (top[2] > NEAR_M) g.fillText("camera", top[0] - 18, top[1] - 5);
+  // far people first: the nearer ones are drawn over them
+  placed.sort((a, b) => b[1][0][2] - a[1][0][2]);
+  for (const [p, j] of placed) {
+    const col = color(p.track_id);
+    const pts = j.map((v) => viewer(v));
+    const shadow = viewer([j[0][0], floor, j[0][2]]);
+    g.globalAlpha = 0.4; g.strokeStyle = g.fillStyle = col; g.lineWidth = 1;
+    g.beginPath(); g.moveTo(pts[0][0], pts[0][1]); g.lineTo(shadow[0], shadow[1]); g.stroke();
+    g.beginPath(); g.arc(shadow[0], shadow[1], 4, 0, 2 * Math.PI); g.fill();
+    g.globalAlpha = 1;
+    drawSkeleton(g, pts, col, 2.5);
+    g.font = "14px sans-serif";
+    g.fillText(`id ${p.track_id}`, pts[HEAD][0] - 12, pts[HEAD][1] - 10);
+    record(p, pts, true);
+  }
+  // no root: each about their pelvis, in boxes along the bottom edge
+  const box = Math.min(h / 4, w / Math.max(unplaced.length, 1));
+  unplaced.forEach((p, n) => {
+    const x0 = n * box, y0 = h - box;
+    g.fillStyle = "#000"; g.fillRect(x0, y0, box, box);
+    g.strokeStyle = "#444"; g.lineWidth = 1; g.strokeRect(x0 + 0.5, y0 + 0.5, box - 1, box - 1);
+    drawRootRelative(g, [p], x0, y0, box, 1.5);
+    g.fillStyle = color(p.track_id); g.font = "11px sans-serif";
+    g.fillText(`id ${p.track_id} (no root)`, x0 + 4, y0 + 12);
+  });
+}
+
 function draw3d(people) {
   const c = $("view3d");
   const g = c.getContext("2d");
   g.fillStyle = "#000"; g.fillRect(0, 0, c.width, c.height);
+  state.drawn3d = [];
+  const lifted = people.filter((p) => p.joints_3d);
+  if (state.placed) { drawPlaced(g, lifted, c.width, c.height); return; }
   const scale = c.height / 2.6, cx = c.width / 2, cy = c.height / 2;
   g.strokeStyle = "#333"; g.lineWidth = 1; // floor grid 1 m below the pelvis, 0.5 m squares
   for (let i = -2; i <= 2; i++) {
@@ -108,17 +272,15 @@ function draw3d(people) {
       g.beginPath(); g.moveTo(p[0], p[1]); g.lineTo(q[0], q[1]); g.stroke();
     }
   }
-  const lifted = people.filter((p) => p.joints_3d);
-  lifted.forEach((p, n) => {
-    const shift = (n - (lifted.length - 1) / 2) * 1.0; // people side by side, 1 m apart
-    const pts = p.joints_3d.map((v) => project([v[0] + shift, v[1], v[2]], state.view, scale, cx, cy));
-    g.strokeStyle = g.fillStyle = color(p.track_id);
-    g.lineWidth = 3;
-    for (const [a, b] of state.edges) {
-      g.beginPath(); g.moveTo(pts[a][0], pts[a][1]); g.lineTo(pts[b][0], pts[b][1]); g.stroke();
-    }
-    for (const [x, y] of pts) { g.beginPath(); g.arc(x, y, 3, 0, 2 * Math.PI); g.fill(); }
-  });
+  drawRootRelative(g, lifted, (c.width - c.height) / 2, 0, c.height, 3);
+}
+
+function setPlaced(placed) {
+  state.placed = placed;
+  $("caption3d").textContent = placed
+    ? "3D (metres, camera frame: people placed in one scene; drag to rotate)"
+    : "3D (metres, root-relative; drag to rotate)";
+  draw3d(state.lastPose ? state.lastPose.people : []);
 }
 
 function enableRotation() {
@@ -128,8 +290,9 @@ function enableRotation() {
   c.addEventListener("pointerup", () => { drag = null; });
   c.addEventListener("pointermove", (e) => {
     if (!drag) return;
-    state.view.yaw += (e.clientX - drag[0]) * 0.01;
-    state.view.pitch = Math.max(-1.5, Math.min(1.5, state.view.pitch + (e.clientY - drag[1]) * 0.01));
+    const view = state.placed ? state.sceneView : state.view; // the placed viewer stays above the floor
+    view.yaw += (e.clientX - drag[0]) * 0.01;
+    view.pitch = Math.max(state.placed ? 0.05 : -1.5, Math.min(1.5, view.pitch + (e.clientY - drag[1]) * 0.01));
     drag = [e.clientX, e.clientY];
     draw3d(state.lastPose ? state.lastPose.people : []);
   });
@@ -151,6 +314,7 @@ async function startLive(source) {
   state.mode = "live";
   state.stats = { sent: 0, acked: 0, answered: 0, dropped: 0, errors: 0, latency: null, fps: 0, tracks: [] };
   state.frames.clear();
+  state.camera = state.scene = null; // a new scene: framed afresh
   $("stop").disabled = false;
   const proto = location.protocol === "https:" ? "wss" : "ws";
   const key = state.apiKey ? `?api_key=${encodeURIComponent(state.apiKey)}` : "";
@@ -186,6 +350,7 @@ async function startLive(source) {
       s.fps = answeredAt.length / Math.min(2, (now - t0) / 1000);
       s.tracks = m.people.map((p) => p.track_id);
       state.lastPose = m;
+      if (m.camera) state.camera = m.camera;
       const frame = state.frames.get(m.index);
       if (frame) draw2d(frame.image, m.people, frame.width, frame.height);
       draw3d(m.people);
@@ -286,6 +451,8 @@ async function processClip(file) {
       await new Promise((r) => setTimeout(r, 500));
     }
     state.clip = await (await api(`/v1/jobs/${id}/result`)).json();
+    state.camera = state.clip.camera || null;
+    state.scene = null; // a new scene: framed afresh
     $("jobtext").textContent = `done: ${state.clip.frames.length} frames`;
     offerBvh(id, state.clip.frames);
     $("downloads").hidden = false;
@@ -367,8 +534,9 @@ $("stop").addEventListener("click", () => { stop(); setStatus("stopped"); });
 for (const b of document.querySelectorAll("#downloads button[data-format]")) {
   b.addEventListener("click", () => download(b.dataset.format));
 }
+$("placed").addEventListener("change", (e) => setPlaced(e.target.checked));
 enableRotation();
-draw3d([]);
+setPlaced($("placed").checked);
 loadInfo().then(() => {
   if (new URLSearchParams(location.search).get("autostart") === "camera") $("camera").click();
 });

@@ -159,6 +159,7 @@ def test_camera_stream_draws_skeletons_where_the_person_is(
             " w: document.getElementById('view2d').width, kp: p.keypoints_2d, bbox: p.bbox,"
             " latency: document.getElementById('latency').textContent,"
             " tracks: document.getElementById('tracks').textContent, stats: window.hotpose.stats,"
+            " drawn3d: window.hotpose.drawn3d.map((d) => d.track_id), track: p.track_id,"
             " color: window.hotpose.colors[p.track_id % window.hotpose.colors.length]}; })()"
         )
         shot = page.screenshot()
@@ -181,7 +182,8 @@ def test_camera_stream_draws_skeletons_where_the_person_is(
     assert person.sum() > 150, "no skeleton drawn over the person"
     assert person.sum() > 0.9 * view.sum(), "skeleton pixels away from the person"
     dx, dy, dw, dh = (int(round(v)) for v in info["d"])
-    assert green[dy : dy + dh, dx : dx + dw].sum() > 150, "no 3D skeleton drawn"
+    # the 3D view draws them placed in the scene (small, when far) or, without a root, root-relative in a box
+    assert info["track"] in info["drawn3d"] and green[dy : dy + dh, dx : dx + dw].sum() > 40, "no 3D skeleton drawn"
 
 
 def test_uploaded_clip_finishes_and_plays(
@@ -215,3 +217,79 @@ def test_uploaded_clip_finishes_and_plays(
         statuses = page.js(f"Promise.all({json.dumps(bvh)}.map((u) => fetch(u).then((r) => r.status)))")
     assert text == "done: 30 frames" and shown and frames == 30
     assert lifted and [int(u.split("track_id=")[1]) for u in bvh] == lifted and statuses == [200] * len(bvh)
+
+
+# A person standing, facing the camera: H36M-17, metres, camera axes (y down), pelvis at the origin.
+STANDING = [
+    [0, 0, 0], [-0.13, 0, 0], [-0.14, 0.45, 0.02], [-0.14, 0.88, 0], [0.13, 0, 0], [0.14, 0.45, 0.02],
+    [0.14, 0.88, 0], [0, -0.25, 0], [0, -0.5, 0], [0, -0.6, -0.05], [0, -0.72, 0], [0.18, -0.48, 0],
+    [0.22, -0.22, 0], [0.24, 0.02, -0.05], [-0.18, -0.48, 0], [-0.22, -0.22, 0], [-0.24, 0.02, -0.05],
+]  # fmt: skip
+# Per track id, the rows of the 3D canvas in its colour: {id: [pixels, top row, bottom row]}.
+SAMPLE_3D = """(() => {
+  const c = document.getElementById('view3d'), d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  const out = {};
+  for (const id of [1, 2, 3]) {
+    const h = window.hotpose.colors[id % window.hotpose.colors.length];
+    const want = [1, 3, 5].map((i) => parseInt(h.slice(i, i + 2), 16));
+    let n = 0, top = Infinity, bottom = -Infinity;
+    for (let i = 0; i < d.length; i += 4) {
+      if (Math.max(...want.map((v, k) => Math.abs(d[i + k] - v))) >= 60) continue;
+      const row = Math.floor(i / 4 / c.width);
+      n += 1; top = Math.min(top, row); bottom = Math.max(bottom, row);
+    }
+    out[id] = [n, top, bottom];
+  }
+  return out;
+})()"""
+
+
+def test_3d_view_places_people_by_depth_and_toggles_back(
+    browser: Callable[[], Page], make_settings: Callable[..., Settings]
+) -> None:
+    def person(track_id: int, root: list[float] | None) -> dict[str, Any]:
+        kp = [[100.0 + 10 * track_id, 100.0, 0.9]] * 17
+        return {"track_id": track_id, "bbox": [0, 0, 10, 10], "score": 0.9, "keypoints_2d": kp,
+                "joints_3d": STANDING, "root_3d": root}  # fmt: skip
+
+    near, far, unplaced = person(1, [-0.5, 0, 3]), person(2, [0.6, 0, 6]), person(3, None)
+    app = create_app(make_settings())
+    with serve(app) as url:
+        page = browser()
+        page.call("Page.navigate", url=url + "/")
+        page.wait_for(
+            "document.readyState === 'complete' && window.hotpose && window.hotpose.info !== null", 30, "page"
+        )
+        assert page.js("window.hotpose.placed && document.getElementById('placed').checked")
+        # the page redraws its last pose when the toggle changes: what a stream or a clip draws
+        page.js(f"window.hotpose.lastPose = {{people: {json.dumps([near, far, unplaced])}}}")
+        toggle = "(() => { const t = document.getElementById('placed'); t.click(); return t.checked; })()"
+        assert page.js(toggle) is False
+        relative = {d["track_id"]: d for d in page.js("window.hotpose.drawn3d")}
+        relative_px = page.js(SAMPLE_3D)
+        caption_relative = page.js("document.getElementById('caption3d').textContent")
+        assert page.js(toggle) is True
+        placed = {d["track_id"]: d for d in page.js("window.hotpose.drawn3d")}
+        placed_px = page.js(SAMPLE_3D)
+        size = page.js("[document.getElementById('view3d').width, document.getElementById('view3d').height]")
+
+    def height(d: dict[str, Any]) -> float:
+        return float(d["bottom"] - d["top"])
+
+    # placed, seen from above and behind the camera: the nearer pelvis lower on the canvas and left of
+    # the farther one (as in the video), the nearer person drawn taller
+    assert placed[1]["placed"] and placed[2]["placed"] and not placed[3]["placed"]
+    assert placed[1]["pelvis"][1] > placed[2]["pelvis"][1] + 20 and placed[1]["pelvis"][0] < placed[2]["pelvis"][0]
+    assert height(placed[1]) > 1.1 * height(placed[2])
+    n1, top1, bottom1 = placed_px["1"]
+    n2, top2, bottom2 = placed_px["2"]
+    assert n1 > 100 and n2 > 50  # drawn in their colours, where the page says
+    assert abs(bottom1 - placed[1]["bottom"]) < 6 and abs(bottom2 - placed[2]["bottom"]) < 6
+    assert bottom1 - top1 > bottom2 - top2 and bottom1 > bottom2
+    # no root: root-relative in a box along the bottom edge
+    assert placed[3]["top"] >= size[1] * 3 / 4 and placed_px["3"][0] > 20 and placed_px["3"][1] >= size[1] * 3 / 4
+    # the toggle's other side: everyone about their pelvis, alike whatever their depth
+    assert not any(d["placed"] for d in relative.values()) and set(relative) == {1, 2, 3}
+    assert abs(height(relative[1]) - height(relative[2])) < 1
+    assert abs((relative_px["1"][2] - relative_px["1"][1]) - (relative_px["2"][2] - relative_px["2"][1])) <= 2
+    assert "root-relative" in caption_relative
