@@ -207,6 +207,8 @@ class EvalView:
     target: np.ndarray  # [T, 17, 3] root-relative camera frame, metres
     rig: str = ""  # the clip's skeleton family
     subject: str = ""  # the clip's subject
+    root: np.ndarray | None = None  # [T, 3] the pelvis in the camera frame, metres (where the person is)
+    cam: Camera | None = None  # the view's camera (`camera` is its number)
 
 
 def _seed(*parts: object) -> int:
@@ -241,10 +243,11 @@ def eval_views(
             cam = look_at(target, yaw + k * math.pi / 2, distance, height, cams.focal)
             px, tgt = view(clip.joints, cam)
             noisy = noise.apply(px, np.random.default_rng(_seed("noise", clip.name, k)))
+            root = cam.to_camera(clip.joints[:, 0]).astype(np.float32)
             out.append(EvalView(clip.name, k, {
                 "gt2d": np.asarray(normalize_screen(px, EVAL_IMAGE, EVAL_IMAGE), dtype=np.float32),
                 "noisy2d": np.asarray(normalize_screen(noisy, EVAL_IMAGE, EVAL_IMAGE), dtype=np.float32),
-            }, tgt, clip.rig, clip.subject))  # fmt: skip
+            }, tgt, clip.rig, clip.subject, root, cam))  # fmt: skip
     return out
 
 

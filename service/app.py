@@ -66,7 +66,7 @@ def _start(state: AppState) -> None:
     if expired:
         log.info("deleted %d jobs older than the retention", expired)
     limits = ClipLimits(s.max_clip_frames, s.max_clip_seconds, s.max_frame_pixels)
-    state.runner = JobRunner(state.store, engine.pipeline, limits, workers=s.job_workers)
+    state.runner = JobRunner(state.store, lambda camera: engine.pipeline(camera=camera), limits, workers=s.job_workers)
     resumed = state.runner.recover()
     if resumed:
         log.info("queued again after a restart: %s", resumed)

@@ -21,6 +21,7 @@ from hotpose.models.device import pick_device
 from hotpose.service import metrics
 from hotpose.service.lifting import LiftPolicy, lift_root_relative
 from hotpose.service.pipeline import DetectFn, PosePipeline
+from hotpose.service.placing import CameraRequest
 from hotpose.service.scheduler import BatchConfig, BatchScheduler
 from hotpose.service.settings import Settings
 from hotpose.service.smoothing import OneEuroConfig
@@ -142,13 +143,18 @@ class Engine:
         return out
 
     def pipeline(
-        self, policy: LiftPolicy | None = None, smoothing: OneEuroConfig | None = None, flip: bool | None = None
+        self,
+        policy: LiftPolicy | None = None,
+        smoothing: OneEuroConfig | None = None,
+        flip: bool | None = None,
+        camera: CameraRequest | None = None,
     ) -> PosePipeline:
-        """A pipeline for one clip or stream (default policy: offline clip quality; flip: the config's)."""
+        """A pipeline for one clip or stream (default policy: offline clip quality; flip: the config's;
+        camera: what the client says of its camera, for placing people)."""
         lift = (lambda w: self.lift(w, flip)) if self.lifter is not None else None
         window = self.window or 1
         policy = policy or LiftPolicy.clip(window, self.config.track_max_gap_s)
-        return PosePipeline(self.detect_fn(), lift, window, policy, smoothing)
+        return PosePipeline(self.detect_fn(), lift, window, policy, smoothing, camera)
 
     def describe_2d(self) -> dict[str, object]:
         """What runs in the 2D stage (`/v1/info`)."""

@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +29,13 @@ import numpy as np
 from hotpose.models.keypoints import H36M_EDGES, H36M_JOINTS
 from hotpose.service import metrics
 from hotpose.service.pipeline import PosePipeline, iter_poses
+from hotpose.service.placing import CameraRequest
 from hotpose.service.video import VideoError, iter_frames, probe
 
 log = logging.getLogger(__name__)
 
 STATUSES = ("queued", "running", "done", "failed")
+CAMERA_FILE = "camera.json"  # the upload's focal_px / fov_deg / person_height_m
 
 
 @dataclass
@@ -144,7 +146,11 @@ class JobRunner:
     """Worker threads that take queued jobs and run them through a fresh pipeline each."""
 
     def __init__(
-        self, store: JobStore, make_pipeline: Callable[[], PosePipeline], limits: ClipLimits, workers: int
+        self,
+        store: JobStore,
+        make_pipeline: Callable[[CameraRequest], PosePipeline],
+        limits: ClipLimits,
+        workers: int,
     ) -> None:
         self.store = store
         self.make_pipeline = make_pipeline
@@ -216,10 +222,12 @@ class JobRunner:
                 self._cancelled.discard(job_id)
 
     def _drop_input(self, job_id: str) -> None:
-        """A finished job's upload (up to `max_upload_mb`) is not needed again: only its results are kept."""
+        """A finished job's upload (up to `max_upload_mb`) and its camera request (now in meta.json) are not
+        needed again: only its results are kept."""
         path = input_path(self.store, job_id)
         if path is not None:
             path.unlink(missing_ok=True)
+        (self.store.dir(job_id) / CAMERA_FILE).unlink(missing_ok=True)
 
     def _run(self, job_id: str) -> None:
         path = input_path(self.store, job_id)
@@ -234,14 +242,16 @@ class JobRunner:
         if info.fps > 0 and info.frames / info.fps > lim.max_seconds:
             raise ClipLimitError(f"the clip lasts {info.frames / info.fps:.0f} s; the limit is {lim.max_seconds:.0f} s")
         d = self.store.dir(job_id)
+        camera = read_camera_request(self.store, job_id)
         meta = {
             "fps": info.fps, "width": info.width, "height": info.height, "joint_names": list(H36M_JOINTS),
             "skeleton_edges": [list(e) for e in H36M_EDGES],
+            "camera": camera.camera(info.width, info.height).to_dict(),
         }  # fmt: skip
         (d / "meta.json").write_text(json.dumps(meta))
         total = max(info.frames, 1)
         self.store.update(job_id, status="running", frames_total=info.frames, progress=0.0, frames_done=0, error=None)
-        pipeline = self.make_pipeline()
+        pipeline = self.make_pipeline(camera)
         decoded = 0
 
         def frames() -> Iterator[tuple[int, float, np.ndarray]]:
@@ -285,6 +295,16 @@ class _CancelledError(Exception):
 
 class _StoppingError(Exception):
     pass
+
+
+def write_camera_request(store: JobStore, job_id: str, request: CameraRequest) -> None:
+    """What the upload said of its camera, kept with the job (a restarted job is placed the same way)."""
+    (store.dir(job_id) / CAMERA_FILE).write_text(json.dumps(asdict(request)))
+
+
+def read_camera_request(store: JobStore, job_id: str) -> CameraRequest:
+    path = store.dir(job_id) / CAMERA_FILE
+    return CameraRequest(**json.loads(path.read_text())) if path.exists() else CameraRequest()
 
 
 def frames_file(store: JobStore, job_id: str) -> Path:

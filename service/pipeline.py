@@ -30,7 +30,9 @@ import numpy as np
 from hotpose.models import Lifter
 from hotpose.models.detector import Detector, Person
 from hotpose.models.keypoints import H36M_EDGES, H36M_JOINTS
+from hotpose.models.placement import Camera
 from hotpose.service.lifting import LiftFn, LiftPolicy, StreamLifter, lift_root_relative
+from hotpose.service.placing import ROOT_LAG_FRAMES, CameraRequest, RootPlacer
 from hotpose.service.smoothing import OneEuroConfig, OneEuroFilter
 from hotpose_client import formats
 
@@ -48,6 +50,8 @@ class PersonPose:
     score: float
     keypoints_2d: np.ndarray  # [17, 3] x, y pixels, score
     joints_3d: np.ndarray | None = None  # [17, 3] metres, camera frame, root-relative
+    root_3d: np.ndarray | None = None  # [3] metres, camera frame: where the pelvis is (`hotpose.service.placing`)
+    raw_2d: np.ndarray | None = field(default=None, repr=False)  # [17, 3] the detector's own 2D (not sent)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -56,6 +60,7 @@ class PersonPose:
             "score": round(float(self.score), 4),
             "keypoints_2d": np.round(self.keypoints_2d, 2).tolist(),
             "joints_3d": None if self.joints_3d is None else np.round(self.joints_3d, 4).tolist(),
+            "root_3d": None if self.root_3d is None else np.round(self.root_3d, 4).tolist(),
         }
 
 
@@ -76,9 +81,10 @@ class PoseSequence:
     height: int
     frames: list[FramePoses]
     joint_names: tuple[str, ...] = H36M_JOINTS
+    camera: Camera | None = None
 
     def to_dict(self) -> dict[str, object]:
-        meta = {**result_meta(self.fps, self.width, self.height), "joint_names": list(self.joint_names)}
+        meta = {**result_meta(self.fps, self.width, self.height, self.camera), "joint_names": list(self.joint_names)}
         return {**meta, "frames": [f.to_dict() for f in self.frames]}
 
 
@@ -97,9 +103,12 @@ class PosePipeline:
         window: int,
         policy: LiftPolicy,
         smoothing: OneEuroConfig | None = None,
+        camera: CameraRequest | None = None,
     ) -> None:
         self.detect = detect
         self.streamer = StreamLifter(window, lift, policy) if lift is not None else None
+        # roots wait for future context when the poses do (clips, delayed streams); causal ones are filtered
+        self.placer = RootPlacer(camera or CameraRequest(), ROOT_LAG_FRAMES if policy.delay > 0 else 0)
         self.smoothing = smoothing
         self.filters: dict[int, OneEuroFilter] = {}
         self.width = self.height = 0
@@ -110,17 +119,19 @@ class PosePipeline:
         return self.push_people(index, t, self.detect(frame, t), self.width, self.height)
 
     def push_people(self, index: int, t: float, people: list[Person], width: int, height: int) -> list[FramePoses]:
+        self.width, self.height = width, height
         fp = FramePoses(index, t)
         raw: list[tuple[int, np.ndarray]] = []  # what the lifter gets: the detector's own 2D
         for p in people:
             kp = p.h36m17()
             raw.append((p.track_id, kp[:, :2]))
+            detected = kp
             # smoothing is for the 2D shown: the lifter was trained on unfiltered, noisy 2D, and lifting
             # the filtered 2D measured worse in MPJPE and MPJVE alike (its lag; README, live mode)
             if self.smoothing is not None:
                 f = self.filters.setdefault(p.track_id, OneEuroFilter(self.smoothing))
                 kp = np.concatenate([f(t, kp[:, :2]), kp[:, 2:]], axis=1).astype(np.float32)
-            fp.people.append(PersonPose(p.track_id, p.bbox, p.score, kp))
+            fp.people.append(PersonPose(p.track_id, p.bbox, p.score, kp, raw_2d=detected))
         # a person unseen for a while starts a fresh filter when back (a filter's t: when it last saw them)
         gone = [tid for tid, f in self.filters.items() if f.t is not None and t - f.t > FILTER_RESET_S]
         for tid in gone:
@@ -128,12 +139,18 @@ class PosePipeline:
         if self.streamer is None:
             return [fp]
         done = self.streamer.push(fp, t, raw, width, height)
-        return [_fill(key, y3d) for key, y3d in done]
+        return self.placer.push([_fill(key, y3d) for key, y3d in done], width, height)
 
     def flush(self) -> list[FramePoses]:
         if self.streamer is None:
             return []
-        return [_fill(key, y3d) for key, y3d in self.streamer.flush()]
+        done = [_fill(key, y3d) for key, y3d in self.streamer.flush()]
+        return self.placer.push(done, self.width, self.height) + self.placer.flush()
+
+    @property
+    def camera(self) -> Camera | None:
+        """The camera people are placed with (known from the first frame on)."""
+        return self.placer.camera
 
 
 def _fill(key: object, y3d: dict[int, np.ndarray]) -> FramePoses:
@@ -153,42 +170,48 @@ def iter_poses(frames: Iterable[tuple[int, float, np.ndarray]], pipeline: PosePi
     yield from pipeline.flush()
 
 
-def clip_pipeline(detector: Detector, lifter: Lifter | None, max_gap_s: float) -> PosePipeline:
+def clip_pipeline(
+    detector: Detector, lifter: Lifter | None, max_gap_s: float, camera: CameraRequest | None = None
+) -> PosePipeline:
     """The pipeline of one whole video with the models called directly (the `hotpose run` command);
-    `max_gap_s`: the tracker's gap (`Settings.track_max_gap_s`)."""
+    `max_gap_s`: the tracker's gap (`Settings.track_max_gap_s`); `camera`: what the user says of it."""
     detector.reset()
     lift: LiftFn | None = None
     window = 0
     if lifter is not None:
         window = lifter.config.frames
         lift = partial(lift_root_relative, lifter)
-    return PosePipeline(detector.process, lift, window, LiftPolicy.clip(max(window, 1), max_gap_s))
+    return PosePipeline(detector.process, lift, window, LiftPolicy.clip(max(window, 1), max_gap_s), camera=camera)
 
 
 # Units and axes of the result fields, in every result (JSON, NPZ) and in `/v1/info`.
 COORDINATES = {
     "keypoints_2d": "image pixels, x right, y down, origin at the top-left corner; third value: score 0..1",
     "joints_3d": "metres, camera frame (x right, y down, z away from the camera), root-relative: pelvis = 0",
+    "root_3d": "metres, camera frame: the pelvis; joints_3d + root_3d places the person (pinhole `camera`)",
     "time": "seconds from the first frame (container timestamps, or the client's t on streams)",
 }
 
 
-def result_meta(fps: float, width: int, height: int) -> dict[str, Any]:
+def result_meta(fps: float, width: int, height: int, camera: Camera | None) -> dict[str, Any]:
     """Everything a result holds besides its frames (`hotpose_client.formats.HEAD_KEYS`)."""
-    return {
+    meta = {
         "fps": fps, "width": width, "height": height, "joint_names": list(H36M_JOINTS),
         "skeleton_edges": [list(e) for e in H36M_EDGES], "coordinates": COORDINATES,
     }  # fmt: skip
+    if camera is not None:
+        meta["camera"] = camera.to_dict()
+    return meta
 
 
 def write_poses_json(
-    frames: Iterable[FramePoses], path: Path, fps: float, width: int, height: int
+    frames: Iterable[FramePoses], path: Path, fps: float, width: int, height: int, camera: Camera | None
 ) -> Iterator[FramePoses]:
     """Write frames as they come to `path` (the JSON of `PoseSequence.to_dict`, never all in memory),
     passing each one on; the file appears complete or not at all (written as `.part`, then renamed)."""
     part = path.with_name(path.name + ".part")
     with open(part, "w") as out:
-        out.write(formats.json_head(result_meta(fps, width, height)))
+        out.write(formats.json_head(result_meta(fps, width, height, camera)))
         for i, fp in enumerate(frames):
             out.write(("," if i else "") + json.dumps(fp.to_dict()))
             yield fp
@@ -203,12 +226,13 @@ def process_frames(
     fps: float,
     max_gap_s: float,
     progress: Callable[[int], None] | None = None,
+    camera: CameraRequest | None = None,
 ) -> PoseSequence:
     """A whole video in one process, held in memory: clip policy, models called directly."""
-    pipeline = clip_pipeline(detector, lifter, max_gap_s)
+    pipeline = clip_pipeline(detector, lifter, max_gap_s, camera)
     out: list[FramePoses] = []
     for fp in iter_poses(frames, pipeline):
         out.append(fp)
         if progress is not None:
             progress(len(out))
-    return PoseSequence(fps=fps, width=pipeline.width, height=pipeline.height, frames=out)
+    return PoseSequence(fps=fps, width=pipeline.width, height=pipeline.height, frames=out, camera=pipeline.camera)

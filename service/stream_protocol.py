@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from hotpose.service.lifting import LiftPolicy
+from hotpose.service.placing import CameraRequest
 from hotpose.service.settings import Settings
 
 CLOSE_NORMAL = 1000
@@ -43,6 +44,7 @@ class StreamConfig:
     emit: Emit = "causal"  # not a setting: each client chooses (causal unless it asks)
     fps: float | None = None  # the client's frame rate when it sends no times
     ack: bool = False  # acknowledge each frame as soon as it is processed
+    camera: CameraRequest = CameraRequest()  # focal_px / fov_deg / person_height_m, for placing people
 
     @classmethod
     def from_settings(cls, s: Settings) -> StreamConfig:
@@ -72,6 +74,12 @@ class StreamConfig:
             cfg = replace(cfg, stride=stride)
         if "smoothing" in msg:
             cfg = replace(cfg, smoothing=bool(msg["smoothing"]))
+        given = {k: float(msg[k]) for k in ("focal_px", "fov_deg", "person_height_m") if msg.get(k) is not None}
+        if given:
+            try:
+                cfg = replace(cfg, camera=CameraRequest(**given))
+            except ValueError as e:
+                raise ProtocolError(str(e)) from None
         return cfg
 
     def policy(self) -> LiftPolicy:

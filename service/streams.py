@@ -2,13 +2,15 @@
 
 Protocol (client -> server):
 - optional first text message `{"type": "config", "fps": 30, "emit": "causal" | "delayed",
-  "delay_frames": N, "stride": N, "smoothing": true, "ack": false}`;
+  "delay_frames": N, "stride": N, "smoothing": true, "ack": false, "focal_px": F | "fov_deg": D,
+  "person_height_m": H}` (the last three place people: `hotpose.service.placing`);
 - per frame, optionally a text message `{"type": "frame", "t": seconds}` (capture time), then one
   binary message: an encoded image (JPEG, PNG or WebP);
 - `{"type": "end"}`: the server flushes what it holds, answers, and closes with 1000.
 
 Server -> client: `{"type": "ready", ...}` once, then per processed frame `{"type": "pose", "index",
-"t", "people", "latency_ms", "dropped"}` in index order; `{"type": "error", "index", "message"}` for a
+"t", "people", "latency_ms", "dropped", "camera"}` in index order (each person with `root_3d`, placed
+with `camera`); `{"type": "error", "index", "message"}` for a
 binary that is not an image (the stream goes on); `{"type": "dropped", "indexes": [...]}` when the
 server had to drop unprocessed frames; with `"ack": true`, `{"type": "ack", "index"}` as soon as a
 frame has been processed (before its pose may be final), which lets a client that must not lose
@@ -225,13 +227,14 @@ async def _open(ws: WebSocket, ctx: StreamContext, sid: str) -> tuple[_Session, 
             await ws.close(code=CLOSE_POLICY, reason=f"bad config: {e}"[:120])
             return None
     smoothing = OneEuroConfig() if cfg.smoothing else None
-    pipeline = engine.pipeline(cfg.policy(), smoothing, flip=s.live_flip)
+    pipeline = engine.pipeline(cfg.policy(), smoothing, flip=s.live_flip, camera=cfg.camera)
     session = _Session(sid, cfg, pipeline, FrameQueue(s.live_queue), s.max_frame_pixels)
     log.info("stream %s: open (%s)", sid, cfg)
     await ws.send_json({
         "type": "ready", "stream_id": sid, "emit": cfg.emit, "stride": cfg.stride,
         "delay_frames": cfg.policy().delay, "window": engine.window, "smoothing": cfg.smoothing,
         "queue": s.live_queue, "lifter": engine.lifter is not None, "flip": s.live_flip,
+        "root_lag_frames": pipeline.placer.lag,
     })  # fmt: skip
     return session, pending
 
@@ -374,6 +377,7 @@ def _step(pipeline: PosePipeline, index: int, t: float, data: bytes, max_pixels:
 
 async def _send(ws: WebSocket, session: _Session, frames: list[FramePoses]) -> None:
     now = time.perf_counter()
+    camera = session.pipeline.camera
     for fp in frames:
         arrived = session.received.pop(fp.index, now)
         msg = {
@@ -382,6 +386,7 @@ async def _send(ws: WebSocket, session: _Session, frames: list[FramePoses]) -> N
             "t": round(fp.time, 4),
             "latency_ms": round(1000 * (now - arrived), 1),
             "dropped": session.dropped,
+            "camera": camera.to_dict() if camera is not None else None,
         }
         msg.pop("time")
         await ws.send_text(json.dumps(msg, separators=(",", ":")))

@@ -83,6 +83,17 @@ def add_parsers(sub: Subparsers) -> None:
     e.add_argument("--threads", type=int, default=None)
     e.set_defaults(func=_eval_lifter)
 
+    r = sub.add_parser("eval-root", help="where people are placed: MRPE and two-person figures, one JSON line")
+    r.add_argument("--data", type=Path, required=True, help="mocap npz (format of shared/mocap)")
+    r.add_argument("--split", choices=["all", "val", "train"], default="val", help="as eval-lifter (default: val)")
+    r.add_argument("--model", default=None, help=setting_help("lifter"))
+    r.add_argument("--weights", type=Path, default=None, help="default: the weights shipped for --model")
+    r.add_argument("--views-every", type=int, default=1, help="evaluate every N-th view only (a quicker subset)")
+    r.add_argument("--pairs", type=int, default=16, help="two-person pairs (each two views)")
+    r.add_argument("--device", default=None)
+    r.add_argument("--threads", type=int, default=None)
+    r.set_defaults(func=_eval_root)
+
 
 def _eval_2d(args: argparse.Namespace) -> int:
     import torch
@@ -240,3 +251,46 @@ def _service_lifting(model: Any, args: argparse.Namespace) -> tuple[Callable[[An
 
     about = {"service": args.service, "lift_stride": policy.stride, "delay_frames": policy.delay, "flip": flip}
     return run, about
+
+
+def _eval_root(args: argparse.Namespace) -> int:
+    """Views lifted and placed as a clip job does (clip policy, the settings' flip), roots measured."""
+    import logging
+
+    import torch
+
+    from hotpose.models import create_lifter, resolve_weights
+    from hotpose.models.data import eval_views, load_clips, split_by_subject
+    from hotpose.models.device import pick_device
+    from hotpose.service.lifting import LiftPolicy, lift_root_relative
+    from hotpose.service.root_eval import evaluate_roots
+    from hotpose.service.settings import Settings
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.views_every < 1 or args.pairs < 0:
+        print("error: --views-every must be >= 1 and --pairs >= 0", file=sys.stderr)
+        return 1
+    s = Settings()
+    name = args.model or s.lifter
+    weights = resolve_weights(name, args.weights or (s.lifter_weights if name == s.lifter else None))
+    if weights is None:
+        print(f"error: no trained weights for lifter {name!r}: pass --weights", file=sys.stderr)
+        return 1
+    model = create_lifter(name, weights=weights, device=pick_device(args.device or s.device))
+    clips = load_clips(args.data)
+    if args.split != "all":
+        clips = split_by_subject(clips)[1 if args.split == "val" else 0]
+    views = eval_views(clips)[:: args.views_every]
+    frames = model.config.frames
+    policy = LiftPolicy.clip(frames, s.track_max_gap_s)
+    log = logging.getLogger("hotpose.eval-root")
+
+    def lift(w: Any) -> Any:
+        return lift_root_relative(model, w, s.flip)
+
+    report = evaluate_roots(views, lift, policy, frames, pairs=args.pairs, progress=log.debug)
+    header = {"model": name, "weights": str(weights), "data": str(args.data), "split": args.split,
+              "clips": len(clips), "views": len(views), "flip": s.flip}  # fmt: skip
+    print(json.dumps({**header, **report}))
+    return 0

@@ -37,6 +37,10 @@ def add_parsers(sub: Subparsers) -> None:
     )
     _add_2d_flags(r)
     r.add_argument("--device", default=None)
+    camera = r.add_mutually_exclusive_group()
+    camera.add_argument("--focal-px", type=float, default=None, help="the camera's focal length in pixels")
+    camera.add_argument("--fov-deg", type=float, default=None, help="the camera's horizontal field of view (degrees)")
+    r.add_argument("--person-height-m", type=float, default=None, help="everyone's height, to place them (metres)")
     r.add_argument("--render", type=Path, default=None, help="also write the video with 2D skeletons and a 3D panel")
     r.add_argument(
         "--root-relative",
@@ -107,8 +111,9 @@ def _run(args: argparse.Namespace) -> int:
     from hotpose.models.detector.weights import WeightsError
     from hotpose.models.device import pick_device
     from hotpose.service.pipeline import PersonPose, clip_pipeline, iter_poses, write_poses_json
+    from hotpose.service.placing import CameraRequest
     from hotpose.service.settings import Settings
-    from hotpose.service.video import VideoError, iter_frames, probe
+    from hotpose.service.video import iter_frames, probe
 
     s = Settings()
     name = args.lifter or s.lifter
@@ -124,10 +129,13 @@ def _run(args: argparse.Namespace) -> int:
         lifter = create_lifter(name, weights=weights, device=pick_device(args.device or s.device))
         t0 = time.perf_counter()
         # frames go to the file as they are final; only --render keeps the people of every frame
-        poses = iter_poses(iter_frames(args.video), clip_pipeline(detector, lifter, s.track_max_gap_s))
+        request = CameraRequest(args.focal_px, args.fov_deg, args.person_height_m)
+        pipeline = clip_pipeline(detector, lifter, s.track_max_gap_s, request)
+        poses = iter_poses(iter_frames(args.video), pipeline)
         drawn: dict[int, list[PersonPose]] = {}
         n = people = 0
-        for fp in write_poses_json(poses, args.output, info.fps, info.width, info.height):
+        camera = request.camera(info.width, info.height)
+        for fp in write_poses_json(poses, args.output, info.fps, info.width, info.height, camera):
             n += 1
             people += len(fp.people)
             if args.render is not None:
@@ -142,7 +150,7 @@ def _run(args: argparse.Namespace) -> int:
             written = render_video(iter_frames(args.video), drawn, args.render, info.fps, placed=placed)
             took = time.perf_counter() - t0
             print(f"rendered {written} frames -> {args.render} ({written / took:.1f} frames/s)", file=sys.stderr)
-    except (VideoError, WeightsError, CheckpointError, OSError) as exc:
+    except (ValueError, WeightsError, CheckpointError, OSError) as exc:  # ValueError: VideoError, bad camera
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

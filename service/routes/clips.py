@@ -1,4 +1,5 @@
-"""`POST /v1/clips`: upload a video (multipart field `file`); it becomes a queued clip job.
+"""`POST /v1/clips`: upload a video (multipart field `file`; optional fields `focal_px` or `fov_deg`
+and `person_height_m`, for placing people: `hotpose.service.placing`); it becomes a queued clip job.
 
 The upload is bounded twice: by its Content-Length when given, and while it streams in (a chunked
 body, or a length that understated it), so an oversized upload is refused with 413 without being
@@ -17,11 +18,14 @@ from starlette.datastructures import FormData, UploadFile  # what a parsed form 
 from starlette.types import Message, Receive
 
 from hotpose.service.deps import Auth, Ready, State
+from hotpose.service.jobs import write_camera_request
+from hotpose.service.placing import CameraRequest
 
 log = logging.getLogger(__name__)
 
 UPLOAD_CHUNK = 1 << 20
 FORM_OVERHEAD = 1 << 16  # multipart boundaries and headers allowed beyond the file's own limit
+CAMERA_FIELDS = ("focal_px", "fov_deg", "person_height_m")
 
 router = APIRouter()
 
@@ -49,7 +53,9 @@ async def create_clip(request: Request, state: State) -> JSONResponse:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise HTTPException(status_code=422, detail="send the video as the multipart field 'file'")
+        camera = _camera_request(form)
         job_id, name, size = await _store_upload(state, upload, limit, too_large)
+        write_camera_request(state.store, job_id, camera)
     finally:
         await form.close()
     state.runner.submit(job_id)
@@ -57,9 +63,26 @@ async def create_clip(request: Request, state: State) -> JSONResponse:
     return JSONResponse({"job_id": job_id, "status": "queued"}, status_code=202)
 
 
+def _camera_request(form: FormData) -> CameraRequest:
+    """The optional fields `focal_px`, `fov_deg` (horizontal, degrees), `person_height_m` (metres)."""
+    values: dict[str, float] = {}
+    for name in CAMERA_FIELDS:
+        raw = form.get(name)
+        if raw is None or raw == "":
+            continue
+        try:
+            values[name] = float(str(raw))
+        except ValueError:
+            raise HTTPException(status_code=422, detail=f"{name} must be a number, got {str(raw)[:40]!r}") from None
+    try:
+        return CameraRequest(**values)
+    except ValueError as e:
+        raise HTTPException(status_code=422, detail=str(e)) from None
+
+
 async def _read_form(request: Request, limit: int, too_large: HTTPException) -> FormData:
     try:
-        return await Request(request.scope, _limited(request.receive, limit)).form(max_files=1, max_fields=4)
+        return await Request(request.scope, _limited(request.receive, limit)).form(max_files=1, max_fields=8)
     except _UploadTooLargeError:  # no Content-Length (chunked), or one that understated the body
         raise too_large from None
     except Exception as e:

@@ -68,7 +68,8 @@ async def job_result(
     if format == "json":
         return StreamingResponse(_json_result(meta, lines), media_type="application/json")
     if format == "csv":
-        return StreamingResponse(_csv_result(lines), media_type="text/csv", headers=_attachment(f"{job_id}.csv"))
+        csv = _csv_result(lines, meta.get("camera"))
+        return StreamingResponse(csv, media_type="text/csv", headers=_attachment(f"{job_id}.csv"))
     if format == "bvh":
         try:
             bvh = await asyncio.to_thread(_bvh_result, meta, lines, track_id)
@@ -111,8 +112,8 @@ def _frames(lines: Path) -> Iterator[dict[str, Any]]:
             yield frame
 
 
-def _csv_result(lines: Path) -> Iterator[bytes]:
-    for chunk in formats.csv_chunks(_frames(lines), H36M_JOINTS):
+def _csv_result(lines: Path, camera: dict[str, Any] | None) -> Iterator[bytes]:
+    for chunk in formats.csv_chunks(_frames(lines), H36M_JOINTS, camera=camera):
         yield chunk.encode()
 
 

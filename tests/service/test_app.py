@@ -233,3 +233,38 @@ def test_an_unknown_2d_model_stops_the_start(make_settings: Callable[..., Settin
     app = create_app(make_settings(person_detector="yolo"))
     with pytest.raises(KeyError, match="person detector 'yolo'"), TestClient(app):
         pass
+
+
+def test_a_clip_places_people_with_the_camera_it_was_given(
+    make_settings: Callable[..., Settings], astronaut_clip: Path
+) -> None:
+    with TestClient(create_app(make_settings())) as client:
+        r = client.post("/v1/clips", files={"file": ("c.mp4", astronaut_clip.read_bytes())}, data={"fov_deg": "90"})
+        assert r.status_code == 202, r.text
+        job_id = r.json()["job_id"]
+        assert wait_job(client, job_id)["status"] == "done"
+        res = client.get(f"/v1/jobs/{job_id}/result").json()
+        assert res["camera"] == {"focal_px": 256.0, "cx": 256.0, "cy": 256.0, "width": 512, "height": 512,
+                                 "assumed": False}  # fmt: skip
+        people = [p for f in res["frames"] for p in f["people"]]
+        assert people and all("root_3d" in p for p in people)
+        placed = [p["root_3d"] for p in people if p["root_3d"] is not None]
+        assert placed and all(len(r) == 3 and r[2] > 0 for r in placed)  # in front of the camera
+        default = submit(client, astronaut_clip.read_bytes())
+        assert wait_job(client, default)["status"] == "done"
+        assert client.get(f"/v1/jobs/{default}/result").json()["camera"]["assumed"] is True
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [({"focal_px": "wide"}, "focal_px must be a number"), ({"fov_deg": "250"}, "fov_deg must be in"),
+     ({"focal_px": "800", "fov_deg": "60"}, "not both"), ({"person_height_m": "9"}, "person_height_m")],
+)  # fmt: skip
+def test_a_bad_camera_field_is_refused_and_leaves_no_job(
+    make_settings: Callable[..., Settings], fields: dict[str, str], error: str
+) -> None:
+    settings = make_settings()
+    with TestClient(create_app(settings)) as client:
+        r = client.post("/v1/clips", files={"file": ("c.mp4", b"\x00" * 100)}, data=fields)
+        assert r.status_code == 422 and error in r.json()["detail"], r.text
+        assert list((settings.data_dir / "jobs").iterdir()) == []

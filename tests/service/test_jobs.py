@@ -47,7 +47,7 @@ def test_stopping_the_runner_leaves_its_jobs_for_the_next_start(tmp_path: Path, 
     store = JobStore(tmp_path)
     started = threading.Event()
     # 0.5 s a frame: the clip would take 15 s, so a stop that waits for it is plain to see
-    runner = JobRunner(store, lambda: SlowPipeline(started, 0.5), LIMITS, workers=1)  # type: ignore[arg-type, return-value]
+    runner = JobRunner(store, lambda camera: SlowPipeline(started, 0.5), LIMITS, workers=1)  # type: ignore[arg-type, return-value]
     running, waiting = queue_clip(store, astronaut_clip), queue_clip(store, astronaut_clip)
     runner.submit(running)
     runner.submit(waiting)
@@ -60,7 +60,7 @@ def test_stopping_the_runner_leaves_its_jobs_for_the_next_start(tmp_path: Path, 
     assert (first.status, first.error) == ("running", None)
     assert (second.status, second.error) == ("queued", None)
 
-    again = JobRunner(store, lambda: SlowPipeline(threading.Event(), 0.0), LIMITS, workers=1)  # type: ignore[arg-type, return-value]
+    again = JobRunner(store, lambda camera: SlowPipeline(threading.Event(), 0.0), LIMITS, workers=1)  # type: ignore[arg-type, return-value]
     assert again.recover() == [running, waiting]
     assert wait_status(store, running, ("done", "failed")) == "done"
     assert wait_status(store, waiting, ("done", "failed")) == "done"
@@ -73,7 +73,7 @@ def test_stopping_the_runner_leaves_its_jobs_for_the_next_start(tmp_path: Path, 
 def test_a_cancelled_job_is_forgotten_once_seen(tmp_path: Path, astronaut_clip: Path) -> None:
     store = JobStore(tmp_path)
     started = threading.Event()
-    runner = JobRunner(store, lambda: SlowPipeline(started), LIMITS, workers=1)  # type: ignore[arg-type, return-value]
+    runner = JobRunner(store, lambda camera: SlowPipeline(started), LIMITS, workers=1)  # type: ignore[arg-type, return-value]
     running, waiting = queue_clip(store, astronaut_clip), queue_clip(store, astronaut_clip)
     runner.submit(running)
     runner.submit(waiting)

@@ -374,3 +374,27 @@ def test_delayed_streams_keep_the_future_context_over_a_missed_detection() -> No
     delayed = StreamConfig(delay_frames=8, stride=4, smoothing=True, max_gap_s=3.0, emit="delayed").policy()
     assert emitted_at(delayed)[19] >= 19 + 8  # frame 19 still waited for its 8 frames of future
     assert emitted_at(LiftPolicy(stride=4, delay=8, hold_s=0.0, max_gap_s=1.0))[19] == 20  # without a hold: cut short
+
+
+def test_live_poses_carry_each_persons_root_and_the_camera(make_settings: Callable[..., Settings]) -> None:
+    frames = astronaut_frames(8)
+    with TestClient(create_app(make_settings(live_queue=64))) as client, client.websocket_connect("/v1/stream") as ws:
+        ws.send_text(json.dumps({"type": "config", "fps": 10, "stride": 2, "focal_px": 600}))
+        ready = ws.receive_json()
+        assert ready["type"] == "ready" and ready["root_lag_frames"] == 0  # causal: roots filtered, no waiting
+        for f in frames:
+            ws.send_bytes(jpeg(f))
+        ws.send_text(json.dumps({"type": "end"}))
+        poses = collect(ws)
+    assert all(m["camera"] == {"focal_px": 600.0, "cx": 256.0, "cy": 256.0, "width": 512, "height": 512,
+                               "assumed": False} for m in poses)  # fmt: skip
+    roots = [p["root_3d"] for m in poses for p in m["people"]]
+    assert roots and all(r is None or (len(r) == 3 and r[2] > 0) for r in roots)
+
+
+def test_a_bad_camera_in_the_config_closes_with_the_reason(make_settings: Callable[..., Settings]) -> None:
+    with TestClient(create_app(make_settings())) as client, client.websocket_connect("/v1/stream") as ws:
+        ws.send_text(json.dumps({"type": "config", "fov_deg": -5}))
+        with pytest.raises(WebSocketDisconnect) as e:
+            ws.receive_json()
+        assert e.value.code == 1008 and "fov_deg must be in" in e.value.reason
