@@ -147,7 +147,7 @@ def _run(args: argparse.Namespace) -> int:
 
             t0 = time.perf_counter()
             placed = not args.root_relative
-            written = render_video(iter_frames(args.video), drawn, args.render, info.fps, placed=placed)
+            written = render_video(iter_frames(args.video), drawn, args.render, info.fps, placed=placed, camera=camera)
             took = time.perf_counter() - t0
             print(f"rendered {written} frames -> {args.render} ({written / took:.1f} frames/s)", file=sys.stderr)
     except (ValueError, WeightsError, CheckpointError, OSError) as exc:  # ValueError: VideoError, bad camera
