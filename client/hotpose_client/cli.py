@@ -3,6 +3,7 @@
 hotpose-client clip dance.mp4 -o dance.bvh      # .json, .npz, .csv or .bvh
 hotpose-client result JOB_ID -o p2.bvh --track-id 2   # a finished job again, no new upload
 hotpose-client webcam                            # one JSON line per processed frame
+hotpose-client clip phone.mp4 -o p.json --fov-deg 66 --person-height-m 1.2   # camera hints
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("-o", "--out", type=Path, required=True, help="output: " + ", ".join(FORMATS))
     c.add_argument("--track-id", type=int, default=None, help="BVH: the person to export (default: the only one)")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_camera_hints(c)
 
     r = sub.add_parser("result", parents=[conn], help="save the poses of a finished job (no upload)")
     r.add_argument("job_id")
@@ -52,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--emit", choices=("causal", "delayed"), default="causal")
     w.add_argument("--frames", type=int, default=None, help="stop after this many frames")
     w.add_argument("--show", action="store_true", help="show the camera with the 2D skeleton (OpenCV window)")
+    _add_camera_hints(w)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -66,9 +69,25 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _add_camera_hints(p: argparse.ArgumentParser) -> None:
+    """`--focal-px` or `--fov-deg`, and `--person-height-m`: how the server places people (root_3d)."""
+    g = p.add_argument_group("camera hints (for root_3d; the server checks the ranges)")
+    lens = g.add_mutually_exclusive_group()
+    lens.add_argument("--focal-px", type=float, metavar="PX", help="the video's focal length in pixels")
+    fov_help = "the camera's horizontal field of view in degrees (without either: 70, and camera.assumed is true)"
+    lens.add_argument("--fov-deg", type=float, metavar="DEG", help=fov_help)
+    g.add_argument("--person-height-m", type=float, metavar="M", help="the people's height in metres (0.3-2.5)")
+
+
 def _clip(client: PoseClient, args: argparse.Namespace) -> int:
     _check_format(args.out)
-    job_id = client.submit_clip(args.video, progress=not args.quiet)
+    job_id = client.submit_clip(
+        args.video,
+        progress=not args.quiet,
+        focal_px=args.focal_px,
+        fov_deg=args.fov_deg,
+        person_height_m=args.person_height_m,
+    )
     client.wait(job_id, progress=not args.quiet)
     return _save(client, job_id, args.out, args.track_id)
 
@@ -110,7 +129,9 @@ def _webcam(client: PoseClient, args: argparse.Namespace) -> int:
     frames = webcam(device, max_frames=args.frames)
     if args.show:
         frames = _keep_images(frames, shown)
-    live = client.stream(frames, emit=args.emit)
+    live = client.stream(
+        frames, emit=args.emit, focal_px=args.focal_px, fov_deg=args.fov_deg, person_height_m=args.person_height_m
+    )
     with live:
         for frame in live:
             print(json.dumps({**frame.to_dict(), "latency_ms": frame.latency_ms, "dropped": frame.dropped}), flush=True)

@@ -6,6 +6,9 @@
         for frame in client.stream(webcam()):          # live: one Frame per processed frame
             print(frame.index, [p.track_id for p in frame.people])
 
+Camera hints (`focal_px` or `fov_deg`, and `person_height_m`) tell the server how to place people in
+the camera frame (`Person.root_3d`); `PoseClient.submit_clip` says what each one means.
+
 Idempotent calls (GET, DELETE) are retried with exponential backoff on connection errors; an
 upload is retried only when the connection could not be opened (nothing was sent).
 """
@@ -50,6 +53,25 @@ from hotpose_client.results import Frame, PoseSequence
 __all__ = ["AsyncLiveStream", "AsyncPoseClient", "JobStatus", "LiveStream", "PoseClient"]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def _camera_hints(focal_px: float | None, fov_deg: float | None, person_height_m: float | None) -> dict[str, float]:
+    """The hints given, keyed as the server's form fields and stream config keys.
+
+    Only what is cheap and certain is checked here (one lens hint at most); ranges are the server's
+    to check, and its refusal (422 for a clip, close 1008 for a stream) names the value.
+    """
+    if focal_px is not None and fov_deg is not None:
+        raise ValueError(
+            "give focal_px (pixels) or fov_deg (horizontal field of view, degrees), not both: one lens, one hint"
+        )
+    given = (("focal_px", focal_px), ("fov_deg", fov_deg), ("person_height_m", person_height_m))
+    return {key: float(value) for key, value in given if value is not None}
+
+
+def _with_hints(config: str, hints: dict[str, float]) -> str:
+    """A stream's config message with the camera hints added."""
+    return json.dumps({**json.loads(config), **hints}) if hints else config
 
 
 class PoseClient(BaseClient):
@@ -110,11 +132,29 @@ class PoseClient(BaseClient):
             raise
         return True
 
-    def submit_clip(self, source: str | Path | IO[bytes], *, progress: Progress = False) -> str:
-        """Upload a video (path or binary file); returns the job id at once."""
+    def submit_clip(
+        self,
+        source: str | Path | IO[bytes],
+        *,
+        progress: Progress = False,
+        focal_px: float | None = None,
+        fov_deg: float | None = None,
+        person_height_m: float | None = None,
+    ) -> str:
+        """Upload a video (path or binary file); returns the job id at once.
+
+        Camera hints, for placing people (`Person.root_3d`, `PoseSequence.camera`), each sent only when
+        given: `focal_px` the video's focal length in pixels, or `fov_deg` its horizontal field of view
+        in degrees (not both: ValueError before anything is sent). Without either the server assumes a
+        70-degree horizontal field of view and says so (`camera.assumed`). `person_height_m`: the
+        people's height in metres (0.3 to 2.5); the lifted skeleton has adult proportions, so without
+        it a child is placed too far away. A value the server refuses is a `RequestError` (422) whose
+        message carries its reason.
+        """
+        form = {k: str(v) for k, v in _camera_hints(focal_px, fov_deg, person_height_m).items()}
         with upload_form(source, progress) as files:
             timeout = max(self.timeout, UPLOAD_TIMEOUT)
-            r = self._request("POST", "/v1/clips", idempotent=False, files=files, timeout=timeout)
+            r = self._request("POST", "/v1/clips", idempotent=False, data=form, files=files, timeout=timeout)
         return str(parse_json(r)["job_id"])
 
     def job(self, job_id: str) -> JobStatus:
@@ -180,10 +220,21 @@ class PoseClient(BaseClient):
         self._request("DELETE", f"/v1/jobs/{job_id}")
 
     def process_clip(
-        self, source: str | Path | IO[bytes], *, progress: Progress = True, timeout: float | None = None
+        self,
+        source: str | Path | IO[bytes],
+        *,
+        progress: Progress = True,
+        timeout: float | None = None,
+        focal_px: float | None = None,
+        fov_deg: float | None = None,
+        person_height_m: float | None = None,
     ) -> PoseSequence:
-        """Upload a clip, wait for it (progress on stderr by default) and return its poses."""
-        job_id = self.submit_clip(source, progress=progress)
+        """Upload a clip, wait for it (progress on stderr by default) and return its poses.
+
+        The camera hints are `submit_clip`'s."""
+        job_id = self.submit_clip(
+            source, progress=progress, focal_px=focal_px, fov_deg=fov_deg, person_height_m=person_height_m
+        )
         self.wait(job_id, progress=progress, timeout=timeout)
         return self.result(job_id)
 
@@ -199,6 +250,9 @@ class PoseClient(BaseClient):
         channels: str = "rgb",
         jpeg_quality: int = 85,
         max_in_flight: int | None = None,
+        focal_px: float | None = None,
+        fov_deg: float | None = None,
+        person_height_m: float | None = None,
     ) -> LiveStream:
         """Stream images over `WS /v1/stream`; iterate the result for one `Frame` per processed frame.
 
@@ -212,11 +266,15 @@ class PoseClient(BaseClient):
         the most unanswered frames that can never be dropped.
 
         Each `Frame` carries the server's `camera` and each person a `root_3d` (where the pelvis is,
-        metres, camera frame); both None from a server that does not send them.
+        metres, camera frame); both None from a server that does not send them. The camera hints
+        (`focal_px` or `fov_deg`, `person_height_m`) are `submit_clip`'s, sent in the stream's config;
+        a value the server refuses closes the stream at once: `stream` raises `RequestError` (1008)
+        with the server's reason.
         """
         import websockets.sync.client as ws_client
 
-        config = stream_config(fps, emit, delay_frames, stride, smoothing, max_in_flight)
+        hints = _camera_hints(focal_px, fov_deg, person_height_m)
+        config = _with_hints(stream_config(fps, emit, delay_frames, stride, smoothing, max_in_flight), hints)
         try:
             ws = ws_client.connect(
                 self.ws_url(), additional_headers=self.headers, max_size=None, open_timeout=self.timeout
@@ -383,10 +441,19 @@ class AsyncPoseClient(BaseClient):
             raise
         return True
 
-    async def submit_clip(self, source: str | Path | IO[bytes], *, progress: Progress = False) -> str:
+    async def submit_clip(
+        self,
+        source: str | Path | IO[bytes],
+        *,
+        progress: Progress = False,
+        focal_px: float | None = None,
+        fov_deg: float | None = None,
+        person_height_m: float | None = None,
+    ) -> str:
+        form = {k: str(v) for k, v in _camera_hints(focal_px, fov_deg, person_height_m).items()}
         with upload_form(source, progress) as files:
             timeout = max(self.timeout, UPLOAD_TIMEOUT)
-            r = await self._request("POST", "/v1/clips", idempotent=False, files=files, timeout=timeout)
+            r = await self._request("POST", "/v1/clips", idempotent=False, data=form, files=files, timeout=timeout)
         return str(parse_json(r)["job_id"])
 
     async def job(self, job_id: str) -> JobStatus:
@@ -443,9 +510,18 @@ class AsyncPoseClient(BaseClient):
         await self._request("DELETE", f"/v1/jobs/{job_id}")
 
     async def process_clip(
-        self, source: str | Path | IO[bytes], *, progress: Progress = True, timeout: float | None = None
+        self,
+        source: str | Path | IO[bytes],
+        *,
+        progress: Progress = True,
+        timeout: float | None = None,
+        focal_px: float | None = None,
+        fov_deg: float | None = None,
+        person_height_m: float | None = None,
     ) -> PoseSequence:
-        job_id = await self.submit_clip(source, progress=progress)
+        job_id = await self.submit_clip(
+            source, progress=progress, focal_px=focal_px, fov_deg=fov_deg, person_height_m=person_height_m
+        )
         await self.wait(job_id, progress=progress, timeout=timeout)
         return await self.result(job_id)
 
@@ -461,11 +537,15 @@ class AsyncPoseClient(BaseClient):
         channels: str = "rgb",
         jpeg_quality: int = 85,
         max_in_flight: int | None = None,
+        focal_px: float | None = None,
+        fov_deg: float | None = None,
+        person_height_m: float | None = None,
     ) -> AsyncLiveStream:
         """As `PoseClient.stream`; `frames` may also be an async iterable. Iterate with `async for`."""
         import websockets.asyncio.client as ws_client
 
-        config = stream_config(fps, emit, delay_frames, stride, smoothing, max_in_flight)
+        hints = _camera_hints(focal_px, fov_deg, person_height_m)
+        config = _with_hints(stream_config(fps, emit, delay_frames, stride, smoothing, max_in_flight), hints)
         try:
             ws = await ws_client.connect(
                 self.ws_url(), additional_headers=self.headers, max_size=None, open_timeout=self.timeout
