@@ -238,7 +238,8 @@ def test_an_unknown_2d_model_stops_the_start(make_settings: Callable[..., Settin
 def test_a_clip_places_people_with_the_camera_it_was_given(
     make_settings: Callable[..., Settings], astronaut_clip: Path
 ) -> None:
-    with TestClient(create_app(make_settings())) as client:
+    # the shipped lifter: an untrained one's shapes can place people anywhere, behind the camera too
+    with TestClient(create_app(make_settings(lifter_weights=None))) as client:
         r = client.post("/v1/clips", files={"file": ("c.mp4", astronaut_clip.read_bytes())}, data={"fov_deg": "90"})
         assert r.status_code == 202, r.text
         job_id = r.json()["job_id"]
@@ -248,8 +249,9 @@ def test_a_clip_places_people_with_the_camera_it_was_given(
                                  "assumed": False}  # fmt: skip
         people = [p for f in res["frames"] for p in f["people"]]
         assert people and all("root_3d" in p for p in people)
-        placed = [p["root_3d"] for p in people if p["root_3d"] is not None]
-        assert placed and all(len(r) == 3 and r[2] > 0 for r in placed)  # in front of the camera
+        placed = np.array([p["root_3d"] for p in people if p["root_3d"] is not None])
+        assert len(placed) == len(people) and placed.shape[1] == 3
+        assert (placed[:, 2] > 0.3).all() and (placed[:, 2] < 5).all()  # in front of the camera, at arm's length or so
         default = submit(client, astronaut_clip.read_bytes())
         assert wait_job(client, default)["status"] == "done"
         assert client.get(f"/v1/jobs/{default}/result").json()["camera"]["assumed"] is True
