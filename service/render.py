@@ -124,6 +124,19 @@ class SceneView:
 
 
 _FEET = (H36M_JOINTS.index("r_ankle"), H36M_JOINTS.index("l_ankle"))
+SEEN_SCORE = 0.5  # a joint whose 2D score is at least this is in view
+MOSTLY_SEEN = 2 / 3  # the share of joints in view of a person "mostly seen"
+
+
+def _seen(person: Any) -> int:
+    """2: both feet in view; 1: most of the body; 0: neither (a head at the frame's edge, say)."""
+    kp = getattr(person, "keypoints_2d", None)
+    if kp is None:
+        return 0
+    ok = np.asarray(kp)[:, 2] >= SEEN_SCORE
+    return 2 if ok[list(_FEET)].all() else int(ok.mean() >= MOSTLY_SEEN)
+
+
 _HEAD = H36M_JOINTS.index("head")
 _NEAR_M = 0.05  # the viewer's near plane: geometry nearer than this (or behind it) is cut
 # Before anyone is placed: a floor 1.5 m below the camera, the scene a few metres in front of it.
@@ -274,17 +287,21 @@ class Renderer:
 
     # --- the placed scene ---
 
-    def _refit(self, joints: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, float]:
+    def _refit(self, joints: list[np.ndarray], seen: list[int]) -> tuple[np.ndarray, np.ndarray, float]:
         """The scene's box lo, hi [3] (metres) and floor y, moved towards this frame's people and the
         camera, or kept when nobody is placed: a box grows fast (nobody walks out of the panel) and
-        shrinks and moves slowly, and the floor follows the lowest feet slowly (the grid does not jump)."""
+        shrinks and moves slowly, and the floor follows the lowest feet slowly (the grid does not jump).
+        The floor counts the best-seen people only (`seen`: 2 feet in view, 1 most of the body, 0 neither):
+        a head at the bottom edge of the frame, placed with a guessed body, does not sink it."""
         if not joints:
             if self._fit is None:
                 lo, hi, floor = _EMPTY_SCENE
                 return np.array(lo), np.array(hi), floor
             return self._fit
         pts = np.concatenate([*joints, np.zeros((1, 3))])  # [N, 3] the people and the camera
-        floor = max(float(j[_FEET, 1].max()) for j in joints)  # camera y is down: the lowest feet
+        best = max(seen)
+        standing = [j for j, k in zip(joints, seen, strict=True) if k == best]
+        floor = max(float(j[_FEET, 1].max()) for j in standing)  # camera y is down: the lowest feet
         lo, hi = pts.min(0) - _MARGIN_M, pts.max(0) + _MARGIN_M
         hi[1] = max(hi[1], floor)
         if self._fit is None:
@@ -301,7 +318,7 @@ class Renderer:
         s, size, thick = self.scene, self.size, self.thick
         placed = [(p, j) for p in lifted if (j := placed_joints(p)) is not None]
         unplaced = [p for p in lifted if placed_joints(p) is None]
-        lo, hi, floor = self._refit([j for _, j in placed])
+        lo, hi, floor = self._refit([j for _, j in placed], [_seen(p) for p, _ in placed])
         viewer = _Viewer(s, lo, hi, size)
         panel = np.zeros((size, size, 3), np.uint8)
         # ground grid: whole multiples of grid_m (lines stay put in the scene), around the box
