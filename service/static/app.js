@@ -121,17 +121,27 @@ function placedJoints(p) {
 // The framing box {lo, hi} and floor y (camera y is down: the lowest feet), moved towards this
 // frame's people and the camera: a box grows fast (nobody walks out of the view), shrinks, moves and
 // lowers its floor slowly. Kept as it was when nobody is placed.
-function refit(joints) {
+// How well the 2D stage saw a person: 2 both feet, 1 most of the body, 0 neither (a head at the
+// frame's edge, say). The floor counts the best-seen people only, as the renderer's (service/render.py).
+function seen(p) {
+  const kp = p.keypoints_2d || [];
+  const ok = kp.map((k) => k[2] >= 0.5);
+  if (FEET.every((f) => ok[f])) return 2;
+  return ok.filter(Boolean).length >= (2 / 3) * kp.length ? 1 : 0;
+}
+
+function refit(joints, seenBy) {
   const now = performance.now();
   if (!joints.length) {
     return state.scene || { lo: [-1.5, -0.5, -0.5], hi: [1.5, 1.5, 5], floor: 1.5, at: now };
   }
   const lo = [0, 0, 0], hi = [0, 0, 0]; // the camera, at the origin, is in the scene
   let floor = -Infinity;
-  for (const j of joints) {
+  const best = Math.max(...seenBy);
+  joints.forEach((j, i) => {
     for (const v of j) for (let k = 0; k < 3; k++) { lo[k] = Math.min(lo[k], v[k]); hi[k] = Math.max(hi[k], v[k]); }
-    for (const f of FEET) floor = Math.max(floor, j[f][1]);
-  }
+    if (seenBy[i] === best) for (const f of FEET) floor = Math.max(floor, j[f][1]);
+  });
   for (let k = 0; k < 3; k++) { lo[k] -= MARGIN_M; hi[k] += MARGIN_M; }
   hi[1] = Math.max(hi[1], floor);
   const s = state.scene;
@@ -212,7 +222,7 @@ function drawRootRelative(g, people, x0, y0, size, width) {
 function drawPlaced(g, lifted, w, h) {
   const placed = [], unplaced = [];
   for (const p of lifted) { const j = placedJoints(p); if (j) placed.push([p, j]); else unplaced.push(p); }
-  const { lo, hi, floor } = refit(placed.map(([, j]) => j));
+  const { lo, hi, floor } = refit(placed.map(([, j]) => j), placed.map(([p]) => seen(p)));
   const viewer = makeViewer(state.sceneView, lo, hi, w, h);
   g.strokeStyle = "#333"; g.lineWidth = 1; // ground grid, 1 m squares fixed in the scene, under the lowest feet
   const xs = [Math.floor(lo[0]) - 2, Math.ceil(hi[0]) + 2], zs = [Math.floor(lo[2]) - 2, Math.ceil(hi[2]) + 2];

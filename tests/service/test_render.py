@@ -148,3 +148,20 @@ def test_bench_render_runs_with_the_default_2d_stage() -> None:
 
     report = bench_render(rounds=1, frames=4, threads=1)
     assert report["frames"] == 4 and report["lift_fps"] > 0 and report["output_size"].endswith("x720")
+
+
+def test_the_floor_counts_the_best_seen_people_only() -> None:
+    frame = np.zeros((360, 480, 3), np.uint8)
+    seen, glimpsed = standing(NEAR, [0.0, 0.0, 3.0]), standing(FAR, [0.5, 2.0, 5.0])  # the second 2 m lower
+    glimpsed.keypoints_2d[:, 2] = 0.1  # a head at the frame's edge: its body is a guess
+    render = Renderer(360)
+    render(frame, [seen, glimpsed])
+    assert render.floor_y == pytest.approx(0.88)  # under the well-seen person's feet
+    feet_hidden = standing(NEAR, [0.0, 0.0, 3.0])
+    feet_hidden.keypoints_2d[[3, 6], 2] = 0.1  # seated, legs hidden: most of the body still seen
+    render = Renderer(360)
+    render(frame, [feet_hidden, glimpsed])
+    assert render.floor_y == pytest.approx(0.88)
+    render = Renderer(360)
+    render(frame, [glimpsed])  # nobody seen well: the floor goes under whoever is there
+    assert render.floor_y == pytest.approx(2.88)
