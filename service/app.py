@@ -16,7 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from hotpose.service import __version__, metrics
 from hotpose.service.deps import AppState
@@ -49,6 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.middleware("http")(_count_requests)
     for router in ROUTERS:
         app.include_router(router)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
@@ -110,3 +117,24 @@ async def _expire_periodically(state: AppState) -> None:
             n = await asyncio.to_thread(state.store.expire, state.settings.retention_hours * 3600)
             if n:
                 log.info("deleted %d expired jobs", n)
+
+
+async def _invalid_request(request: Request, exc: Exception) -> Response:
+    """A request FastAPI could not validate: 422 with the one error body (`schemas.ErrorResponse`)."""
+    assert isinstance(exc, RequestValidationError)
+    parts = [f"{'.'.join(str(x) for x in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors()]
+    return JSONResponse({"detail": "; ".join(parts) or "invalid request"}, status_code=422)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """HTTP errors as FastAPI answers them, except 405: its `Allow` names every method of the path
+    (Starlette's names those of the first route that matched the path only)."""
+    assert isinstance(exc, StarletteHTTPException)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        allowed: set[str] = set()
+        for route in request.app.routes:
+            if isinstance(route, APIRoute) and route.matches(request.scope)[0] != Match.NONE:
+                allowed |= route.methods or set()
+        headers["Allow"] = ", ".join(sorted(allowed))
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import re
 import shutil
 import sqlite3
 import threading
@@ -210,16 +211,24 @@ class JobRunner:
                 log.info("job %s: interrupted by the server stopping; it runs again at the next start", job_id)
             except (VideoError, ClipLimitError) as e:
                 log.info("job %s: failed: %s", job_id, e)
-                self.store.update(job_id, status="failed", error=str(e))
+                self.store.update(job_id, status="failed", error=self._public(job_id, str(e)))
                 self._drop_input(job_id)
                 metrics.JOBS.labels("failed").inc()
             except Exception as e:
                 log.exception("job %s: failed", job_id)
-                self.store.update(job_id, status="failed", error=f"internal error: {type(e).__name__}: {e}")
+                error = self._public(job_id, f"internal error: {type(e).__name__}: {e}")
+                self.store.update(job_id, status="failed", error=error)
                 self._drop_input(job_id)
                 metrics.JOBS.labels("failed").inc()
             finally:
                 self._cancelled.discard(job_id)
+
+    def _public(self, job_id: str, message: str) -> str:
+        """An error as the client may read it: the server's paths of the upload say the uploaded file's name."""
+        job = self.store.get(job_id)
+        name = job.filename if job is not None else "the upload"
+        message = re.sub(re.escape(str(self.store.dir(job_id))) + r"/input[^\s:]*", lambda _: name, message)
+        return message.replace(str(self.store.root), "<data>")
 
     def _drop_input(self, job_id: str) -> None:
         """A finished job's upload (up to `max_upload_mb`) and its camera request (now in meta.json) are not

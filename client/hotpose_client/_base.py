@@ -216,12 +216,13 @@ def result_params(path: Path, format: str | None, track_id: int | None) -> dict[
 
 @contextmanager
 def job_failed(job_id: str) -> Iterator[None]:
-    """Turn the server's answer for the result of a failed job (422 "job is failed: ...") into `JobFailed`."""
+    """Turn the server's answer for the result of a failed job (409 "job is failed: ..."; 422 from servers
+    before 0.1.0's contract fix) into `JobFailed`."""
     try:
         yield
     except RequestError as e:
         prefix = "job is failed"
-        if e.status_code != 422 or not (e.detail or "").startswith(prefix):
+        if e.status_code not in (409, 422) or not (e.detail or "").startswith(prefix):
             raise
         raise JobFailed(job_id, (e.detail or "")[len(prefix) :].lstrip(": ") or "no reason given") from None
 

@@ -20,6 +20,7 @@ from starlette.types import Message, Receive
 from hotpose.service.deps import Auth, Ready, State
 from hotpose.service.jobs import write_camera_request
 from hotpose.service.placing import CameraRequest
+from hotpose.service.schemas import CLIP_UPLOAD, JOB_LINKS, ClipAccepted, responses
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,10 @@ class _UploadTooLargeError(Exception):
     pass
 
 
-@router.post("/v1/clips", status_code=202, dependencies=[Auth])
+@router.post(
+    "/v1/clips", status_code=202, dependencies=[Auth], response_model=ClipAccepted, openapi_extra=CLIP_UPLOAD,
+    responses={202: {"description": "queued", "links": JOB_LINKS}, **responses(400, 401, 413, 422, 429, 503)},
+)  # fmt: skip
 async def create_clip(request: Request, state: State) -> JSONResponse:
     s = state.settings
     if len(state.store.with_status("queued", "running")) >= s.max_pending_jobs:  # before reading the upload
@@ -65,6 +69,11 @@ async def create_clip(request: Request, state: State) -> JSONResponse:
 
 def _camera_request(form: FormData) -> CameraRequest:
     """The optional fields `focal_px`, `fov_deg` (horizontal, degrees), `person_height_m` (metres)."""
+    unknown = sorted(set(form.keys()) - {"file", *CAMERA_FIELDS})
+    if unknown:
+        names = ", ".join(repr(k[:40]) for k in unknown[:5])
+        known = ", ".join(("file", *CAMERA_FIELDS))
+        raise HTTPException(status_code=422, detail=f"unknown form fields {names}; known: {known}")
     values: dict[str, float] = {}
     for name in CAMERA_FIELDS:
         raw = form.get(name)

@@ -8,29 +8,16 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
 
 from hotpose.models.keypoints import H36M_EDGES, H36M_JOINTS
 from hotpose.service import __version__
 from hotpose.service.deps import Auth, State, app_state
 from hotpose.service.pipeline import COORDINATES
+from hotpose.service.schemas import InfoResponse, Status, content, responses
 
 STATIC = Path(__file__).resolve().parents[1] / "static"  # the web page, served as is (no build step)
 
 router = APIRouter()
-
-
-class InfoResponse(BaseModel):
-    version: str
-    device: str
-    detector: dict[str, Any]
-    lifter: dict[str, Any]
-    window: int
-    live: dict[str, Any]
-    joint_names: list[str]
-    skeleton_edges: list[tuple[int, int]]
-    coordinates: dict[str, str]
-    limits: dict[str, Any]
 
 
 @router.get("/", include_in_schema=False)
@@ -39,24 +26,27 @@ async def page() -> FileResponse:
     return FileResponse(STATIC / "index.html")
 
 
-@router.get("/livez")
+@router.get("/livez", response_model=Status)
 async def livez() -> dict[str, str]:
     return {"status": "alive"}
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=Status, responses=responses(503))
 async def healthz(request: Request) -> dict[str, str]:
     if not app_state(request).ready:
         raise HTTPException(status_code=503, detail="models are loading")
     return {"status": "ready"}
 
 
-@router.get("/metrics")
+PROMETHEUS_TEXT = content("Prometheus text format", "text/plain")
+
+
+@router.get("/metrics", response_class=Response, responses=PROMETHEUS_TEXT)
 async def prometheus() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/v1/info", response_model=InfoResponse, dependencies=[Auth])
+@router.get("/v1/info", response_model=InfoResponse, dependencies=[Auth], responses=responses(401, 422, 503))
 async def info(state: State) -> InfoResponse:
     engine, s = state.engine, state.settings
     lifter: dict[str, Any] = {
@@ -73,7 +63,7 @@ async def info(state: State) -> InfoResponse:
         lifter=lifter, window=engine.window,
         live={"stride": s.live_stride, "flip": s.live_flip, "delay_frames": s.live_delay_frames,
               "queue": s.live_queue, "smoothing": s.live_smoothing, "emit": ["causal", "delayed"]},
-        joint_names=list(H36M_JOINTS), skeleton_edges=list(H36M_EDGES), coordinates=COORDINATES,
+        joint_names=list(H36M_JOINTS), skeleton_edges=[list(e) for e in H36M_EDGES], coordinates=COORDINATES,
         limits={"max_upload_mb": s.max_upload_mb, "max_clip_frames": s.max_clip_frames,
                 "max_clip_seconds": s.max_clip_seconds, "max_frame_pixels": s.max_frame_pixels,
                 "max_streams": s.max_streams, "max_message_mb": s.max_message_mb,

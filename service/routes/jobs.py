@@ -1,8 +1,8 @@
 """Clip jobs: status, deletion, the result in four formats, and the frames as they are written.
 
 `GET /v1/jobs/{id}`, `DELETE /v1/jobs/{id}`, `GET /v1/jobs/{id}/result?format=json|npz|csv|bvh`
-(409 while the job runs, 422 when it failed), `GET /v1/jobs/{id}/stream` (NDJSON, one frame a line,
-ending with the job; a failed job's last line is `{"error": ...}`).
+(409 while the job waits or runs, and when it failed: `job is failed: <why>`), `GET /v1/jobs/{id}/stream`
+(NDJSON, one frame a line, ending with the job; a failed job's last line is `{"error": ...}`).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel
 
 from hotpose.models.keypoints import H36M_JOINTS
 from hotpose.service.deps import Auth, Ready, State
 from hotpose.service.jobs import Job, JobStore, frames_file
 from hotpose.service.pipeline import COORDINATES
+from hotpose.service.schemas import JobDeleted, JobResponse, content, responses
 from hotpose_client import PoseSequence, formats
 
 router = APIRouter(prefix="/v1/jobs", dependencies=[Auth])
@@ -29,23 +29,18 @@ router = APIRouter(prefix="/v1/jobs", dependencies=[Auth])
 TAIL_POLL_S = 0.1  # how often `/stream` looks for new frames of a running job
 
 
-class JobResponse(BaseModel):
-    job_id: str
-    status: Literal["queued", "running", "done", "failed"]
-    progress: float
-    frames_done: int
-    frames_total: int
-    error: str | None
-    filename: str
-    created: float
+RESULT_TYPES = content(
+    "the result: JSON, NPZ or BVH (bytes), CSV", "application/json", "application/octet-stream", "text/csv"
+)
+NDJSON = content("one frame per line, as the job writes them", "application/x-ndjson")
 
 
-@router.get("/{job_id}", response_model=JobResponse)
+@router.get("/{job_id}", response_model=JobResponse, responses=responses(401, 404, 422, 503))
 async def get_job(job_id: str, state: State) -> JobResponse:
     return JobResponse(**_job_or_404(state.store, job_id).public())
 
 
-@router.delete("/{job_id}")
+@router.delete("/{job_id}", response_model=JobDeleted, responses=responses(401, 404, 422, 503))
 async def delete_job(job_id: str, state: State) -> dict[str, str]:
     job = _job_or_404(state.store, job_id)
     if job.status in ("queued", "running"):
@@ -54,14 +49,16 @@ async def delete_job(job_id: str, state: State) -> dict[str, str]:
     return {"job_id": job_id, "status": "deleted"}
 
 
-@router.get("/{job_id}/result")
+@router.get(
+    "/{job_id}/result", response_class=Response, responses={**RESULT_TYPES, **responses(401, 404, 409, 422, 503)}
+)
 async def job_result(
     job_id: str, state: State, format: Literal["json", "npz", "csv", "bvh"] = "json", track_id: int | None = None
 ) -> Response:
     job = _job_or_404(state.store, job_id)
     if job.status != "done":
         detail = f"job is {job.status}" + (f": {job.error}" if job.error else "")
-        raise HTTPException(status_code=409 if job.status != "failed" else 422, detail=detail)
+        raise HTTPException(status_code=409, detail=detail)  # no result in this state: queued, running or failed
     d = state.store.dir(job_id)
     meta = json.loads((d / "meta.json").read_text())
     lines = d / "frames.ndjson"
@@ -80,7 +77,7 @@ async def job_result(
     return Response(data, media_type="application/octet-stream", headers=_attachment(f"{job_id}.npz"))
 
 
-@router.get("/{job_id}/stream")
+@router.get("/{job_id}/stream", response_class=StreamingResponse, responses={**NDJSON, **responses(401, 404, 422, 503)})
 async def job_stream(job_id: str, state: State) -> StreamingResponse:
     _job_or_404(state.store, job_id)
     return StreamingResponse(_tail(state, job_id), media_type="application/x-ndjson")

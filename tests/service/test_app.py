@@ -111,7 +111,8 @@ def test_bad_uploads_fail_clearly(make_settings: Callable[..., Settings], astron
         assert not list((settings.data_dir / "jobs" / bad["job_id"]).glob("input*"))  # nothing left to retry
         bomb = wait_job(client, submit(client, huge_png_header(30000, 30000), "bomb.png"))  # refused undecoded
         assert bomb["status"] == "failed" and "30000x30000 exceed the limit" in bomb["error"]
-        assert client.get(f"/v1/jobs/{bad['job_id']}/result").status_code == 422
+        failed = client.get(f"/v1/jobs/{bad['job_id']}/result")  # no result in the job's state: a conflict
+        assert failed.status_code == 409 and failed.json()["detail"].startswith("job is failed: notes.mp4")
         r = client.post("/v1/clips", files={"file": ("clip.mp4", content, "video/mp4")})
         assert r.status_code == 413
         truncated = wait_job(client, submit(client, content[: len(content) // 3]))
