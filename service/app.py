@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
@@ -52,6 +53,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="hotpose", version=__version__, lifespan=lifespan)
     app.state.hotpose = state
     app.middleware("http")(_count_requests)
+    if state.settings.origins:  # an explicit CORS policy; none by default
+        app.add_middleware(
+            CORSMiddleware, allow_origins=state.settings.origins, allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-Id"], expose_headers=["X-Request-Id"],
+        )  # fmt: skip
     for router in ROUTERS:
         app.include_router(router)
     app.add_exception_handler(RequestValidationError, _invalid_request)

@@ -131,6 +131,11 @@ class Settings(BaseSettings):
         default="",
         description="Comma-separated API keys; empty: open to anyone who can reach it (keep it on localhost then).",
     )
+    cors_origins: str = Field(
+        default="",
+        description="Comma-separated origins whose web pages may call the API from a browser (CORS), e.g. "
+        "`https://app.example.com`; empty: none (the service's own page needs none).",
+    )
 
     @field_validator("home", "data_dir", "lifter_weights")
     @classmethod
@@ -141,6 +146,10 @@ class Settings(BaseSettings):
     @property
     def keys(self) -> set[str]:
         return {k.strip() for k in self.api_keys.split(",") if k.strip()}
+
+    @property
+    def origins(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
 
 def settings_markdown() -> str:

@@ -35,7 +35,8 @@ def _serve(args: argparse.Namespace) -> int:
     # uvicorn closes a WebSocket (1009) on a message over its own limit (16 MiB by default): keep it
     # well above ours, so that an oversized frame gets the per-frame error and the stream goes on
     ws_max = max(2 * int(settings.max_message_mb * (1 << 20)), 16 << 20)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", ws_max_size=ws_max)
+    # no uvicorn access log: it prints query strings, `?api_key=` included; the app logs each request without
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", ws_max_size=ws_max, access_log=False)
     return 0
 
 

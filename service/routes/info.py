@@ -51,7 +51,7 @@ async def info(state: State) -> InfoResponse:
     engine, s = state.engine, state.settings
     lifter: dict[str, Any] = {
         "name": s.lifter,
-        "weights": str(engine.weights) if engine.weights else None,
+        "weights": engine.weights.name if engine.weights else None,  # the file's name: no server paths
         "trained": engine.lifter is not None,
         "flip": s.flip,
     }

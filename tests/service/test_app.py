@@ -271,3 +271,33 @@ def test_a_bad_camera_field_is_refused_and_leaves_no_job(
         r = client.post("/v1/clips", files={"file": ("c.mp4", b"\x00" * 100)}, data=fields)
         assert r.status_code == 422 and error in r.json()["detail"], r.text
         assert list((settings.data_dir / "jobs").iterdir()) == []
+
+
+def test_keys_stay_out_of_the_logs_and_info_shows_no_server_paths(
+    make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "s3cr3t-key-123"
+    settings = make_settings(api_keys=secret)
+    with caplog.at_level("DEBUG"), TestClient(create_app(settings)) as client:
+        assert client.get("/v1/info", params={"api_key": "wrong"}).status_code == 401
+        info = client.get("/v1/info", params={"api_key": secret})
+        assert client.get("/v1/info", headers={"Authorization": f"Bearer {secret}"}).status_code == 200
+    assert info.status_code == 200
+    assert info.json()["lifter"]["weights"] == settings.lifter_weights.name  # type: ignore[union-attr]
+    assert str(settings.lifter_weights.parent) not in info.text and str(settings.data_dir) not in info.text  # type: ignore[union-attr]
+    server_logs = "\n".join(
+        r.getMessage() for r in caplog.records if not r.name.startswith("httpx")
+    )  # not the client's
+    assert "/v1/info" in server_logs and secret not in server_logs and "wrong" not in server_logs
+
+
+def test_cors_is_closed_unless_origins_are_configured(make_settings: Callable[..., Settings]) -> None:
+    asked = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "GET"}
+    with TestClient(create_app(make_settings())) as client:
+        assert "access-control-allow-origin" not in client.get("/livez", headers=asked).headers
+        assert "access-control-allow-origin" not in client.options("/v1/info", headers=asked).headers
+    with TestClient(create_app(make_settings(cors_origins="https://app.example.com"))) as client:
+        assert client.get("/livez", headers=asked).headers["access-control-allow-origin"] == "https://app.example.com"
+        assert client.options("/v1/info", headers=asked).status_code == 200
+        other = {**asked, "Origin": "https://evil.example.com"}
+        assert "access-control-allow-origin" not in client.get("/livez", headers=other).headers
