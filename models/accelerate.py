@@ -28,19 +28,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hotpose.models.layers import Block
-
 if TYPE_CHECKING:
     from hotpose.models.hot import HoTMixSTE
+    from hotpose.models.layers import Block
 
 
 def _mkldnn_linear_available() -> bool:
+    if not torch.backends.mkldnn.is_available():
+        return False
     try:
         x = torch.ones(2, 4)
         w, b = torch.ones(3, 4), torch.zeros(3)
         y = torch.ops.mkldnn._linear_pointwise(x, w, b, "gelu", [], "none")
         z = torch.ops.mkldnn._linear_pointwise.binary(x, y, w, b, "add")
-    except (RuntimeError, AttributeError, NotImplementedError):  # a build without oneDNN
+    except (RuntimeError, AttributeError):
         return False
     return bool(torch.allclose(z, F.gelu(F.linear(x, w, b)) + F.linear(x, w, b)))
 
@@ -139,7 +140,6 @@ def forward_fast(model: HoTMixSTE, x: Tensor) -> Tensor:
         tokens = x.reshape(b * t * j, c)  # [B*T*J, C], every token once, in (b, t, j) order
 
         blk = model.STEblocks[i]
-        assert isinstance(blk, Block)
         qkv = _linear(_layer_norm(tokens, blk.norm1), blk.attn.qkv)  # [B*T*J, 3C]
         tokens = _block(blk, tokens, _spatial_attention(qkv, b, t, j, heads, exact))
         tokens = _layer_norm(tokens, model.Spatial_norm)
@@ -147,7 +147,6 @@ def forward_fast(model: HoTMixSTE, x: Tensor) -> Tensor:
             tokens = (tokens.view(b, t, j, c) + model.Temporal_pos_embed[:, :, None, :]).view(b * t * j, c)
 
         blk = model.TTEblocks[i]
-        assert isinstance(blk, Block)
         qkv = _linear(_layer_norm(tokens, blk.norm1), blk.attn.qkv)  # [B*T*J, 3C]
         tokens = _block(blk, tokens, _temporal_attention(qkv, b, t, j, heads))
         x = _layer_norm(tokens, model.Temporal_norm).view(b, t, j, c)  # [B, T, J, C]
