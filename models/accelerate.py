@@ -11,10 +11,9 @@ What makes it faster (shipped size: dim 64, 4 heads of 16, 17 joints, 243 frames
   copies them between the spatial view [B*T, J, C] and the temporal view [B*J, T, C] twice per
   block; here the per-token layers (norms, Linear, GELU) don't care about the order of tokens,
   and attention reads q, k, v as strided views of the fused qkv output.
-- Spatial attention (17 tokens) after the Token Pruning Cluster as two bmm + softmax per head on
-  those strided views, writing straight into the [B, T, J, C] output; before it, and for temporal
-  attention (81-243 tokens), the fused SDPA kernel on strided views (faster for long axes, and
-  before the pruning it keeps the features, hence the kept frames, bit-identical).
+- Spatial attention (17 tokens) as two bmm + softmax per head on those strided views, writing
+  straight into the [B, T, J, C] output; temporal attention (81-243 tokens) through the fused
+  SDPA kernel on strided views, which is faster there.
 - oneDNN's Linear with the bias, the GELU of fc1 and the residual adds of proj and fc2 fused in
   (`torch.ops.mkldnn._linear_pointwise`, the kernel TorchInductor's CPU freezing path uses).
 """
@@ -81,15 +80,11 @@ def _layer_norm(x: Tensor, norm: nn.LayerNorm) -> Tensor:
     return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
 
 
-def _spatial_attention(qkv: Tensor, b: int, t: int, j: int, heads: int, exact: bool = False) -> Tensor:
-    """Attention across the J joints of each frame: qkv [B*T*J, 3C] -> [B*T*J, C]; `exact`: through
-    the fused kernel as the module path does (bit-identical), else two bmm + softmax per head."""
+def _spatial_attention(qkv: Tensor, b: int, t: int, j: int, heads: int) -> Tensor:
+    """Attention across the J joints of each frame: qkv [B*T*J, 3C] -> [B*T*J, C]."""
     c = qkv.shape[1] // 3
     d = c // heads
     qkv = qkv.view(b * t, j, 3, heads, d)  # [B*T, J, 3, H, D]
-    if exact:
-        q, k, v = (qkv[:, :, n].transpose(1, 2) for n in range(3))  # [B*T, H, J, D] strided views
-        return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b * t * j, c)
     out = qkv.new_empty(b * t, j, heads, d)  # [B*T, J, H, D]
     scale = 1.0 / math.sqrt(d)
     for h in range(heads):
@@ -130,18 +125,12 @@ def forward_fast(model: HoTMixSTE, x: Tensor) -> Tensor:
             x = x[torch.arange(b, device=x.device)[:, None], index]  # [B, t, J, C]
             x = x + model.pos_embed_token[:, :, None, :]
             t = cfg.token_num
-        # Before the pruning, spatial attention through the module path's kernel: the Token
-        # Pruning Cluster then sees bit-identical features and keeps the same frames (its scores
-        # nearly tie often enough that a 1e-7 difference can swap frames: measured on an
-        # untrained model, 9 of 81 swapped in one of 8 windows). The oneDNN Linear gives
-        # bit-identical results to the module path's (tests/models/test_accelerate.py).
-        exact = cfg.hot and i < cfg.layer_index
         c = x.shape[-1]
         tokens = x.reshape(b * t * j, c)  # [B*T*J, C], every token once, in (b, t, j) order
 
         blk = model.STEblocks[i]
         qkv = _linear(_layer_norm(tokens, blk.norm1), blk.attn.qkv)  # [B*T*J, 3C]
-        tokens = _block(blk, tokens, _spatial_attention(qkv, b, t, j, heads, exact))
+        tokens = _block(blk, tokens, _spatial_attention(qkv, b, t, j, heads))
         tokens = _layer_norm(tokens, model.Spatial_norm)
         if i == 0:
             tokens = (tokens.view(b, t, j, c) + model.Temporal_pos_embed[:, :, None, :]).view(b * t * j, c)
