@@ -33,7 +33,6 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
-from hotpose.models.accelerate import fast_path_ok, forward_fast
 from hotpose.models.layers import Block, CrossAttention
 
 
@@ -197,8 +196,6 @@ class HoTMixSTE(nn.Module):
         cfg = self.config
         if x.ndim != 4 or x.shape[1:] != (cfg.frames, cfg.joints, 2):
             raise ValueError(f"expected input [B, {cfg.frames}, {cfg.joints}, 2], got {list(x.shape)}")
-        if fast_path_ok(self, x):
-            return forward_fast(self, x)  # same outputs within float32 rounding (models/accelerate.py)
         b = x.shape[0]
 
         x = self.Spatial_patch_to_embedding(x) + self.Spatial_pos_embed  # [B, T, J, C]
