@@ -2,57 +2,14 @@
 
 Parameter names (`qkv`, `proj`, `fc1`, `fc2`, `norm1`, `norm2`, `linear_q/k/v`)
 follow the official MixSTE / HoT releases so their checkpoints load strictly.
-Attention goes through `attend`: `torch.nn.functional.scaled_dot_product_attention`
-(a fused kernel on CPU and GPU), except for short token axes on CPU at inference
-(see `attend`).
+All attention goes through `torch.nn.functional.scaled_dot_product_attention`,
+which picks a fused kernel on CPU and GPU.
 """
 
 from __future__ import annotations
 
-import math
-
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-
-# Token axes up to this length take the batched-matmul path of `attend` on CPU at inference.
-# Measured on the shipped size (head dim 16, AMD EPYC, 1 and 2 threads): the fused CPU kernel is
-# 2x slower than two bmm + softmax for the 17 joints of a spatial block, and faster for the
-# 81-243 frames of a temporal block.
-SHORT_TOKENS = 32
-# Score elements per bmm chunk (1 MiB of float32), so the scores stay in cache between the two bmm.
-_CHUNK_SCORES = 1 << 18
-
-
-def attend(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    """Softmax attention of q [N, H, Lq, D] over k, v [N, H, Lk, D] -> [N, H, Lq, D], unscaled
-    inputs (the 1/sqrt(D) scale is applied here, as scaled_dot_product_attention does).
-
-    Short key axes on CPU without autograd take `_attend_bmm` (equal to the fused kernel within
-    float32 rounding, ~1e-6); everything else, training included, takes the fused kernel.
-    """
-    if (
-        k.shape[2] <= SHORT_TOKENS
-        and q.device.type == "cpu"
-        and not (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad))
-    ):
-        return _attend_bmm(q, k, v)
-    return F.scaled_dot_product_attention(q, k, v)
-
-
-def _attend_bmm(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    n, h, lq, d = q.shape
-    lk = k.shape[2]
-    q = q.expand(n, h, lq, d).reshape(n * h, lq, d)  # [N*H, Lq, D]
-    k = k.reshape(n * h, lk, d)  # [N*H, Lk, D]
-    v = v.reshape(n * h, lk, d)  # [N*H, Lk, D]
-    out = q.new_empty(n * h, lq, d)
-    step = max(1, _CHUNK_SCORES // (lq * lk))
-    scale = 1.0 / math.sqrt(d)
-    for i in range(0, n * h, step):
-        s = torch.bmm(q[i : i + step], k[i : i + step].transpose(1, 2)).mul_(scale)  # [n, Lq, Lk]
-        torch.bmm(torch.softmax(s, dim=-1), v[i : i + step], out=out[i : i + step])
-    return out.view(n, h, lq, d)
 
 
 class DropPath(nn.Module):
@@ -98,7 +55,7 @@ class Attention(nn.Module):
         h = self.num_heads
         qkv = self.qkv(x).view(n, length, 3, h, c // h).permute(2, 0, 3, 1, 4)  # [3, N, H, L, D]
         q, k, v = qkv.unbind(0)
-        x = attend(q, k, v)  # [N, H, L, D]
+        x = F.scaled_dot_product_attention(q, k, v)  # [N, H, L, D]
         x = x.transpose(1, 2).reshape(n, length, c)  # [N, L, C]
         out: Tensor = self.proj(x)
         return out
@@ -128,7 +85,7 @@ class CrossAttention(nn.Module):
         k = self.linear_k(key).view(n, lk, h, c // h).transpose(1, 2)  # [N, H, Lk, D]
         v = self.linear_v(value).view(n, lk, h, c // h).transpose(1, 2)  # [N, H, Lk, D]
         q = q.expand(n, -1, -1, -1)
-        x = attend(q, k, v)  # [N, H, Lq, D]
+        x = F.scaled_dot_product_attention(q, k, v)  # [N, H, Lq, D]
         x = x.transpose(1, 2).reshape(n, lq, c)  # [N, Lq, C]
         out: Tensor = self.proj(x)
         return out
@@ -155,4 +112,4 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["Attention", "attend", "Block", "CrossAttention", "DropPath", "Mlp", "count_parameters"]
+__all__ = ["Attention", "Block", "CrossAttention", "DropPath", "Mlp", "count_parameters"]

@@ -198,17 +198,3 @@ def test_hot_uses_the_kept_frames_only_after_pruning() -> None:
     x = torch.randn(1, 27, 17, 2)
     with torch.no_grad():
         assert not torch.allclose(model(x), model(x + 0.1))
-
-
-@pytest.mark.parametrize(("n", "heads", "lq", "lk"), [(243, 4, 17, 17), (3, 2, 5, 5), (7, 4, 243, 17), (1, 4, 17, 17)])
-def test_short_token_attention_equals_the_fused_kernel(n: int, heads: int, lq: int, lk: int) -> None:
-    from hotpose.models.layers import _attend_bmm
-
-    g = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(n, heads, length, 16, generator=g) for length in (lq, lk, lk))
-    with torch.inference_mode():
-        ref = torch.nn.functional.scaled_dot_product_attention(q, k, v)
-        assert (_attend_bmm(q, k, v) - ref).abs().max() < 1e-5
-        # a query shared by the whole batch (the recovery queries) is broadcast
-        ref1 = torch.nn.functional.scaled_dot_product_attention(q[:1].expand_as(q), k, v)
-        assert (_attend_bmm(q[:1].expand(n, -1, -1, -1), k, v) - ref1).abs().max() < 1e-5
