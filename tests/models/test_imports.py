@@ -6,12 +6,10 @@ edit here. The imports run in a fresh interpreter: this test process has the ser
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import hotpose.models
+from tests.conftest import modules_imported_by
 
 MODELS_DIR = Path(hotpose.models.__file__).resolve().parent
 FORBIDDEN = ("fastapi", "starlette", "uvicorn", "pydantic_settings", "httpx", "websockets", "hotpose.service")
@@ -36,15 +34,7 @@ def test_the_walk_finds_the_modules() -> None:
 
 def test_models_import_no_web_framework_and_nothing_of_the_service() -> None:
     modules = models_modules()
-    code = (
-        "import importlib, json, sys\n"
-        f"for name in {modules!r}:\n"
-        "    importlib.import_module(name)\n"
-        "print(json.dumps(sorted(sys.modules)))\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    loaded = modules_imported_by(modules)
     assert set(modules) <= set(loaded)
     offending = [m for m in loaded if any(m == f or m.startswith(f + ".") for f in FORBIDDEN)]
     assert offending == [], f"importing models/ pulled in {offending}"

@@ -4,9 +4,6 @@ defaults (for library users, who have no `Settings`) agree with the service's se
 from __future__ import annotations
 
 import inspect
-import json
-import subprocess
-import sys
 
 from hotpose.models import create_lifter
 from hotpose.models.detector import create_detector
@@ -14,6 +11,7 @@ from hotpose.models.detector.topdown import TopDownConfig
 from hotpose.models.detector.tracking import TrackerConfig
 from hotpose.models.detector.weights import default_home
 from hotpose.service.settings import Settings
+from tests.conftest import modules_imported_by
 
 # what runs the models, with no web import (docs/architecture.md)
 PIPELINE = ("engine", "pipeline", "lifting", "scheduler", "video", "smoothing", "render", "stream_protocol", "jobs")
@@ -22,15 +20,7 @@ WEB = ("fastapi", "starlette", "uvicorn", "httpx", "websockets")
 
 def test_the_pipeline_modules_import_no_web_framework() -> None:
     modules = [f"hotpose.service.{m}" for m in PIPELINE]
-    code = (
-        "import importlib, json, sys\n"
-        f"for name in {modules!r}:\n"
-        "    importlib.import_module(name)\n"
-        "print(json.dumps(sorted(sys.modules)))\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    loaded = modules_imported_by(modules)
     offending = [m for m in loaded if any(m == w or m.startswith(w + ".") for w in WEB)]
     assert offending == [], f"the pipeline modules pulled in {offending}"
 

@@ -132,6 +132,13 @@ def skeleton_pixels(bgr: np.ndarray, color: str) -> np.ndarray:
     return np.abs(bgr.astype(int) - want).max(axis=-1) < 60
 
 
+def open_page(page: Page, url: str) -> Page:
+    """The service's page loaded, with the server's `/v1/info` read (so the page is ready for input)."""
+    page.call("Page.navigate", url=url + "/")
+    page.wait_for("document.readyState === 'complete' && window.hotpose && window.hotpose.info !== null", 30, "page")
+    return page
+
+
 def test_camera_stream_draws_skeletons_where_the_person_is(
     browser: Callable[[], Page], make_settings: Callable[..., Settings]
 ) -> None:
@@ -196,11 +203,7 @@ def test_uploaded_clip_finishes_and_plays(
     writer.release()
     app = create_app(make_settings())
     with serve(app) as url:
-        page = browser()
-        page.call("Page.navigate", url=url + "/")
-        page.wait_for(
-            "document.readyState === 'complete' && window.hotpose && window.hotpose.info !== null", 30, "page"
-        )
+        page = open_page(browser(), url)
         doc = page.call("DOM.getDocument")["root"]["nodeId"]
         node = page.call("DOM.querySelector", nodeId=doc, selector="#clipfile")["nodeId"]
         page.call("DOM.setFileInputFiles", files=[str(clip)], nodeId=node)
@@ -255,11 +258,7 @@ def test_3d_view_places_people_by_depth_and_toggles_back(
     near, far, unplaced = person(1, [-0.5, 0, 3]), person(2, [0.6, 0, 6]), person(3, None)
     app = create_app(make_settings())
     with serve(app) as url:
-        page = browser()
-        page.call("Page.navigate", url=url + "/")
-        page.wait_for(
-            "document.readyState === 'complete' && window.hotpose && window.hotpose.info !== null", 30, "page"
-        )
+        page = open_page(browser(), url)
         assert page.js("window.hotpose.placed && document.getElementById('placed').checked")
         # the page redraws its last pose when the toggle changes: what a stream or a clip draws
         page.js(f"window.hotpose.lastPose = {{people: {json.dumps([near, far, unplaced])}}}")
