@@ -131,19 +131,3 @@ def skeleton_height(joints: np.ndarray) -> np.ndarray:
 
     out: np.ndarray = chain(_SPINE) + np.maximum(chain(_LEGS[0]), chain(_LEGS[1]))
     return out
-
-
-def smooth_centred(roots: np.ndarray, half_window: int) -> np.ndarray:
-    """Offline smoothing of one person's roots [T, 3] (NaN where unsolved): each frame the mean of the
-    solved roots within `half_window` frames either side (triangular weights); NaN stays NaN."""
-    r = np.asarray(roots, dtype=np.float64)
-    if half_window <= 0 or len(r) == 0:
-        return r.copy()
-    k = np.arange(-half_window, half_window + 1)
-    kernel = (half_window + 1 - np.abs(k)).astype(np.float64)  # [2H+1]
-    ok = np.asarray(np.isfinite(r).all(-1))
-    vals = np.where(ok[:, None], r, 0.0)
-    num = np.stack([np.convolve(vals[:, a], kernel, mode="same") for a in range(3)], -1)
-    den = np.convolve(ok.astype(np.float64), kernel, mode="same")[:, None]
-    out: np.ndarray = np.where(ok[:, None], num / np.maximum(den, 1e-12), np.nan)
-    return out

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from hotpose.models.placement import DEFAULT_FOV_DEG, Camera, skeleton_height, smooth_centred, solve_root
+from hotpose.models.placement import DEFAULT_FOV_DEG, Camera, skeleton_height, solve_root
 
 # a standing Human3.6M-17 skeleton (metres, y down), pelvis at the origin
 STAND = np.array([
@@ -72,15 +72,3 @@ def test_a_smaller_person_is_placed_too_far_unless_their_height_is_given() -> No
 def test_skeleton_height_sums_the_bones_of_head_spine_and_leg() -> None:
     assert math.isclose(float(skeleton_height(STAND)), 0.23 + 0.25 + math.hypot(0.1, 0.05) + math.hypot(0.12, 0.05)
                         + 0.13 + 0.45 + 0.43, rel_tol=1e-9)  # fmt: skip
-
-
-def test_centred_smoothing_keeps_lines_and_gaps() -> None:
-    line = np.arange(20.0)[:, None] * np.array([0.1, 0.0, 0.05]) + np.array([0, 0, 3.0])
-    out = smooth_centred(line, 3)
-    np.testing.assert_allclose(out[3:-3], line[3:-3], atol=1e-12)  # inside: a line stays a line
-    holed = line.copy()
-    holed[10] = np.nan
-    out = smooth_centred(holed, 3)
-    assert np.isnan(out[10]).all() and np.isfinite(np.delete(out, 10, axis=0)).all()
-    noisy = line + np.random.default_rng(0).normal(0, 0.1, line.shape)
-    assert np.abs(smooth_centred(noisy, 3) - line)[3:-3].mean() < np.abs(noisy - line)[3:-3].mean()
