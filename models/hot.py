@@ -15,11 +15,8 @@ Input  [B, T, J, 2]: 2D keypoints in the official screen normalisation
 Output [B, T, J, 3]: root-relative 3D joints in the units of the training
          targets (metres for the weights hotpose ships), camera frame.
 
-Inference is deterministic: the official code breaks ties between equal
-DPC-kNN densities (mutual nearest neighbours always tie) with `torch.rand`
-noise, so one clip gave different poses on every run. Here a density tie is
-broken by frame index (the earlier frame ranks higher) and the final selection
-uses a stable sort, so the same input always gives bit-identical output.
+Inference is deterministic: the Token Pruning Cluster (`hotpose.models.token_pruning`) breaks
+density ties by frame index instead of the official code's random noise.
 
 State-dict keys and shapes equal the official `model/mixste/hot_mixste.py` and
 `model/mixste/mixste.py`, so official checkpoints load with `strict=True`.
@@ -27,13 +24,13 @@ State-dict keys and shapes equal the official `model/mixste/hot_mixste.py` and
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor, nn
 
 from hotpose.models.layers import Block, CrossAttention
+from hotpose.models.token_pruning import TokenPruningCluster
 
 
 @dataclass(frozen=True)
@@ -90,72 +87,6 @@ def from_temporal(x: Tensor, b: int) -> Tensor:
     """[B*J, T, C] -> [B, T, J, C]."""
     bj, t, c = x.shape
     return x.view(b, bj // b, t, c).transpose(1, 2)
-
-
-# --- Token Pruning Cluster -------------------------------------------------------
-
-
-@torch.no_grad()
-def dpc_knn_select(x: Tensor, cluster_num: int, k: int) -> Tensor:
-    """Density-peak clustering (DPC-kNN) centres of the tokens x [B, N, C].
-
-    Returns the indices [B, cluster_num] of the tokens with the largest
-    density x distance-to-a-denser-token score, best first. Ties are broken
-    deterministically (see the module docstring).
-    """
-    with torch.autocast(x.device.type, enabled=False):
-        return _dpc_knn_select(x.float(), cluster_num, k)
-
-
-def _dpc_knn_select(x: Tensor, cluster_num: int, k: int) -> Tensor:
-    """`dpc_knn_select` in float32 always: under autocast the matmul below would run in bfloat16,
-    whose rounding swamps the small distances between neighbouring frames and changes which frames
-    are kept (about half of 81, measured on smooth sequences) between training and serving."""
-    b, n, c = x.shape
-    # Squared distances through one matmul (as torch.cdist does for this size; the direct
-    # pairwise form costs 20x more: 16 ms vs 0.8 ms for one 243-frame window on one core), then
-    # made exactly symmetric (a + b == b + a in floating point) with a zero diagonal, so mutual
-    # neighbours get exactly equal densities and the tie rule below applies.
-    sq = (x * x).sum(dim=-1)  # [B, N]
-    d2 = sq[:, :, None] + sq[:, None, :] - 2.0 * (x @ x.transpose(1, 2))  # [B, N, N]
-    d2 = (d2 + d2.transpose(1, 2)) * 0.5
-    d2 = d2 * (1.0 - torch.eye(n, dtype=x.dtype, device=x.device))
-    dist = d2.clamp_min(0).sqrt() / math.sqrt(c)  # [B, N, N]
-    nearest = dist.topk(k, dim=-1, largest=False).values  # [B, N, k]
-    density = torch.exp(-(nearest**2).mean(dim=-1))  # [B, N]
-
-    # denser[b, i, m]: token m outranks token i (higher density, or equal and earlier).
-    d_i = density[:, :, None]
-    d_m = density[:, None, :]
-    idx = torch.arange(n, device=x.device)
-    earlier = idx[None, None, :] < idx[None, :, None]
-    denser = (d_m > d_i) | ((d_m == d_i) & earlier)  # [B, N, N]
-    dist_max = dist.flatten(1).max(dim=-1).values[:, None, None]  # [B, 1, 1]
-    parent_dist = torch.where(denser, dist, dist_max).min(dim=-1).values  # [B, N]
-
-    score = parent_dist * density  # [B, N]
-    order = torch.sort(score, dim=-1, descending=True, stable=True).indices
-    return order[:, :cluster_num]
-
-
-def token_pruning_cluster(x: Tensor, token_num: int, k: int) -> Tensor:
-    """Frames to keep: pool joints, cluster frames, return indices [B, token_num] in time order."""
-    pooled = x.float().mean(dim=2)  # [B, T, C], float32 (see `_dpc_knn_select`)
-    index = dpc_knn_select(pooled, token_num, k)  # [B, token_num]
-    return index.sort(dim=-1).values
-
-
-class TokenPruningCluster(nn.Module):
-    """`token_pruning_cluster` as a module with no parameters (the checkpoint is unchanged), so
-    training can read the kept frames with a forward hook instead of the model storing them."""
-
-    def __init__(self, token_num: int, k: int) -> None:
-        super().__init__()
-        self.token_num = token_num
-        self.k = k
-
-    def forward(self, x: Tensor) -> Tensor:
-        return token_pruning_cluster(x, self.token_num, self.k)  # [B, token_num]
 
 
 # --- the model -----------------------------------------------------------------

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hotpose.models import LIFTERS, CheckpointError, create_lifter, save_checkpoint
-from hotpose.models.hot import dpc_knn_select, token_pruning_cluster
+from hotpose.models.token_pruning import dpc_knn_select, token_pruning_cluster
 
 # Small configs keep the suite fast; one test runs the paper-size model.
 SMALL = {"dim": 32, "depth": 4, "num_heads": 4, "frames": 27, "token_num": 9, "layer_index": 2}
