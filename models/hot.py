@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from hotpose.models.layers import Block, CrossAttention
-from hotpose.models.token_pruning import TokenPruningCluster
+from hotpose.models.token_pruning import TokenPruningCluster, gather_frames
 
 
 @dataclass(frozen=True)
@@ -89,58 +89,105 @@ def from_temporal(x: Tensor, b: int) -> Tensor:
     return x.view(b, bj // b, t, c).transpose(1, 2)
 
 
-# --- the model -----------------------------------------------------------------
+# --- the MixSTE trunk, shared by every MixSTE host ---------------------------------
 
 
-class HoTMixSTE(nn.Module):
-    """MixSTE with optional Hourglass Tokenizer pruning and recovery (config.hot)."""
+def mixste_head(dim: int) -> nn.Sequential:
+    """The official regression head: LayerNorm, then C -> 3 per joint token."""
+    return nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 3))
 
-    def __init__(self, config: LifterConfig) -> None:
+
+class MixSTETrunk(nn.Module):
+    """MixSTE's embedding and its `depth` spatial-temporal block pairs, with the official names.
+
+    Hosts (HoT-MixSTE and MixSTE here, TPC-MixSTE in `hotpose.models.tpc_mixste`) subclass it,
+    then register their own pruning / recovery parameters and last `head` (`mixste_head`), which
+    gives the official state_dict order, and run `embed` then `mix_block` for each block, pruning
+    frames between blocks as they do.
+    """
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        depth: int,
+        num_heads: int,
+        mlp_hidden_dim: int,
+        frames: int,
+        joints: int,
+        drop_path_rate: float,
+    ) -> None:
         super().__init__()
-        self.config = config
-        cfg = config
-        dim = cfg.dim
-
+        self.window = (frames, joints)  # the input shape [B, T, J, 2] every forward checks
         self.Spatial_patch_to_embedding = nn.Linear(2, dim)
-        self.Spatial_pos_embed = nn.Parameter(torch.zeros(1, cfg.joints, dim))
-        self.Temporal_pos_embed = nn.Parameter(torch.zeros(1, cfg.frames, dim))
+        self.Spatial_pos_embed = nn.Parameter(torch.zeros(1, joints, dim))
+        self.Temporal_pos_embed = nn.Parameter(torch.zeros(1, frames, dim))
 
-        dpr = [r.item() for r in torch.linspace(0, cfg.drop_path_rate, cfg.depth)]
-        self.STEblocks = nn.ModuleList(
-            Block(dim, cfg.num_heads, cfg.mlp_hidden_dim, drop_path=dpr[i]) for i in range(cfg.depth)
-        )
-        self.TTEblocks = nn.ModuleList(
-            Block(dim, cfg.num_heads, cfg.mlp_hidden_dim, drop_path=dpr[i]) for i in range(cfg.depth)
-        )
+        dpr = [r.item() for r in torch.linspace(0, drop_path_rate, depth)]
+        self.STEblocks = nn.ModuleList(Block(dim, num_heads, mlp_hidden_dim, drop_path=dpr[i]) for i in range(depth))
+        self.TTEblocks = nn.ModuleList(Block(dim, num_heads, mlp_hidden_dim, drop_path=dpr[i]) for i in range(depth))
         self.Spatial_norm = nn.LayerNorm(dim, eps=1e-6)
         self.Temporal_norm = nn.LayerNorm(dim, eps=1e-6)
 
-        if cfg.hot:
-            self.pos_embed_token = nn.Parameter(torch.zeros(1, cfg.token_num, dim))
-            self.x_token = nn.Parameter(torch.zeros(1, cfg.frames, dim))  # recovery queries
-            self.cross_attention = CrossAttention(dim, cfg.num_heads)
-            self.token_pruning = TokenPruningCluster(cfg.token_num, cfg.knn_k)
+    def check_input(self, x: Tensor) -> None:
+        frames, joints = self.window
+        if x.ndim != 4 or x.shape[1:] != (frames, joints, 2):
+            raise ValueError(f"expected input [B, {frames}, {joints}, 2], got {list(x.shape)}")
 
-        self.head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 3))
+    def embed(self, x: Tensor) -> Tensor:
+        """[B, T, J, 2] -> [B, T, J, C] joint tokens."""
+        out: Tensor = self.Spatial_patch_to_embedding(x) + self.Spatial_pos_embed
+        return out
+
+    def mix_block(self, i: int, x: Tensor) -> Tensor:
+        """Spatial block i, then temporal block i: [B, t, J, C] -> [B, t, J, C].
+
+        The temporal position embedding enters at block 0, before any frame is pruned."""
+        b = x.shape[0]
+        x = self.Spatial_norm(self.STEblocks[i](to_spatial(x)))  # [B*t, J, C]
+        x = to_temporal(from_spatial(x, b))  # [B*J, t, C]
+        if i == 0:
+            x = x + self.Temporal_pos_embed
+        x = self.Temporal_norm(self.TTEblocks[i](x))  # [B*J, t, C]
+        return from_temporal(x, b)  # [B, t, J, C]
+
+
+# --- the model -----------------------------------------------------------------
+
+
+class HoTMixSTE(MixSTETrunk):
+    """MixSTE with optional Hourglass Tokenizer pruning and recovery (config.hot)."""
+
+    def __init__(self, config: LifterConfig) -> None:
+        cfg = config
+        super().__init__(
+            dim=cfg.dim,
+            depth=cfg.depth,
+            num_heads=cfg.num_heads,
+            mlp_hidden_dim=cfg.mlp_hidden_dim,
+            frames=cfg.frames,
+            joints=cfg.joints,
+            drop_path_rate=cfg.drop_path_rate,
+        )
+        self.config = config
+        if cfg.hot:
+            self.pos_embed_token = nn.Parameter(torch.zeros(1, cfg.token_num, cfg.dim))
+            self.x_token = nn.Parameter(torch.zeros(1, cfg.frames, cfg.dim))  # recovery queries
+            self.cross_attention = CrossAttention(cfg.dim, cfg.num_heads)
+            self.token_pruning = TokenPruningCluster(cfg.token_num, cfg.knn_k)
+        self.head = mixste_head(cfg.dim)
 
     def forward(self, x: Tensor) -> Tensor:
         cfg = self.config
-        if x.ndim != 4 or x.shape[1:] != (cfg.frames, cfg.joints, 2):
-            raise ValueError(f"expected input [B, {cfg.frames}, {cfg.joints}, 2], got {list(x.shape)}")
+        self.check_input(x)
         b = x.shape[0]
 
-        x = self.Spatial_patch_to_embedding(x) + self.Spatial_pos_embed  # [B, T, J, C]
+        x = self.embed(x)  # [B, T, J, C]
         for i in range(cfg.depth):
             if cfg.hot and i == cfg.layer_index:
                 index = self.token_pruning(x)  # [B, t]
-                x = x[torch.arange(b, device=x.device)[:, None], index]  # [B, t, J, C]
-                x = x + self.pos_embed_token[:, :, None, :]
-            x = self.Spatial_norm(self.STEblocks[i](to_spatial(x)))  # [B*T, J, C]
-            x = to_temporal(from_spatial(x, b))  # [B*J, T, C]
-            if i == 0:
-                x = x + self.Temporal_pos_embed
-            x = self.Temporal_norm(self.TTEblocks[i](x))  # [B*J, T, C]
-            x = from_temporal(x, b)  # [B, T, J, C]
+                x = gather_frames(x, index) + self.pos_embed_token[:, :, None, :]  # [B, t, J, C]
+            x = self.mix_block(i, x)  # [B, t, J, C]
 
         if cfg.hot:
             tokens = to_temporal(x)  # [B*J, t, C]

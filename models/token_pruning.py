@@ -85,6 +85,19 @@ def token_pruning_cluster(x: Tensor, token_num: int, k: int, keep: int | None = 
     return select_frames(x.float().mean(dim=2), token_num, k, keep)  # [B, token_num]
 
 
+def gather_frames(x: Tensor, index: Tensor) -> Tensor:
+    """The kept frames of x [B, T, ...] at index [B, t]: [B, t, ...]."""
+    return x[torch.arange(x.shape[0], device=x.device)[:, None], index]
+
+
+def kept_position(index: Tensor, frame: int) -> Tensor:
+    """Where frame `frame` sits among each sample's kept frames index [B, t]: [B].
+
+    The frame must be kept (a seq2frame host's centre always is); its row of the host's output
+    [B, t, ...] is then its pose."""
+    return (index == frame).int().argmax(dim=1)
+
+
 class TokenPruningCluster(nn.Module):
     """`token_pruning_cluster` as a module with no parameters (the checkpoint is unchanged), so
     training can read the kept frames with a forward hook instead of the model storing them."""
@@ -99,4 +112,11 @@ class TokenPruningCluster(nn.Module):
         return token_pruning_cluster(x, self.token_num, self.k, self.keep)  # [B, token_num]
 
 
-__all__ = ["TokenPruningCluster", "dpc_knn_select", "select_frames", "token_pruning_cluster"]
+__all__ = [
+    "TokenPruningCluster",
+    "dpc_knn_select",
+    "gather_frames",
+    "kept_position",
+    "select_frames",
+    "token_pruning_cluster",
+]
