@@ -16,10 +16,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from hotpose.models import Lifter
 from hotpose.models.data import EvalView, windows
 from hotpose.models.keypoints import flip_augment
+from hotpose.models.kind import CentrePredictor
 from hotpose.models.metrics import mpjpe, mpjve, p_mpjpe
 
 GROUP_OTHER = "other"  # `evaluate`'s `by_group`: the clips that no named group matches
@@ -27,12 +29,24 @@ GROUP_OTHER = "other"  # `evaluate`'s `by_group`: the clips that no named group 
 
 @torch.no_grad()
 def lift_windows(model: Lifter, w: np.ndarray, flip: bool = True, batch: int = 8) -> np.ndarray:
-    """Windows [N, F, 17, 2] -> 3D [N, F, 17, 3], `batch` at a time, with test-time flip or not."""
+    """Windows [N, F, 17, C] -> 3D, `batch` at a time, with test-time flip or not: [N, F, 17, 3] from a
+    seq2seq lifter, [N, 17, 3] (the centre frame's pose) from a seq2frame one (`model.KIND`).
+    C: x, y and optionally the 2D confidence; the lifter takes the `LifterKind.channels` it declares
+    (extra trailing channels dropped, a missing confidence taken as 1)."""
     device = next(model.parameters()).device
+    kind = model.KIND
+    fn: Callable[[Tensor], Tensor] = model
+    if kind.seq2frame:
+        if not isinstance(model, CentrePredictor):
+            raise TypeError(f"{type(model).__name__} declares seq2frame output but has no predict_centre")
+        fn = model.predict_centre
+    if w.shape[-1] < kind.channels:  # 2D without confidences (evaluation data): every joint fully confident
+        w = np.concatenate([w, np.ones((*w.shape[:-1], kind.channels - w.shape[-1]), w.dtype)], axis=-1)
     outs = []
     for i in range(0, len(w), batch):
-        xb = torch.from_numpy(np.ascontiguousarray(w[i : i + batch], dtype=np.float32)).to(device)
-        outs.append((flip_augment(model, xb) if flip else model(xb)).float().cpu().numpy())
+        xb = torch.from_numpy(np.ascontiguousarray(w[i : i + batch, ..., : kind.channels], dtype=np.float32))
+        xb = xb.to(device)
+        outs.append((flip_augment(fn, xb) if flip else fn(xb)).float().cpu().numpy())
     return np.concatenate(outs)
 
 
@@ -47,7 +61,17 @@ def predict(model: Lifter, x: np.ndarray, batch: int = 8, flip: bool = True, str
     def lift(w: np.ndarray) -> np.ndarray:
         return lift_windows(model, w, flip, batch)
 
-    if stride is None or stride >= frames:
+    if model.KIND.seq2frame:
+        # every frame its own window, centred on it and edge-padded at both ends (the official protocol
+        # of seq2frame models); `stride` does not apply
+        t = len(x)
+        offsets = np.arange(frames) - model.KIND.centre(frames)  # [F]
+        parts = []
+        for s in range(0, t, 256):  # 256 windows at a time bounds the memory, not the result
+            idx = np.clip(np.arange(s, min(s + 256, t))[:, None] + offsets, 0, t - 1)  # [n, F]
+            parts.append(lift(x[idx]))  # [n, 17, 3]
+        y = np.concatenate(parts)
+    elif stride is None or stride >= frames:
         w, t = windows(x, frames)
         y = lift(w).reshape(-1, 17, 3)[:t]
     else:

@@ -25,10 +25,12 @@ State-dict keys and shapes equal the official `model/mixste/hot_mixste.py` and
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from hotpose.models.kind import SEQ2SEQ, LifterKind
 from hotpose.models.layers import Block, CrossAttention
 from hotpose.models.token_pruning import TokenPruningCluster, gather_frames
 
@@ -157,6 +159,8 @@ class MixSTETrunk(nn.Module):
 
 class HoTMixSTE(MixSTETrunk):
     """MixSTE with optional Hourglass Tokenizer pruning and recovery (config.hot)."""
+
+    KIND: ClassVar[LifterKind] = SEQ2SEQ
 
     def __init__(self, config: LifterConfig) -> None:
         cfg = config

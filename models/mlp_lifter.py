@@ -9,8 +9,11 @@ Input [B, T, J, 2] screen-normalised -> output [B, T, J, 3] root-relative.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 from torch import Tensor, nn
+
+from hotpose.models.kind import SEQ2SEQ, LifterKind
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,8 @@ class _Residual(nn.Module):
 
 
 class MLPLifter(nn.Module):
+    KIND: ClassVar[LifterKind] = SEQ2SEQ  # frame by frame, but it takes and returns whole windows
+
     def __init__(self, config: MLPConfig) -> None:
         super().__init__()
         self.config = config

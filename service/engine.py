@@ -18,8 +18,9 @@ from hotpose.models import Lifter, create_lifter, resolve_weights
 from hotpose.models.detector import Person, create_detector
 from hotpose.models.detector.topdown import StreamState, TopDown
 from hotpose.models.device import pick_device
+from hotpose.models.kind import SEQ2SEQ, LifterKind
 from hotpose.service import metrics
-from hotpose.service.lifting import LiftPolicy, lift_root_relative
+from hotpose.service.lifting import LiftPolicy, lift_root_relative, min_delay
 from hotpose.service.pipeline import DetectFn, PosePipeline
 from hotpose.service.placing import CameraRequest
 from hotpose.service.scheduler import BatchConfig, BatchScheduler
@@ -89,6 +90,8 @@ class Engine:
         else:
             self.lifter = create_lifter(config.lifter, weights=weights, device=device)
         self.window = self.lifter.config.frames if self.lifter is not None else 0
+        self.kind: LifterKind = self.lifter.KIND if self.lifter is not None else SEQ2SEQ
+        self.min_delay = min_delay(self.window, self.kind)  # future context the lifter needs (seq2frame)
         self.det_scheduler: BatchScheduler[tuple[np.ndarray, StreamState, float], list[Person]] = BatchScheduler(
             "detector", self._detect_batch, config.detector_batch
         )
@@ -101,7 +104,8 @@ class Engine:
         st = self.detector.new_stream()
         self.det_scheduler.submit((np.zeros((256, 256, 3), np.uint8), st, 0.0)).result()
         if self.lifter is not None:
-            self.lift_scheduler.submit((np.zeros((self.window, 17, 2), np.float32), self.config.flip)).result()
+            warm = np.zeros((self.window, 17, self.kind.channels), np.float32)
+            self.lift_scheduler.submit((warm, self.config.flip)).result()
 
     def close(self) -> None:
         self.det_scheduler.close()
@@ -113,7 +117,8 @@ class Engine:
         return self.detector.process_batch([(f, st) for f, st, _ in items], [t for _, _, t in items])
 
     def _lift_batch(self, items: list[tuple[np.ndarray, bool]]) -> list[np.ndarray]:
-        """Windows [F, 17, 2] with their flip flag -> 3D; one model call per flag present."""
+        """Windows [F, 17, C] with their flip flag -> 3D ([F, 17, 3], or [17, 3] from a seq2frame lifter);
+        one model call per flag present."""
         assert self.lifter is not None
         out: list[np.ndarray | None] = [None] * len(items)
         for flip in (False, True):
@@ -154,7 +159,7 @@ class Engine:
         lift = (lambda w: self.lift(w, flip)) if self.lifter is not None else None
         window = self.window or 1
         policy = policy or LiftPolicy.clip(window, self.config.track_max_gap_s)
-        return PosePipeline(self.detect_fn(), lift, window, policy, smoothing, camera)
+        return PosePipeline(self.detect_fn(), lift, window, policy, smoothing, camera, self.kind)
 
     def describe_2d(self) -> dict[str, object]:
         """What runs in the 2D stage (`/v1/info`)."""

@@ -30,6 +30,13 @@ Emission (`LiftPolicy.delay`, in grid frames):
   after its newest sample, edge-padded there, give its last frames as many
   windows as the others.
 
+Seq2frame lifters (`LifterKind`: TPC-MixSTE, MHFormer) predict only the centre frame of a window:
+every grid frame gets its own window, centred on it (`stride` does not apply), lifted once half a
+window of future samples exists; so they need `delay >= (frames - 1) // 2` and cannot run causal.
+
+Inputs carry the 2D confidence beside x, y (a lifter that declares 3 channels, MotionBERT, gets it;
+the others get x, y only).
+
 A person missing for longer than `hold_s` has its pending frames finalised
 with the context it has (so other people's frames are not held back); one
 missing for longer than `max_gap_s`, or for longer than one window can bridge
@@ -50,17 +57,30 @@ import numpy as np
 from hotpose.models import Lifter
 from hotpose.models.evaluate import lift_windows
 from hotpose.models.keypoints import normalize_image
+from hotpose.models.kind import SEQ2SEQ, LifterKind
 
 LIFTER_FPS = 30.0
-LiftFn = Callable[[np.ndarray], np.ndarray]  # windows [N, F, 17, 2] (normalised) -> [N, F, 17, 3]
+# windows [N, F, 17, C] (normalised x, y, then the confidence if C == 3) -> [N, F, 17, 3] (seq2seq) or
+# [N, 17, 3] (seq2frame: the centre frames)
+LiftFn = Callable[[np.ndarray], np.ndarray]
+
+
+class PolicyError(ValueError):
+    """A lifting policy the lifter cannot serve (a seq2frame lifter asked for causal emission)."""
 
 
 def lift_root_relative(lifter: Lifter, windows: np.ndarray, flip: bool = True) -> np.ndarray:
-    """Normalised 2D windows [N, F, 17, 2] -> root-relative 3D [N, F, 17, 3] (the pelvis is the origin),
-    in one model call, with test-time flip averaging or not (`hotpose.models.evaluate.lift_windows`)."""
+    """Normalised 2D windows [N, F, 17, C] -> root-relative 3D (the pelvis is the origin): [N, F, 17, 3]
+    from a seq2seq lifter, [N, 17, 3] (the centre frames) from a seq2frame one, in one model call, with
+    test-time flip averaging or not (`hotpose.models.evaluate.lift_windows`)."""
     y = lift_windows(lifter, windows, flip, batch=max(len(windows), 1))
     out: np.ndarray = y - y[..., :1, :]
     return out
+
+
+def min_delay(frames: int, kind: LifterKind) -> int:
+    """The least delay (grid frames) a lifter of this kind needs: half a window for seq2frame, else 0."""
+    return kind.centre(frames) if kind.seq2frame else 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,8 +101,9 @@ class LiftPolicy:
 
     @classmethod
     def clip(cls, frames: int, max_gap_s: float) -> LiftPolicy:
-        """Offline quality for whole clips: ~3 windows per frame, full future context. A person
-        hidden up to `max_gap_s` (the tracker's gap) continues their buffer when found again."""
+        """Offline quality for whole clips: ~3 windows per frame (seq2seq), full future context (a
+        seq2frame lifter needs half of it). A person hidden up to `max_gap_s` (the tracker's gap)
+        continues their buffer when found again."""
         return cls(stride=max(frames // 3, 1), delay=frames - 1, max_gap_s=max_gap_s, hold_s=min(1.0, max_gap_s))
 
 
@@ -97,16 +118,20 @@ class Request:
 class TrackBuffer:
     """One person's continuous run of observations on a 30 fps grid."""
 
-    def __init__(self, t0: float, frames: int, policy: LiftPolicy) -> None:
+    def __init__(self, t0: float, frames: int, policy: LiftPolicy, kind: LifterKind = SEQ2SEQ) -> None:
         self.t0 = t0
         self.frames = frames
         self.policy = policy
-        self.samples: deque[np.ndarray] = deque(maxlen=frames)  # the newest grid samples [17, 2]
+        self.seq2frame = kind.seq2frame
+        self.centre = kind.centre(frames)  # seq2frame: the window position whose pose is predicted
+        # the newest grid samples [17, C]: one window, or (seq2frame) a window plus the new samples
+        # since the last lift (at most one window: `can_bridge`), each of which gets its own window
+        self.samples: deque[np.ndarray] = deque(maxlen=2 * frames if self.seq2frame else frames)
         self.first: np.ndarray | None = None  # grid sample 0 (edge padding)
         self.n = 0  # grid samples generated
         self.last_t = t0
         self.last_xy: np.ndarray | None = None
-        self.last_lift = -1  # newest grid index at the last lift
+        self.last_lift = -1  # newest grid index at the last lift (seq2frame: the last window's end)
         self.acc: dict[int, np.ndarray] = {}  # pending grid index -> summed outputs [17, 3]
         self.cnt: dict[int, int] = {}
         self.final: dict[int, np.ndarray] = {}
@@ -126,7 +151,7 @@ class TrackBuffer:
         return math.floor(self.grid_position(t)) - self.last_lift <= self.frames
 
     def observe(self, t: float, xy: np.ndarray) -> Request:
-        """Add an observation (normalised 2D [17, 2]) at time t (>= the previous one)."""
+        """Add an observation (normalised 2D [17, C]) at time t (>= the previous one)."""
         t = max(t, self.last_t)
         u = self.grid_position(t)
         if self.last_xy is None:
@@ -153,63 +178,82 @@ class TrackBuffer:
     def newest(self) -> int:
         return self.n - 1
 
-    def window(self) -> np.ndarray | None:
-        """The window to lift now [F, 17, 2], or None when none is due."""
+    def windows(self) -> list[tuple[np.ndarray, int]]:
+        """The windows to lift now, as (window [F, 17, C], grid index of its last position)."""
         newest = self.newest
         if newest < 0 or newest <= self.last_lift:
-            return None
+            return []
+        if self.seq2frame:
+            # one window per new grid frame whose centred window is complete
+            first = max(self.last_lift + 1, self.centre + self.next_final)
+            return [(self._window(end), end) for end in range(first, newest + 1)]
         due_uncovered = self.policy.delay > 0 and any(
             self.cnt.get(g, 0) == 0 for g in range(self.next_final, newest - self.policy.delay + 1)
         )
         if newest - self.last_lift < self.policy.stride and not due_uncovered:
-            return None
-        return self._window()
+            return []
+        return [(self._window(newest), newest)]
 
-    def _window(self, end_pad: int = 0) -> np.ndarray:
-        """[F, 17, 2]: the newest samples, edge-padded at the start while the buffer fills, and with
-        `end_pad` copies of the newest sample after them."""
-        real = list(self.samples)[-(self.frames - end_pad) :]  # the newest, up to what fits before the padding
-        pad = self.frames - end_pad - len(real)
-        assert self.first is not None
-        start = [np.repeat(self.first[None], pad, axis=0)] if pad else []
-        end = [np.repeat(real[-1][None], end_pad, axis=0)] if end_pad else []
-        return np.concatenate([*start, np.stack(real), *end]).astype(np.float32)
+    def _window(self, end: int) -> np.ndarray:
+        """[F, 17, C]: the window whose last position is grid frame `end`; positions before the first
+        sample take the first sample (edge padding at the start of a track), positions after the
+        newest take the newest (edge padding at its end)."""
+        oldest = self.n - len(self.samples)
+        g = np.clip(np.arange(end - self.frames + 1, end + 1), 0, self.newest)  # [F] grid frame of each position
+        assert self.first is not None and (g[g > 0].min(initial=oldest) >= oldest), "a window left the buffer"
+        held = np.stack(self.samples)  # [S, 17, C]
+        out = np.where((g == 0)[:, None, None], self.first, held[np.maximum(g - oldest, 0)])
+        return out.astype(np.float32)
 
-    def deliver(self, out: np.ndarray, end_pad: int = 0) -> None:
-        """Outputs [F, 17, 3] of the window ending at the newest sample (+ `end_pad` padded frames)."""
+    def deliver(self, out: np.ndarray, end: int) -> None:
+        """The output of the window ending at grid frame `end`: [F, 17, 3] (seq2seq) or the centre
+        frame's [17, 3] (seq2frame)."""
         newest = self.newest
-        self.last_lift = newest
-        end = newest + end_pad
-        for g in range(max(self.next_final, end - self.frames + 1), newest + 1):
-            y = out[self.frames - 1 - (end - g)]
-            if g in self.acc:
-                self.acc[g] += y
-                self.cnt[g] += 1
-            else:
-                self.acc[g] = y.astype(np.float64)
-                self.cnt[g] = 1
+        self.last_lift = max(self.last_lift, min(end, newest))
+        if self.seq2frame:
+            self._add(end - self.centre, out)
+        else:
+            for g in range(max(self.next_final, end - self.frames + 1), newest + 1):
+                self._add(g, out[self.frames - 1 - (end - g)])
         self._finalise(newest - self.policy.delay)
 
-    def flush_windows(self) -> list[tuple[np.ndarray, int]]:
-        """(window, end padding) pairs that cover every pending sample at the end of the track.
+    def _add(self, g: int, y: np.ndarray) -> None:
+        if g < self.next_final:
+            return
+        if g in self.acc:
+            self.acc[g] += y
+            self.cnt[g] += 1
+        else:
+            self.acc[g] = y.astype(np.float64)
+            self.cnt[g] = 1
 
-        The window ending at the newest sample (unless the last lift ended there: it would count
-        twice); with a delay (future context), also windows ending `stride`, 2 `stride`, ... grid
-        frames after it, edge-padded at the end with the newest sample, while they still hold it, as
-        `hotpose.models.evaluate.predict` pads a clip's end: the last frames of a clip are averaged over
-        about as many windows as the others (3 for clips), not lifted once near a window's end."""
-        if self.next_final > self.newest:
+    def flush_windows(self) -> list[tuple[np.ndarray, int]]:
+        """(window, end) pairs that cover every pending sample at the end of the track; `end` past the
+        newest sample means the window is edge-padded at the end with it.
+
+        Seq2seq: the window ending at the newest sample (unless the last lift ended there: it would
+        count twice); with a delay (future context), also windows ending `stride`, 2 `stride`, ... grid
+        frames after it, while they still hold it, as `hotpose.models.evaluate.predict` pads a clip's
+        end: the last frames of a clip are averaged over about as many windows as the others (3 for
+        clips), not lifted once near a window's end. Seq2frame: the centred window of every pending
+        frame, edge-padded past the newest sample."""
+        newest = self.newest
+        if self.next_final > newest:
             return []
-        out = [] if self.newest == self.last_lift else [(self._window(), 0)]
+        if self.seq2frame:
+            first = max(self.last_lift + 1, self.centre + self.next_final)
+            return [(self._window(end), end) for end in range(first, newest + self.centre + 1)]
+        out = [] if newest == self.last_lift else [(self._window(newest), newest)]
         if self.policy.delay > 0:
             step = self.policy.stride
-            out += [(self._window(k), k) for k in range(step, min(self.policy.delay, self.frames - 1) + 1, step)]
+            ends = range(newest + step, newest + min(self.policy.delay, self.frames - 1) + 1, step)
+            out += [(self._window(end), end) for end in ends]
         return out
 
     def flush_deliver(self, outs: list[tuple[np.ndarray, int]]) -> None:
-        """The outputs [F, 17, 3] of `flush_windows`, each with its end padding."""
-        for y, end_pad in outs:
-            self.deliver(y, end_pad)
+        """The outputs of `flush_windows`, each with its window's end."""
+        for y, end in outs:
+            self.deliver(y, end)
         self._finalise(self.newest, resolve_all=True)
 
     def _finalise(self, upto: int, resolve_all: bool = False) -> None:
@@ -251,16 +295,25 @@ class _Pending:
 class StreamLifter:
     """Frames in order -> the same frames out in order, each person's 3D resolved.
 
-    `push(key, t, people, width, height)` takes one frame's people as (track id, 2D pixels
-    [17, 2]) and returns the frames that became complete, as (key, {track id: 3D [17, 3]}).
+    `push(key, t, people, width, height)` takes one frame's people as (track id, 2D pixels [17, 2],
+    or [17, 3] with the keypoint confidences) and returns the frames that became complete, as
+    (key, {track id: 3D [17, 3]}). `kind` is what the lifter behind `lift` declares (`LifterKind`).
     """
 
-    def __init__(self, frames: int, lift: LiftFn, policy: LiftPolicy) -> None:
+    def __init__(self, frames: int, lift: LiftFn, policy: LiftPolicy, kind: LifterKind = SEQ2SEQ) -> None:
         if policy.stride > frames:
             raise ValueError(f"stride {policy.stride} exceeds the lifter's window of {frames} frames")
+        need = min_delay(frames, kind)
+        if policy.delay < need:
+            raise PolicyError(
+                f"this lifter predicts the centre frame of a {frames}-frame window (seq2frame): it needs "
+                f"{need} frames of future context, so it serves clips and delayed streams with delay_frames "
+                f">= {need}, not {'causal streams' if policy.delay == 0 else f'a delay of {policy.delay}'}"
+            )
         self.frames = frames
         self.lift = lift
         self.policy = policy
+        self.kind = kind
         self.tracks: dict[int, TrackBuffer] = {}
         self.retired: list[TrackBuffer] = []
         self.pending: deque[tuple[_Pending, dict[int, Request]]] = deque()
@@ -269,15 +322,14 @@ class StreamLifter:
         self, key: object, t: float, people: list[tuple[int, np.ndarray]], width: int, height: int
     ) -> list[tuple[object, dict[int, np.ndarray]]]:
         reqs: dict[int, Request] = {}
-        for track_id, xy in people:
+        for track_id, kp in people:
             buf = self.tracks.get(track_id)
             if buf is not None and (t - buf.last_t > self.policy.max_gap_s or not buf.can_bridge(t)):
                 self.retired.append(buf)
                 buf = None
             if buf is None:
-                buf = self.tracks[track_id] = TrackBuffer(t, self.frames, self.policy)
-            xy_n = normalize_image(np.asarray(xy, np.float64), width, height).astype(np.float32)
-            reqs[track_id] = buf.observe(t, xy_n)
+                buf = self.tracks[track_id] = TrackBuffer(t, self.frames, self.policy, self.kind)
+            reqs[track_id] = buf.observe(t, self._sample(np.asarray(kp, np.float64), width, height))
         self.pending.append((_Pending(key), reqs))
         seen = {tid for tid, _ in people}
         stale = [b for tid, b in self.tracks.items() if tid not in seen and t - b.last_t > self.policy.hold_s]
@@ -286,6 +338,15 @@ class StreamLifter:
         for tid in [tid for tid, b in self.tracks.items() if t - b.last_t > self.policy.max_gap_s]:
             del self.tracks[tid]  # already flushed as stale; a return starts a new buffer
         return self._complete()
+
+    def _sample(self, kp: np.ndarray, width: int, height: int) -> np.ndarray:
+        """Pixels [17, 2 or 3] -> what the lifter reads [17, channels]: normalised x, y (+ confidence,
+        1 where none was given)."""
+        xy = normalize_image(kp[:, :2], width, height)
+        if self.kind.channels == 2:
+            return xy.astype(np.float32)
+        conf = kp[:, 2:3] if kp.shape[1] > 2 else np.ones((len(kp), 1))
+        return np.concatenate([xy, conf], axis=1).astype(np.float32)
 
     def flush(self) -> list[tuple[object, dict[int, np.ndarray]]]:
         """Lift everything still pending (end of a clip or stream) and return the remaining frames."""
@@ -296,21 +357,19 @@ class StreamLifter:
         return out
 
     def _run(self, active: list[TrackBuffer], flush: list[TrackBuffer]) -> None:
-        jobs: list[tuple[TrackBuffer, np.ndarray, int | None]] = []  # (buffer, window, end padding if a flush)
+        jobs: list[tuple[TrackBuffer, np.ndarray, int, bool]] = []  # (buffer, window, its end, from a flush)
         for b in active:
-            w = b.window()
-            if w is not None:
-                jobs.append((b, w, None))
+            jobs += [(b, w, end, False) for w, end in b.windows()]
         for b in flush:
-            jobs += [(b, w, pad) for w, pad in b.flush_windows()]
+            jobs += [(b, w, end, True) for w, end in b.flush_windows()]
         ends: dict[int, tuple[TrackBuffer, list[tuple[np.ndarray, int]]]] = {id(b): (b, []) for b in flush}
         if jobs:
-            out = self.lift(np.stack([w for _, w, _ in jobs]))
-            for (b, _, pad), y in zip(jobs, out, strict=True):
-                if pad is None:
-                    b.deliver(y)
+            out = self.lift(np.stack([w for _, w, _, _ in jobs]))
+            for (b, _, end, flushing), y in zip(jobs, out, strict=True):
+                if flushing:
+                    ends[id(b)][1].append((y, end))
                 else:
-                    ends[id(b)][1].append((y, pad))
+                    b.deliver(y, end)
         for b, outs in ends.values():
             b.flush_deliver(outs)
 
@@ -323,11 +382,18 @@ class StreamLifter:
 
 
 def lift_sequence(
-    lift: LiftFn, xy: np.ndarray, times: np.ndarray, policy: LiftPolicy, width: int, height: int, frames: int
+    lift: LiftFn,
+    xy: np.ndarray,
+    times: np.ndarray,
+    policy: LiftPolicy,
+    width: int,
+    height: int,
+    frames: int,
+    kind: LifterKind = SEQ2SEQ,
 ) -> np.ndarray:
-    """One person seen in every frame: pixels [T, 17, 2] at `times` (seconds) -> 3D [T, 17, 3],
+    """One person seen in every frame: pixels [T, 17, 2 or 3] at `times` (seconds) -> 3D [T, 17, 3],
     lifted exactly as the service lifts a track under `policy` (`hotpose eval-lifter --service`)."""
-    streamer = StreamLifter(frames, lift, policy)
+    streamer = StreamLifter(frames, lift, policy, kind)
     out: dict[object, np.ndarray] = {}
     for i, (t, pose) in enumerate(zip(times, xy, strict=True)):
         out.update((key, y[0]) for key, y in streamer.push(i, float(t), [(0, pose)], width, height))

@@ -30,6 +30,7 @@ import numpy as np
 from hotpose.models import Lifter
 from hotpose.models.detector import Detector, Person
 from hotpose.models.keypoints import H36M_EDGES, H36M_JOINTS
+from hotpose.models.kind import SEQ2SEQ, LifterKind
 from hotpose.models.placement import Camera
 from hotpose.service.lifting import LiftFn, LiftPolicy, StreamLifter, lift_root_relative
 from hotpose.service.placing import ROOT_LAG_FRAMES, CameraRequest, RootPlacer
@@ -104,9 +105,10 @@ class PosePipeline:
         policy: LiftPolicy,
         smoothing: OneEuroConfig | None = None,
         camera: CameraRequest | None = None,
+        kind: LifterKind = SEQ2SEQ,
     ) -> None:
         self.detect = detect
-        self.streamer = StreamLifter(window, lift, policy) if lift is not None else None
+        self.streamer = StreamLifter(window, lift, policy, kind) if lift is not None else None
         # roots wait for future context when the poses do (clips, delayed streams); causal ones are filtered
         self.placer = RootPlacer(camera or CameraRequest(), ROOT_LAG_FRAMES if policy.delay > 0 else 0)
         self.smoothing = smoothing
@@ -121,10 +123,10 @@ class PosePipeline:
     def push_people(self, index: int, t: float, people: list[Person], width: int, height: int) -> list[FramePoses]:
         self.width, self.height = width, height
         fp = FramePoses(index, t)
-        raw: list[tuple[int, np.ndarray]] = []  # what the lifter gets: the detector's own 2D
+        raw: list[tuple[int, np.ndarray]] = []  # what the lifter gets: the detector's own 2D and scores
         for p in people:
             kp = p.h36m17()
-            raw.append((p.track_id, kp[:, :2]))
+            raw.append((p.track_id, kp))
             detected = kp
             # smoothing is for the 2D shown: the lifter was trained on unfiltered, noisy 2D, and lifting
             # the filtered 2D measured worse in MPJPE and MPJVE alike (its lag; README, live mode)
@@ -178,10 +180,12 @@ def clip_pipeline(
     detector.reset()
     lift: LiftFn | None = None
     window = 0
+    kind = SEQ2SEQ
     if lifter is not None:
-        window = lifter.config.frames
+        window, kind = lifter.config.frames, lifter.KIND
         lift = partial(lift_root_relative, lifter)
-    return PosePipeline(detector.process, lift, window, LiftPolicy.clip(max(window, 1), max_gap_s), camera=camera)
+    policy = LiftPolicy.clip(max(window, 1), max_gap_s)
+    return PosePipeline(detector.process, lift, window, policy, camera=camera, kind=kind)
 
 
 # Units and axes of the result fields, in every result (JSON, NPZ) and in `/v1/info`.

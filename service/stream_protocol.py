@@ -50,8 +50,23 @@ class StreamConfig:
     def from_settings(cls, s: Settings) -> StreamConfig:
         return cls(s.live_delay_frames, s.live_stride, s.live_smoothing, s.track_max_gap_s)
 
-    def parse(self, msg: dict[str, Any], window: int) -> StreamConfig:
-        """A client's config message over these defaults; `window`: the lifter's frames (limits stride and delay)."""
+    def parse(self, msg: dict[str, Any], window: int, min_delay: int = 0) -> StreamConfig:
+        """A client's config message over these defaults; `window`: the lifter's frames (limits stride and
+        delay); `min_delay`: the future context the lifter needs (`lifting.min_delay`: half its window for
+        a seq2frame lifter, which then emits delayed unless the client asks for causal, and is refused)."""
+        cfg = self.parse_fields(msg, window)
+        if min_delay <= 0:
+            return cfg
+        if msg.get("emit") == "causal":
+            raise ProtocolError(
+                f"this server's lifter predicts the centre frame of a {window}-frame window (seq2frame): it "
+                f"needs {min_delay} frames of future context and cannot emit causal; use emit 'delayed'"
+            )
+        if "delay_frames" in msg and cfg.delay_frames < min_delay:
+            raise ProtocolError(f"delay_frames must be >= {min_delay} (half the seq2frame lifter's window)")
+        return replace(cfg, emit="delayed", delay_frames=max(cfg.delay_frames, min_delay))
+
+    def parse_fields(self, msg: dict[str, Any], window: int) -> StreamConfig:
         cfg = replace(self, ack=bool(msg.get("ack", False)))
         if msg.get("fps") is not None:
             fps = float(msg["fps"])

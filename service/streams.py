@@ -217,15 +217,15 @@ async def _open(ws: WebSocket, ctx: StreamContext, sid: str) -> tuple[_Session, 
     if first.get("type") == "websocket.disconnect":
         return None
     pending: Message | None = first
-    if first.get("text") is not None:
-        try:
-            msg = config_message(first["text"])
-            if msg is not None:
-                cfg = cfg.parse(msg, engine.window or WINDOW_WITHOUT_LIFTER)
-                pending = None
-        except PARSE_ERRORS as e:  # a ProtocolError, or a number int() or float() cannot take
-            await ws.close(code=CLOSE_POLICY, reason=f"bad config: {e}"[:120])
-            return None
+    try:
+        msg = config_message(first["text"]) if first.get("text") is not None else None
+        if msg is not None:
+            pending = None
+        # no config message: the defaults, which a seq2frame lifter turns into delayed emission
+        cfg = cfg.parse(msg or {}, engine.window or WINDOW_WITHOUT_LIFTER, engine.min_delay)
+    except PARSE_ERRORS as e:  # a ProtocolError, or a number int() or float() cannot take
+        await ws.close(code=CLOSE_POLICY, reason=f"bad config: {e}"[:120])
+        return None
     smoothing = OneEuroConfig() if cfg.smoothing else None
     pipeline = engine.pipeline(cfg.policy(), smoothing, flip=s.live_flip, camera=cfg.camera)
     session = _Session(sid, cfg, pipeline, FrameQueue(s.live_queue), s.max_frame_pixels)

@@ -11,6 +11,7 @@ import torch
 from hotpose.models import create_lifter
 from hotpose.models.data import Clip, eval_views
 from hotpose.models.evaluate import clip_group, evaluate, predict
+from hotpose.models.kind import SEQ2SEQ
 
 
 def _clip(name: str, rig: str, frames: int, seed: int) -> Clip:
@@ -78,6 +79,8 @@ def test_a_clip_joins_the_first_group_that_matches_it() -> None:
 
 class _WindowProbe(torch.nn.Module):
     """A lifter stand-in: joint j's output is (x of joint j, j * the frame's position in its window, 0)."""
+
+    KIND = SEQ2SEQ
 
     def __init__(self, frames: int) -> None:
         super().__init__()

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from hotpose.models.keypoints import normalize_screen
-from hotpose.service.lifting import LiftPolicy, StreamLifter
+from hotpose.models.kind import SEQ2FRAME, LifterKind
+from hotpose.service.lifting import LiftPolicy, PolicyError, StreamLifter, lift_sequence
 
 F = 27  # a short window keeps the test fast; the logic does not depend on 243
 W, H = 640, 480
@@ -99,15 +100,15 @@ def test_the_last_frames_of_a_clip_get_end_padded_windows_like_the_others() -> N
     buf = TrackBuffer(0.0, F, policy)
     for i in range(100):
         buf.observe(i / 30, expected(i / 30))
-        w = buf.window()
-        if w is not None:
-            buf.deliver(np.concatenate([w, np.zeros_like(w[..., :1])], axis=-1))
+        for w, end in buf.windows():
+            buf.deliver(np.concatenate([w, np.zeros_like(w[..., :1])], axis=-1), end)
     ends = buf.flush_windows()
-    assert [pad for _, pad in ends] == [0, 9, 18]  # the newest frame (99) is in 3 windows, as in a clip's middle
-    window, pad = ends[2]
+    assert [end - 99 for _, end in ends] == [0, 9, 18]  # the newest frame (99) is in 3 windows, as in a clip's middle
+    window, end = ends[2]
+    pad = end - 99
     np.testing.assert_allclose(window[-pad - 1 :], np.repeat(expected(99 / 30)[None], pad + 1, axis=0))
     np.testing.assert_allclose(window[0], expected((99 - (F - pad - 1)) / 30), atol=1e-6)
-    buf.flush_deliver([(np.concatenate([w, np.zeros_like(w[..., :1])], axis=-1), p) for w, p in ends])
+    buf.flush_deliver([(np.concatenate([w, np.zeros_like(w[..., :1])], axis=-1), e) for w, e in ends])
     assert buf.next_final == 100  # every frame final, each read back from its own place in the windows
 
 
@@ -206,8 +207,6 @@ def test_policy_is_checked() -> None:
 
 
 def test_lift_sequence_gives_every_frame_its_own_pose() -> None:
-    from hotpose.service.lifting import lift_sequence
-
     times = np.arange(50) / 30
     xy = np.stack([pose(t) for t in times])
     for policy in (
@@ -240,3 +239,75 @@ def test_a_person_back_within_the_tracker_gap_continues_their_buffer() -> None:
     buf = short.tracks[7]
     short.push(1, 2.5, [(7, pose(2.5))], W, H)
     assert short.tracks[7] is not buf  # beyond the policy's gap: a new buffer
+
+
+# --- seq2frame lifters (TPC-MixSTE, MHFormer): one centred window per frame --------------------------
+
+
+class CentreLift:
+    """A seq2frame lifter stand-in: the centre frame of each window echoed with z = the window's mean x
+    (so a wrongly centred or wrongly padded window shows), and every window kept for inspection."""
+
+    def __init__(self, channels: int = 2) -> None:
+        self.channels = channels
+        self.windows: list[np.ndarray] = []
+
+    def __call__(self, windows: np.ndarray) -> np.ndarray:
+        assert windows.shape[1:] == (F, 17, self.channels)
+        self.windows += list(windows)
+        c = SEQ2FRAME.centre(F)
+        return np.concatenate([windows[:, c, :, :2], windows[:, :, :, :1].mean(axis=1)], axis=-1)
+
+
+def test_seq2frame_lifts_every_frame_in_its_own_centred_window() -> None:
+    n = 60
+    times = np.arange(n) / 30
+    xy = np.stack([pose(t) for t in times])
+    lift = CentreLift()
+    y = lift_sequence(lift, xy, times, LiftPolicy.clip(F, max_gap_s=3.0), W, H, F, SEQ2FRAME)
+    assert len(lift.windows) == n  # one window per frame, none twice
+    x_n = np.stack([expected(t) for t in times])  # [T, 17, 2] what the lifter reads
+    np.testing.assert_allclose(y[..., :2], x_n, atol=1e-5)
+    c = SEQ2FRAME.centre(F)
+    for i in (0, 5, 30, n - 1):  # the centred window, edge-padded at both ends of the track
+        idx = np.clip(np.arange(i - c, i - c + F), 0, n - 1)
+        np.testing.assert_allclose(y[i, :, 2], x_n[idx, :, 0].mean(axis=0), atol=1e-5)
+
+
+def test_seq2frame_serves_delayed_streams_at_half_a_window_and_loses_no_frame() -> None:
+    c = SEQ2FRAME.centre(F)
+    lift = CentreLift()
+    sl = StreamLifter(F, lift, LiftPolicy(stride=1, delay=c, max_gap_s=1.0, hold_s=0.0), SEQ2FRAME)
+    out = []
+    times = [i / 15 for i in range(40)]  # 15 fps: two grid frames per push, each with its own window
+    for i, t in enumerate(times):
+        out += sl.push(i, t, [(0, pose(t))], W, H)
+        if i * 2 >= c + 2:
+            assert out, "frames wait no longer than half a window"
+    out += sl.flush()
+    assert [k for k, _ in out] == list(range(40))
+    for (_, poses), t in zip(out, times, strict=True):
+        np.testing.assert_allclose(poses[0][:, :2], expected(t), atol=1e-5)
+
+
+@pytest.mark.parametrize("delay", [0, 3])
+def test_seq2frame_refuses_causal_and_short_delays(delay: int) -> None:
+    with pytest.raises(PolicyError, match="seq2frame"):
+        StreamLifter(F, CentreLift(), LiftPolicy(stride=1, delay=delay, max_gap_s=1.0, hold_s=0.0), SEQ2FRAME)
+
+
+def test_a_three_channel_lifter_gets_the_keypoint_confidences() -> None:
+    kind = LifterKind("seq2seq", channels=3)
+    seen: list[np.ndarray] = []
+
+    def lift(w: np.ndarray) -> np.ndarray:
+        assert w.shape[1:] == (F, 17, 3)
+        seen.append(w)
+        return w
+
+    sl = StreamLifter(F, lift, LiftPolicy(stride=1, delay=0, max_gap_s=1.0, hold_s=0.0), kind)
+    conf = np.linspace(0.1, 0.9, 17)[:, None]
+    sl.push(0, 0.0, [(0, np.concatenate([pose(0.0), conf], axis=1))], W, H)
+    sl.push(1, 1 / 30, [(0, pose(1 / 30))], W, H)  # no confidences given: 1
+    np.testing.assert_allclose(seen[0][0, -1, :, 2], conf[:, 0], atol=1e-6)
+    np.testing.assert_allclose(seen[1][0, -1, :, 2], 1.0)

@@ -98,3 +98,16 @@ def test_api_keys_as_bearer_token_or_query_parameter() -> None:
     assert key_ok(locked, "Bearer k2", None) and key_ok(locked, None, "k1")
     assert not key_ok(locked, None, None) and not key_ok(locked, "Bearer nope", None)
     assert not key_ok(locked, "Basic k1", None)
+
+
+def test_a_seq2frame_lifter_emits_delayed_and_refuses_causal() -> None:
+    """A lifter that predicts the centre of a 243-frame window needs 121 frames of future context."""
+    base = StreamConfig.from_settings(Settings(live_delay_frames=12))
+    cfg = base.parse({}, window=243, min_delay=121)  # a client that asks for nothing gets what works
+    assert (cfg.emit, cfg.policy().delay) == ("delayed", 121)
+    assert base.parse({"emit": "delayed", "delay_frames": 200}, 243, 121).policy().delay == 200
+    with pytest.raises(ProtocolError, match="seq2frame.*cannot emit causal"):
+        base.parse({"emit": "causal"}, window=243, min_delay=121)
+    with pytest.raises(ProtocolError, match=">= 121"):
+        base.parse({"emit": "delayed", "delay_frames": 30}, window=243, min_delay=121)
+    assert base.parse({"emit": "causal"}, window=243).emit == "causal"  # a seq2seq lifter: as asked
