@@ -16,15 +16,18 @@ from torch import Tensor
 from hotpose.models.checkpoint import CheckpointError, load_strict, read_weights, save_checkpoint
 from hotpose.models.device import DeviceLike, pick_device
 from hotpose.models.hot import HoTMixSTE, LifterConfig
+from hotpose.models.kind import LifterKind
 from hotpose.models.mlp_lifter import MLPConfig, MLPLifter
+from hotpose.models.motionbert import MotionBERT, MotionBERTConfig
 
-# Every registered lifter exposes .config (with .frames, .joints and .to_dict()).
-Lifter = HoTMixSTE | MLPLifter
+# Every registered lifter exposes .config (with .frames, .joints and .to_dict()) and .KIND (`LifterKind`:
+# seq2seq or seq2frame, 2 or 3 input channels), from which callers derive how to lift with it.
+Lifter = HoTMixSTE | MLPLifter | MotionBERT
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
-ConfigT = TypeVar("ConfigT", LifterConfig, MLPConfig)
+ConfigT = TypeVar("ConfigT", LifterConfig, MLPConfig, MotionBERTConfig)
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,10 @@ class LifterSpec(Generic[ConfigT]):
     model_cls: Callable[[ConfigT], Lifter]
     fixed: dict[str, Any]  # config fields the name implies
     default_weights: str | None = None  # file in models/weights shipped with the project
+    published: str = ""  # where the authors publish weights for it (error messages, docs)
+    # sizes an official state_dict (which carries no config) implies; None: the config's defaults are
+    # the official sizes
+    infer_config: Callable[[dict[str, Tensor]], dict[str, Any]] | None = None
 
     def build(self, **config: Any) -> Lifter:
         unknown = set(config) - {f.name for f in fields(self.config_cls)}
@@ -42,11 +49,19 @@ class LifterSpec(Generic[ConfigT]):
         return self.model_cls(self.config_cls(**{**config, **self.fixed}))
 
 
+HOT_REPO = "github.com/NationalGAILab/HoT (README: pretrained models)"
+
 # Named variants.
-LIFTERS: dict[str, LifterSpec[LifterConfig] | LifterSpec[MLPConfig]] = {
-    "hot_mixste": LifterSpec(LifterConfig, HoTMixSTE, {"hot": True}, "hot_mixste_cmu.pt"),
-    "mixste": LifterSpec(LifterConfig, HoTMixSTE, {"hot": False}, "mixste_cmu.pt"),
+LIFTERS: dict[str, LifterSpec[LifterConfig] | LifterSpec[MLPConfig] | LifterSpec[MotionBERTConfig]] = {
+    "hot_mixste": LifterSpec(
+        LifterConfig, HoTMixSTE, {"hot": True}, "hot_mixste_cmu.pt", HOT_REPO, lambda sd: _infer_official_config(sd)
+    ),
+    "mixste": LifterSpec(
+        LifterConfig, HoTMixSTE, {"hot": False}, "mixste_cmu.pt", HOT_REPO, lambda sd: _infer_official_config(sd)
+    ),
     "mlp": LifterSpec(MLPConfig, MLPLifter, {}),
+    "motionbert": LifterSpec(MotionBERTConfig, MotionBERT, {"hot": False}, None, HOT_REPO),
+    "hot_motionbert": LifterSpec(MotionBERTConfig, MotionBERT, {"hot": True}, None, HOT_REPO),
 }
 
 
@@ -117,7 +132,7 @@ def create_lifter(
     if weights is not None:
         sd, header = read_weights(weights)
         if header is None:
-            config = _infer_official_config(sd)
+            config = spec.infer_config(sd) if spec.infer_config is not None else {}
         else:
             if header.get("name") != name:
                 raise CheckpointError(f"{weights} holds a {header.get('name')!r} lifter, not {name!r}")
@@ -133,6 +148,7 @@ def create_lifter(
 __all__ = [
     "LIFTERS",
     "WEIGHTS_DIR",
+    "LifterKind",
     "CheckpointError",
     "HoTMixSTE",
     "Lifter",

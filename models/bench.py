@@ -20,44 +20,28 @@ import torch
 from torch import Tensor, nn
 
 from hotpose.models import create_lifter
-from hotpose.models.layers import Attention, CrossAttention, count_parameters
+from hotpose.models.layers import count_parameters
 
 log = logging.getLogger(__name__)
 
 
 def count_flops(model: nn.Module, x: Tensor) -> dict[str, float]:
-    """FLOPs of one forward, counted with hooks.
+    """FLOPs of one forward, counted by `torch.utils.flop_counter` (2 per multiply-accumulate).
 
-    `linear`: 2 x the multiply-accumulates of every nn.Linear (the paper's
-    convention). `attention`: 2 x the MACs of the QK^T and AV matmuls.
+    `gflops_linear`: the matrix products of the Linear layers (addmm / mm; the convention of the
+    HoT and MixSTE papers). `gflops_total`: every counted operation: also attention's QK^T and AV
+    matmuls (counted with the math attention kernel, whose batched matmuls the counter sees) and
+    convolutions. Element-wise operations (norms, activations, softmax) are not counted.
     """
-    macs = {"linear": 0, "attention": 0}
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
 
-    def on_linear(mod: nn.Module, inp: tuple[Tensor, ...], out: Tensor) -> None:
-        assert isinstance(mod, nn.Linear)
-        macs["linear"] += inp[0].numel() // mod.in_features * mod.in_features * mod.out_features
-
-    def on_attention(mod: nn.Module, inp: tuple[Tensor, ...], out: Tensor) -> None:
-        q = inp[0]
-        k = inp[1] if len(inp) > 1 else q
-        n, lk, c = k.shape
-        lq = q.shape[1]
-        macs["attention"] += 2 * n * lq * lk * c  # QK^T and AV over all heads
-
-    hooks = []
-    for mod in model.modules():
-        if isinstance(mod, nn.Linear):
-            hooks.append(mod.register_forward_hook(on_linear))
-        elif isinstance(mod, Attention | CrossAttention):
-            hooks.append(mod.register_forward_hook(on_attention))
-    try:
-        with torch.inference_mode():
-            model(x)
-    finally:
-        for h in hooks:
-            h.remove()
-    linear = 2.0 * macs["linear"]
-    return {"gflops_linear": linear / 1e9, "gflops_total": (linear + 2.0 * macs["attention"]) / 1e9}
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), counter:
+        model(x)
+    by_op = {str(op): n for op, n in counter.get_flop_counts()["Global"].items()}
+    linear = sum(n for op, n in by_op.items() if op in ("aten.addmm", "aten.mm", "aten.linear"))
+    return {"gflops_linear": linear / 1e9, "gflops_total": counter.get_total_flops() / 1e9}
 
 
 def time_interleaved(fns: dict[str, Callable[[], Any]], rounds: int, warmup: int = 1) -> dict[str, list[float]]:
@@ -131,6 +115,92 @@ def bench_lifter(
     report["flop_ratio_linear"] = h["gflops_linear"] / m["gflops_linear"]
     report["flop_ratio_total"] = h["gflops_total"] / m["gflops_total"]
     return report
+
+
+# The HoT paper's comparisons: each pruned model beside its host (`hotpose bench lifter` ratios).
+HOST_OF = {"hot_mixste": "mixste", "tpc_mixste": "mixste", "tpc_mhformer": "mhformer", "hot_motionbert": "motionbert"}
+
+
+def bench_lifters(
+    names: tuple[str, ...] | None = None,
+    batches: tuple[int, ...] = (1,),
+    rounds: int = 5,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Every registered lifter (or `names`) at its official size, untrained (latency does not depend
+    on the weights): params, GFLOPs per window and per output frame (a seq2frame model pays a whole
+    window for each frame), median latency of interleaved rounds (all models in one loop), and the
+    pruned / host ratios of `HOST_OF` from the same run."""
+    from hotpose.models import LIFTERS
+
+    if threads:
+        torch.set_num_threads(threads)
+    names = tuple(LIFTERS) if names is None else names
+    unknown = [n for n in names if n not in LIFTERS]
+    if unknown:
+        raise KeyError(f"unknown lifters {unknown}; known: {', '.join(sorted(LIFTERS))}")
+    torch.manual_seed(0)
+    models = {name: create_lifter(name, device="cpu") for name in names}
+    report: dict[str, Any] = {
+        "threads": torch.get_num_threads(), "rounds": rounds, "batches": list(batches), "models": {}
+    }  # fmt: skip
+
+    def sample(m: Any, b: int) -> Tensor:
+        return torch.randn(b, m.config.frames, m.config.joints, m.KIND.channels)  # [B, F, J, C]
+
+    for name, m in models.items():
+        frames, kind = m.config.frames, m.KIND
+        flops = count_flops(m, sample(m, 1))
+        per_frame = flops["gflops_total"] if kind.seq2frame else flops["gflops_total"] / frames
+        report["models"][name] = {
+            "kind": kind.output, "frames": frames, "channels": kind.channels,
+            "params_m": count_parameters(m) / 1e6, **flops, "gflops_per_output_frame": per_frame,
+        }  # fmt: skip
+    for b in batches:
+        with torch.inference_mode():
+            fns: dict[str, Callable[[], Any]] = {name: partial(m, sample(m, b)) for name, m in models.items()}
+            times = time_interleaved(fns, rounds)
+        for name, ts in times.items():
+            r = report["models"][name]
+            r[f"latency_ms_b{b}"] = 1000 * statistics.median(ts)
+            outputs = b if r["kind"] == "seq2frame" else b * r["frames"]
+            r[f"ms_per_output_frame_b{b}"] = r[f"latency_ms_b{b}"] / outputs
+        for pruned, host in HOST_OF.items():
+            if pruned in times and host in times:
+                ratios = [p / h for p, h in zip(times[pruned], times[host], strict=True)]
+                report.setdefault("ratios", {}).setdefault(f"{pruned}/{host}", {})[f"latency_b{b}"] = statistics.median(
+                    ratios
+                )
+    for pruned, host in HOST_OF.items():
+        if pruned in models and host in models:
+            p, h = report["models"][pruned], report["models"][host]
+            entry = report.setdefault("ratios", {}).setdefault(f"{pruned}/{host}", {})
+            entry["flops_per_window"] = p["gflops_total"] / h["gflops_total"]
+    return report
+
+
+def format_lifters_report(report: dict[str, Any]) -> str:
+    """Markdown tables of a `bench_lifters` report."""
+    batches = report["batches"]
+    head = "| lifter | kind | frames | params (M) | GFLOPs / window | GFLOPs / output frame |"
+    head += "".join(f" median ms / window b{b} |" for b in batches)
+    head += "".join(f" ms / output frame b{b} |" for b in batches)
+    lines = [head, "|" + "---|" * (6 + 2 * len(batches))]
+    for name, r in report["models"].items():
+        cells = [name, r["kind"], str(r["frames"]), f"{r['params_m']:.2f}", f"{r['gflops_total']:.1f}"]
+        cells.append(f"{r['gflops_per_output_frame']:.2f}")
+        cells += [f"{r[f'latency_ms_b{b}']:.0f}" for b in batches]
+        cells += [f"{r[f'ms_per_output_frame_b{b}']:.2f}" for b in batches]
+        lines.append("| " + " | ".join(cells) + " |")
+    if report.get("ratios"):
+        lines += ["", "| pruned / host | FLOPs per window |" + "".join(f" latency b{b} |" for b in batches)]
+        lines.append("|" + "---|" * (2 + len(batches)))
+        for pair, r in report["ratios"].items():
+            lat = "".join(f" {r[f'latency_b{b}']:.3f} |" for b in batches)
+            lines.append(f"| {pair} | {r['flops_per_window']:.3f} |{lat}")
+    lines.append("")
+    lines.append(f"threads: {report['threads']}, rounds: {report['rounds']} (latency ratios: per-round medians)")
+    return "\n".join(lines)
 
 
 def format_lifter_report(report: dict[str, Any]) -> str:

@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from hotpose.models.hot import from_spatial, from_temporal, to_spatial, to_temporal
+from hotpose.models.kind import LifterKind
 from hotpose.models.layers import Attention, CrossAttention, DropPath, Mlp
 from hotpose.models.token_pruning import TokenPruningCluster
 
@@ -144,6 +145,11 @@ class MotionBERT(nn.Module):
     With config.hot the kept frames [B, token_num] (time order) are the output of the
     `token_pruning` submodule; read them with a forward hook.
     """
+
+    @property
+    def KIND(self) -> LifterKind:
+        """Seq2seq, reading the 2D confidence as a third channel (as MotionBERT is trained)."""
+        return LifterKind("seq2seq", self.config.in_channels)
 
     def __init__(self, config: MotionBERTConfig) -> None:
         super().__init__()

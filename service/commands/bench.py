@@ -15,14 +15,19 @@ from hotpose.service.commands.base import Subparsers, setting_help
 def add_parsers(sub: Subparsers) -> None:
     b = sub.add_parser("bench", help="benchmarks (figures for the README)")
     bsub = b.add_subparsers(dest="target", required=True)
-    bl = bsub.add_parser("lifter", help="mixste vs hot_mixste: params, FLOPs, interleaved latency")
-    bl.add_argument("--dim", type=int, default=512)
-    bl.add_argument("--heads", type=int, default=8, help="attention heads")
-    bl.add_argument("--frames", type=int, default=243)
-    bl.add_argument("--token-num", type=int, default=81)
-    bl.add_argument("--layer-index", type=int, default=3)
-    bl.add_argument("--batch", type=int, nargs="+", default=[1, 4])
-    bl.add_argument("--rounds", type=int, default=7, help="interleaved rounds per batch size")
+    bl = bsub.add_parser(
+        "lifter",
+        help="every registered lifter at its official size: params, FLOPs per window and per output frame, "
+        "interleaved latency, pruned/host ratios; with --dim: mixste vs hot_mixste at that size",
+    )
+    bl.add_argument("--names", nargs="+", default=None, help="lifters to run (default: every registered one)")
+    bl.add_argument("--dim", type=int, default=None, help="mixste vs hot_mixste only, at this width")
+    bl.add_argument("--heads", type=int, default=8, help="attention heads (with --dim)")
+    bl.add_argument("--frames", type=int, default=243, help="(with --dim)")
+    bl.add_argument("--token-num", type=int, default=81, help="(with --dim)")
+    bl.add_argument("--layer-index", type=int, default=3, help="(with --dim)")
+    bl.add_argument("--batch", type=int, nargs="+", default=None, help="batch sizes (default: 1 4 with --dim, else 1)")
+    bl.add_argument("--rounds", type=int, default=5, help="interleaved rounds per batch size")
     bl.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     bl.add_argument("--json", action="store_true", help="print the raw report as one JSON line")
     bl.set_defaults(func=_bench_lifter)
@@ -72,14 +77,20 @@ def _bench_command(run: Callable[[argparse.Namespace], int]) -> Callable[[argpar
 
 
 def _bench_lifter(args: argparse.Namespace) -> int:
-    from hotpose.models.bench import bench_lifter, format_lifter_report
+    from hotpose.models.bench import bench_lifter, bench_lifters, format_lifter_report, format_lifters_report
 
+    if args.dim is None:
+        names = tuple(args.names) if args.names else None
+        batches = tuple(args.batch or [1])
+        family = bench_lifters(names, batches=batches, rounds=args.rounds, threads=args.threads)
+        print(json.dumps(family) if args.json else format_lifters_report(family))
+        return 0
     report = bench_lifter(
         dim=args.dim,
         frames=args.frames,
         token_num=args.token_num,
         layer_index=args.layer_index,
-        batches=tuple(args.batch),
+        batches=tuple(args.batch or [1, 4]),
         rounds=args.rounds,
         threads=args.threads,
         num_heads=args.heads,

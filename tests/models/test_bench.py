@@ -66,3 +66,19 @@ def test_bench_detector_runs_on_a_video_file(tmp_path: Path) -> None:
     assert report["frames"] == 2 and report["frame_size"] == [512, 512]
     assert [s["clip"] for s in report["stages"]] == ["video"]
     assert report["models"]["nanodet"]["b1_ms"] > 0
+
+
+def test_bench_lifters_reports_every_name_asked_for_and_the_pruned_host_ratios() -> None:
+    from hotpose.models.bench import bench_lifters, format_lifters_report
+
+    report = bench_lifters(("mlp", "motionbert", "hot_motionbert"), batches=(1,), rounds=1)
+    assert list(report["models"]) == ["mlp", "motionbert", "hot_motionbert"]
+    mb, hot = report["models"]["motionbert"], report["models"]["hot_motionbert"]
+    assert mb["channels"] == 3 and mb["kind"] == "seq2seq"
+    assert mb["gflops_per_output_frame"] == pytest.approx(mb["gflops_total"] / 243)
+    ratio = report["ratios"]["hot_motionbert/motionbert"]
+    assert ratio["flops_per_window"] == pytest.approx(hot["gflops_total"] / mb["gflops_total"])
+    assert ratio["flops_per_window"] < 0.75 and ratio["latency_b1"] > 0
+    assert "| hot_motionbert/motionbert |" in format_lifters_report(report)
+    with pytest.raises(KeyError, match="nope"):
+        bench_lifters(("nope",))
