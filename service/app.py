@@ -29,7 +29,7 @@ from hotpose.service.deps import AppState
 from hotpose.service.engine import Engine, EngineConfig
 from hotpose.service.jobs import ClipLimits, JobRunner, JobStore
 from hotpose.service.routes import ROUTERS
-from hotpose.service.routes.info import STATIC
+from hotpose.service.routes.info import STATIC, check_three
 from hotpose.service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def _start(state: AppState) -> None:
     s = state.settings
     s.data_dir.mkdir(parents=True, exist_ok=True)
+    check_three(s.home)
     engine = Engine(EngineConfig.from_settings(s))
     if engine.window and s.live_stride > engine.window:
         raise ValueError(f"HOTPOSE_LIVE_STRIDE={s.live_stride} exceeds the lifter's window of {engine.window} frames")

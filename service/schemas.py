@@ -57,6 +57,25 @@ class InfoResponse(BaseModel):
     limits: dict[str, Any]
 
 
+class PersonAngles(BaseModel):
+    track_id: int
+    angles: dict[str, list[float | None]] = Field(
+        description="angle name -> degrees, one per frame of the clip (`frames`); null where the person is"
+        " absent or was not lifted"
+    )
+
+
+class AnglesResponse(BaseModel):
+    """A finished clip's joint angles (`hotpose_client.angles`), per person over every frame."""
+
+    unit: Literal["degrees"]
+    names: list[str] = Field(description="the angles, in order: l_knee, r_knee, l_hip, ...")
+    definitions: dict[str, str] = Field(description="knee, hip, elbow, shoulder: what each angle measures")
+    frames: list[int] = Field(description="the index of each frame")
+    times: list[float] = Field(description="seconds of each frame")
+    people: list[PersonAngles] = Field(description="everyone lifted in at least one frame, by track id")
+
+
 WHY = {
     400: "the body is not a multipart form",
     401: "missing or wrong API key (when HOTPOSE_API_KEYS is set)",

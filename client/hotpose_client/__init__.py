@@ -8,6 +8,7 @@ A light distribution (httpx, websockets, numpy) that never imports torch. Three 
         seq = client.process_clip("clip.mp4")            # POST a clip, get typed poses
         seq.joints_3d()                                   # [T, 17, 3] metres, one person, root-relative
         seq.root_trajectory()                             # [T, 3] metres: the pelvis in the camera frame
+        seq.joint_angles()["r_knee"]                      # [T] degrees (hotpose_client.angles)
         seq.to_bvh("clip.bvh")
 
         for frame in client.stream(webcam()):             # live: a laptop camera

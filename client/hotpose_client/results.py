@@ -189,6 +189,30 @@ class PoseSequence:
                 out[i] = p.root_3d
         return out
 
+    def joint_angles(self, track_id: int | None = None) -> dict[str, np.ndarray]:
+        """One person's knee, hip, elbow and shoulder angles over every frame: name -> [T] degrees,
+        NaN where the person is absent or not lifted. Names and exact definitions:
+        `hotpose_client.angles` (e.g. `r_knee`: at the knee, between knee->hip and knee->ankle,
+        180 for a straight leg). `track_id` may be left out when the sequence holds exactly one person.
+        """
+        from hotpose_client.angles import joint_angles
+
+        if len(self.joint_names) != 17:
+            raise ValueError(f"joint angles need Human3.6M-17 joints, the sequence has {len(self.joint_names)}")
+        return joint_angles(self.joints_3d(track_id))
+
+    def angles_to_csv(self, path: str | Path | IO[str]) -> None:
+        """Everyone's joint angles, one row per person and frame with 3D (`angles.CSV_COLUMNS`), degrees,
+        as the server's `GET /v1/jobs/{id}/angles?format=csv`."""
+        from hotpose_client.angles import angles_csv_chunks
+
+        chunks = angles_csv_chunks(f.to_dict() for f in self.frames)
+        if isinstance(path, (str, Path)):
+            with open(path, "w", newline="") as f:
+                f.writelines(chunks)
+        else:
+            path.writelines(chunks)
+
     def keypoints_2d(self, track_id: int | None = None) -> np.ndarray:
         """[T, 17, 3] pixels and score for one person over every frame; NaN where absent."""
         tid = self._track(track_id)

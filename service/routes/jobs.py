@@ -1,8 +1,11 @@
-"""Clip jobs: status, deletion, the result in four formats, and the frames as they are written.
+"""Clip jobs: status, deletion, the result in four formats, joint angles, and the frames as they are written.
 
 `GET /v1/jobs/{id}`, `DELETE /v1/jobs/{id}`, `GET /v1/jobs/{id}/result?format=json|npz|csv|bvh`
-(409 while the job waits or runs, and when it failed: `job is failed: <why>`), `GET /v1/jobs/{id}/stream`
-(NDJSON, one frame a line, ending with the job; a failed job's last line is `{"error": ...}`).
+(409 while the job waits or runs, and when it failed: `job is failed: <why>`),
+`GET /v1/jobs/{id}/angles?format=json|csv` (knee, hip, elbow and shoulder angles per person and frame,
+computed by the SDK's `hotpose_client.angles`, as `PoseSequence.joint_angles` does; 409 likewise),
+`GET /v1/jobs/{id}/stream` (NDJSON, one frame a line, ending with the job; a failed job's last line is
+`{"error": ...}`).
 """
 
 from __future__ import annotations
@@ -12,17 +15,18 @@ import json
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException
+import numpy as np
+from fastapi import APIRouter, Header, HTTPException
 from fastapi.responses import Response, StreamingResponse
 
 from hotpose.models.keypoints import H36M_JOINTS
 from hotpose.service.deps import Auth, Ready, State
 from hotpose.service.jobs import Job, JobStore, frames_file
 from hotpose.service.pipeline import COORDINATES
-from hotpose.service.schemas import JobDeleted, JobResponse, content, responses
-from hotpose_client import PoseSequence, formats
+from hotpose.service.schemas import AnglesResponse, JobDeleted, JobResponse, PersonAngles, content, responses
+from hotpose_client import PoseSequence, angles, formats
 
 router = APIRouter(prefix="/v1/jobs", dependencies=[Auth])
 
@@ -55,13 +59,7 @@ async def delete_job(job_id: str, state: State) -> dict[str, str]:
 async def job_result(
     job_id: str, state: State, format: Literal["json", "npz", "csv", "bvh"] = "json", track_id: int | None = None
 ) -> Response:
-    job = _job_or_404(state.store, job_id)
-    if job.status != "done":
-        detail = f"job is {job.status}" + (f": {job.error}" if job.error else "")
-        raise HTTPException(status_code=409, detail=detail)  # no result in this state: queued, running or failed
-    d = state.store.dir(job_id)
-    meta = json.loads((d / "meta.json").read_text())
-    lines = d / "frames.ndjson"
+    meta, lines = _result_or_409(state.store, job_id)
     if format == "json":
         return StreamingResponse(_json_result(meta, lines), media_type="application/json")
     if format == "csv":
@@ -77,6 +75,32 @@ async def job_result(
     return Response(data, media_type="application/octet-stream", headers=_attachment(f"{job_id}.npz"))
 
 
+ANGLES_CSV: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "JSON (`AnglesResponse`), or CSV with `format=csv` or `Accept: text/csv`: one row per"
+        " person and frame with 3D, columns frame, time, track_id and the angles",
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+    }
+}
+
+
+@router.get(
+    "/{job_id}/angles", response_model=AnglesResponse, responses={**ANGLES_CSV, **responses(401, 404, 409, 422, 503)}
+)
+async def job_angles(
+    job_id: str,
+    state: State,
+    format: Literal["json", "csv"] | None = None,
+    accept: Annotated[str | None, Header()] = None,
+) -> Response | AnglesResponse:
+    """Knee, hip, elbow and shoulder angles in degrees (definitions: `hotpose_client.angles`)."""
+    meta, lines = _result_or_409(state.store, job_id)
+    if format == "csv" or (format is None and "text/csv" in (accept or "")):
+        csv = (chunk.encode() for chunk in angles.angles_csv_chunks(_frames(lines)))
+        return StreamingResponse(csv, media_type="text/csv", headers=_attachment(f"{job_id}_angles.csv"))
+    return await asyncio.to_thread(_angles_result, meta, lines)
+
+
 @router.get("/{job_id}/stream", response_class=StreamingResponse, responses={**NDJSON, **responses(401, 404, 422, 503)})
 async def job_stream(job_id: str, state: State) -> StreamingResponse:
     _job_or_404(state.store, job_id)
@@ -88,6 +112,34 @@ def _job_or_404(store: JobStore, job_id: str) -> Job:
     if job is None:
         raise HTTPException(status_code=404, detail=f"no job {job_id}")
     return job
+
+
+def _result_or_409(store: JobStore, job_id: str) -> tuple[dict[str, Any], Path]:
+    """A finished job's meta and its frames' file; 409 while it waits or runs, and when it failed."""
+    job = _job_or_404(store, job_id)
+    if job.status != "done":
+        detail = f"job is {job.status}" + (f": {job.error}" if job.error else "")
+        raise HTTPException(status_code=409, detail=detail)  # no result in this state: queued, running or failed
+    d = store.dir(job_id)
+    return json.loads((d / "meta.json").read_text()), d / "frames.ndjson"
+
+
+def _angles_result(meta: dict[str, Any], lines: Path) -> AnglesResponse:
+    seq = PoseSequence.from_dict({**meta, "frames": _frames(lines)})
+    lifted = sorted({p.track_id for f in seq.frames for p in f.people if p.joints_3d is not None})
+    people = []
+    for tid in lifted:
+        values = seq.joint_angles(tid)  # name -> [T] degrees, NaN where absent
+        people.append(
+            PersonAngles(
+                track_id=tid,
+                angles={n: [None if np.isnan(v) else round(float(v), 2) for v in a] for n, a in values.items()},
+            )
+        )
+    return AnglesResponse(
+        unit="degrees", names=list(angles.ANGLE_NAMES), definitions=angles.DEFINITIONS,
+        frames=[f.index for f in seq.frames], times=[f.time for f in seq.frames], people=people,
+    )  # fmt: skip
 
 
 def _attachment(filename: str) -> dict[str, str]:

@@ -1,14 +1,21 @@
-// hotpose web page: camera or video file -> WS /v1/stream -> 2D overlay + rotatable 3D view;
-// or upload a clip -> job progress -> playback with both skeletons -> downloads.
-// The 3D view places people in one scene (joints_3d + root_3d) or draws each about their pelvis.
-// No build step, no dependencies. window.hotpose exposes the state for the browser test (the test
-// sets lastPose and redraws it with the "placed" toggle; drawn3d holds what was drawn).
+// hotpose web page: camera or video file -> WS /v1/stream -> 2D overlay, 3D viewer, latency and fps
+// chart; or upload a clip -> job progress -> playback on a timeline you can scrub, with the 2D
+// overlay, the 3D viewer and the joint-angle plot following it -> downloads.
+// No build step. The 3D viewer (viewer3d.js) is three.js, loaded on its own: without it (not fetched
+// on the server) the rest of the page works and the 3D panel says why. Plots: plot.js, hand-written.
+// window.hotpose exposes the page's state and window.hotposeView.state() what it shows, read-only,
+// for the browser tests and debugging.
+
+import { LinePlot, PAD } from "/static/plot.js";
 
 const $ = (id) => document.getElementById(id);
 const COLORS = ["#00ff00", "#ff00ff", "#00c8ff", "#ffd000", "#ff5030", "#a0ff80"];
+const SIDES = { l: "#4fc3f7", r: "#ff8a65" }; // the angle plot's left and right limbs
 const SEND_WIDTH = 640; // frames are scaled to this width before JPEG encoding
 const MAX_IN_FLIGHT = 2; // frames sent and not yet processed (acked), dropped or refused by the server
 const MAX_FPS = 15;
+const LIVE_WINDOW_S = 60; // the live chart's span
+const LIVE_CHART_EVERY_MS = 250; // the live chart redraws at most this often
 
 const state = {
   apiKey: "", // memory only: never stored
@@ -17,21 +24,22 @@ const state = {
   mode: "idle", // idle | live | clip
   ws: null,
   stats: { sent: 0, acked: 0, answered: 0, dropped: 0, errors: 0, latency: null, fps: 0, tracks: [] },
-  lastPose: null,
+  lastPose: null, // the pose message or clip frame shown
   frames: new Map(), // index -> ImageBitmap of a sent frame, until answered
   job: null, // {id, status, progress, error}
   clip: null, // the finished job's result
-  view: { yaw: 0.6, pitch: 0.25 }, // the root-relative view (orthographic)
-  sceneView: { yaw: 0.35, pitch: 0.5 }, // the placed view: a viewer above and behind the camera
-  placed: true, // people at joints_3d + root_3d in one scene, else each about their pelvis
+  frameIndex: null, // the clip frame shown
+  angles: null, // the clip's GET /v1/jobs/{id}/angles
+  placed: true, // 3D: people at joints_3d + root_3d in one scene, else each about their pelvis
   camera: null, // {focal_px, cx, cy, width, height, assumed}: the stream's or the clip's, for the frustum
-  scene: null, // the placed view's framing, smoothed: {lo, hi, floor, at}
-  // what the 3D view drew last, for the browser test and debugging: per person
-  // {track_id, placed, pelvis: [x, y], top, bottom} in canvas pixels (top/bottom: their joints' extent)
-  drawn3d: [],
+  live: [], // the live chart's samples over the last minute: {t (ms), latency (ms), fps}
+  drawn2d: null, // what the 2D overlay drew last: {frame, people: [{track_id, keypoints_2d}]}
   colors: COLORS, // track_id % length picks a person's colour
 };
 window.hotpose = state;
+
+let viewer = null; // the 3D viewer once three.js is loaded and WebGL runs
+const plots = {};
 
 // --- server -------------------------------------------------------------------------
 
@@ -54,6 +62,7 @@ async function loadInfo() {
     state.info = await (await api("/v1/info")).json();
     state.edges = state.info.skeleton_edges;
     $("server").textContent = `${state.info.lifter.name} on ${state.info.device}, window ${state.info.window}`;
+    await loadViewer();
   } catch (e) {
     $("server").textContent = `server: ${e.message}`;
   }
@@ -69,11 +78,11 @@ function showStats() {
   $("tracks").textContent = s.tracks.length ? s.tracks.join(", ") : "-";
 }
 
-// --- drawing ------------------------------------------------------------------------
+// --- 2D overlay ---------------------------------------------------------------------
 
 function color(trackId) { return COLORS[trackId % COLORS.length]; }
 
-function draw2d(image, people, width, height) {
+function draw2d(image, people, width, height, frame = null) {
   const c = $("view2d");
   if (c.width !== width || c.height !== height) { c.width = width; c.height = height; }
   const g = c.getContext("2d");
@@ -93,222 +102,81 @@ function draw2d(image, people, width, height) {
     g.font = `${Math.max(12, width / 40)}px sans-serif`;
     g.fillText(`id ${p.track_id}`, p.bbox[0], Math.max(14, p.bbox[1] - 4));
   }
+  state.drawn2d = { frame, people: people.map((p) => ({ track_id: p.track_id, keypoints_2d: p.keypoints_2d })) };
 }
 
-function project(v, view, scale, cx, cy) {
-  // camera frame (x right, y down, z forward) -> y up, rotated by the view, orthographic
-  const x = v[0], y = -v[1], z = -v[2];
-  const cyaw = Math.cos(view.yaw), syaw = Math.sin(view.yaw);
-  const x1 = cyaw * x + syaw * z, z1 = -syaw * x + cyaw * z;
-  const cp = Math.cos(view.pitch), sp = Math.sin(view.pitch);
-  const y2 = cp * y - sp * z1;
-  return [cx + scale * x1, cy - scale * y2];
+// --- 3D viewer ----------------------------------------------------------------------
+
+function say3d(text) {
+  $("msg3d").textContent = text;
+  $("msg3d").hidden = !text;
 }
 
-const FEET = [3, 6]; // Human3.6M-17 r_ankle, l_ankle
-const HEAD = 10;
-const NEAR_M = 0.05; // the viewer's near plane: nearer geometry is cut
-const MARGIN_M = 0.3; // around the people and the camera in the framing box
-const SMOOTH_S = 0.5; // time constant of the framing and the floor: neither jumps between frames
-
-// A person's joints in the camera frame (joints_3d + root_3d), or null without 3D or a root.
-function placedJoints(p) {
-  const r = p.root_3d;
-  if (!p.joints_3d || !r || r.length !== 3 || !r.every(Number.isFinite)) return null;
-  return p.joints_3d.map((v) => [v[0] + r[0], v[1] + r[1], v[2] + r[2]]);
-}
-
-// The framing box {lo, hi} and floor y (camera y is down: the lowest feet), moved towards this
-// frame's people and the camera: a box grows fast (nobody walks out of the view), shrinks, moves and
-// lowers its floor slowly. Kept as it was when nobody is placed.
-// How well the 2D stage saw a person: 2 both feet, 1 most of the body, 0 neither (a head at the
-// frame's edge, say). The floor counts the best-seen people only, as the renderer's (service/render.py).
-function seen(p) {
-  const kp = p.keypoints_2d || [];
-  const ok = kp.map((k) => k[2] >= 0.5);
-  if (FEET.every((f) => ok[f])) return 2;
-  return ok.filter(Boolean).length >= (2 / 3) * kp.length ? 1 : 0;
-}
-
-function refit(joints, seenBy) {
-  const now = performance.now();
-  if (!joints.length) {
-    return state.scene || { lo: [-1.5, -0.5, -0.5], hi: [1.5, 1.5, 5], floor: 1.5, at: now };
+async function loadViewer() {
+  if (viewer || !state.info) return;
+  let createViewer;
+  try {
+    ({ createViewer } = await import("/static/viewer3d.js"));
+  } catch (e) {
+    // most likely three.js is not on the server: ask it why
+    let why = e.message;
+    try {
+      const r = await fetch("/vendor/three/three.module.min.js", { method: "HEAD" });
+      if (!r.ok) why = "three.js is missing on the server: run `hotpose fetch-weights` there";
+    } catch (e2) { /* keep the import's reason */ }
+    say3d(`3D view unavailable: ${why}`);
+    return;
   }
-  const lo = [0, 0, 0], hi = [0, 0, 0]; // the camera, at the origin, is in the scene
-  let floor = -Infinity;
-  const best = Math.max(...seenBy);
-  joints.forEach((j, i) => {
-    for (const v of j) for (let k = 0; k < 3; k++) { lo[k] = Math.min(lo[k], v[k]); hi[k] = Math.max(hi[k], v[k]); }
-    if (seenBy[i] === best) for (const f of FEET) floor = Math.max(floor, j[f][1]);
-  });
-  for (let k = 0; k < 3; k++) { lo[k] -= MARGIN_M; hi[k] += MARGIN_M; }
-  hi[1] = Math.max(hi[1], floor);
-  const s = state.scene;
-  if (!s) { state.scene = { lo, hi, floor, at: now }; return state.scene; }
-  const a = 1 - Math.exp(-Math.min(Math.max(now - s.at, 0), 1000) / 1000 / SMOOTH_S), fast = Math.max(a, 0.5);
-  state.scene = {
-    lo: s.lo.map((v, k) => v + (lo[k] < v ? fast : a) * (lo[k] - v)),
-    hi: s.hi.map((v, k) => v + (hi[k] > v ? fast : a) * (hi[k] - v)),
-    floor: s.floor + a * (floor - s.floor),
-    at: now,
-  };
-  return state.scene;
-}
-
-// A pinhole viewer at the view's angles (yaw 0: straight behind the camera; pitch: looking down),
-// far enough that the box's bounding sphere is in front of it, zoomed and shifted so the box's
-// corners fill 90% of the canvas. Returns (point) -> [x, y, depth].
-function makeViewer(view, lo, hi, width, height) {
-  const cy = Math.cos(view.yaw), sy = Math.sin(view.yaw), cp = Math.cos(view.pitch), sp = Math.sin(view.pitch);
-  const fwd = [-sy * cp, sp, cy * cp], right = [cy, 0, sy];
-  const down = [fwd[1] * right[2] - fwd[2] * right[1], fwd[2] * right[0] - fwd[0] * right[2],
-    fwd[0] * right[1] - fwd[1] * right[0]];
-  const dot = (u, v) => u[0] * v[0] + u[1] * v[1] + u[2] * v[2];
-  const dist = Math.hypot(hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]) / 2 / Math.sin(Math.PI / 8);
-  const eye = [0, 1, 2].map((k) => (lo[k] + hi[k]) / 2 - dist * fwd[k]);
-  const raw = (p) => {
-    const d = [p[0] - eye[0], p[1] - eye[1], p[2] - eye[2]];
-    const z = dot(d, fwd), w = Math.max(z, NEAR_M);
-    return [dot(d, right) / w, dot(d, down) / w, z];
-  };
-  let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
-  for (const x of [lo[0], hi[0]]) for (const y of [lo[1], hi[1]]) for (const z of [lo[2], hi[2]]) {
-    const [u, v] = raw([x, y, z]);
-    x0 = Math.min(x0, u); x1 = Math.max(x1, u); y0 = Math.min(y0, v); y1 = Math.max(y1, v);
+  try {
+    viewer = createViewer($("view3d"), {
+      colors: COLORS, edges: state.edges, jointNames: state.info.joint_names, onPick: showPick,
+    });
+  } catch (e) {
+    say3d(`3D view unavailable: this browser cannot run WebGL (${e.message})`);
+    return;
   }
-  const f = 0.9 * Math.min(width / Math.max(x1 - x0, 1e-9), height / Math.max(y1 - y0, 1e-9));
-  const ox = width / 2 - f * (x0 + x1) / 2, oy = height / 2 - f * (y0 + y1) / 2;
-  const viewer = (p) => { const [u, v, z] = raw(p); return [ox + f * u, oy + f * v, z]; };
-  viewer.depth = (p) => dot([p[0] - eye[0], p[1] - eye[1], p[2] - eye[2]], fwd);
-  return viewer;
+  say3d("");
+  viewer.setPlaced(state.placed);
+  if (state.clip) viewer.setClip(state.clip.frames, state.camera);
+  viewer.show(state.lastPose ? state.lastPose.people : [], state.camera);
 }
 
-// A segment a -> b (camera frame) cut at the viewer's near plane, drawn with the current stroke.
-function segment(g, viewer, a, b) {
-  const da = viewer.depth(a), db = viewer.depth(b);
-  if (da <= NEAR_M && db <= NEAR_M) return;
-  const cut = (p, q, dp, dq) => (dp >= NEAR_M ? p : p.map((v, k) => v + (NEAR_M - dp) / (dq - dp) * (q[k] - v)));
-  const p = viewer(cut(a, b, da, db)), q = viewer(cut(b, a, db, da));
-  g.beginPath(); g.moveTo(p[0], p[1]); g.lineTo(q[0], q[1]); g.stroke();
+function show3d(people) {
+  if (viewer) viewer.show(people, state.camera);
 }
 
-function drawSkeleton(g, pts, col, width) {
-  g.strokeStyle = g.fillStyle = col;
-  g.lineWidth = width;
-  for (const [a, b] of state.edges) {
-    g.beginPath(); g.moveTo(pts[a][0], pts[a][1]); g.lineTo(pts[b][0], pts[b][1]); g.stroke();
-  }
-  for (const [x, y] of pts) { g.beginPath(); g.arc(x, y, width, 0, 2 * Math.PI); g.fill(); }
-}
-
-function record(p, pts, placed) {
-  const ys = pts.map((q) => q[1]);
-  state.drawn3d.push({ track_id: p.track_id, placed, pelvis: [pts[0][0], pts[0][1]],
-    top: Math.min(...ys), bottom: Math.max(...ys) });
-}
-
-// Each person about their pelvis, side by side 1 m apart, in the box (x0, y0, size).
-function drawRootRelative(g, people, x0, y0, size, width) {
-  const scale = size / 2.6;
-  people.forEach((p, n) => {
-    const shift = (n - (people.length - 1) / 2) * 1.0;
-    const pts = p.joints_3d.map((v) => project([v[0] + shift, v[1], v[2]], state.view, scale, x0 + size / 2, y0 + size / 2));
-    drawSkeleton(g, pts, color(p.track_id), width);
-    record(p, pts, false);
-  });
-}
-
-function drawPlaced(g, lifted, w, h) {
-  const placed = [], unplaced = [];
-  for (const p of lifted) { const j = placedJoints(p); if (j) placed.push([p, j]); else unplaced.push(p); }
-  const { lo, hi, floor } = refit(placed.map(([, j]) => j), placed.map(([p]) => seen(p)));
-  const viewer = makeViewer(state.sceneView, lo, hi, w, h);
-  g.strokeStyle = "#333"; g.lineWidth = 1; // ground grid, 1 m squares fixed in the scene, under the lowest feet
-  const xs = [Math.floor(lo[0]) - 2, Math.ceil(hi[0]) + 2], zs = [Math.floor(lo[2]) - 2, Math.ceil(hi[2]) + 2];
-  for (let x = xs[0]; x <= xs[1]; x++) segment(g, viewer, [x, floor, zs[0]], [x, floor, zs[1]]);
-  for (let z = zs[0]; z <= zs[1]; z++) segment(g, viewer, [xs[0], floor, z], [xs[1], floor, z]);
-  // the camera: a small pyramid to its image's corners, and a line down to the floor
-  const cam = state.camera || { focal_px: w, width: w, height: h }; // older servers send none: a nominal shape
-  const d = Math.min(Math.max(0.03 * Math.hypot(hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]), 0.15), 1);
-  const sx = cam.width / 2 / cam.focal_px * d, sy = cam.height / 2 / cam.focal_px * d;
-  const corners = [[-sx, -sy, d], [sx, -sy, d], [sx, sy, d], [-sx, sy, d]];
-  g.strokeStyle = "#666";
-  segment(g, viewer, [0, 0, 0], [0, floor, 0]);
-  g.strokeStyle = "#ccc";
-  corners.forEach((c, i) => { segment(g, viewer, [0, 0, 0], c); segment(g, viewer, c, corners[(i + 1) % 4]); });
-  const top = viewer([0, -sy, d]);
-  g.fillStyle = "#ccc"; g.font = "11px sans-serif";
-  if (top[2] > NEAR_M) g.fillText("camera", top[0] - 18, top[1] - 5);
-  // far people first: the nearer ones are drawn over them
-  placed.sort((a, b) => b[1][0][2] - a[1][0][2]);
-  for (const [p, j] of placed) {
-    const col = color(p.track_id);
-    const pts = j.map((v) => viewer(v));
-    const shadow = viewer([j[0][0], floor, j[0][2]]);
-    g.globalAlpha = 0.4; g.strokeStyle = g.fillStyle = col; g.lineWidth = 1;
-    g.beginPath(); g.moveTo(pts[0][0], pts[0][1]); g.lineTo(shadow[0], shadow[1]); g.stroke();
-    g.beginPath(); g.arc(shadow[0], shadow[1], 4, 0, 2 * Math.PI); g.fill();
-    g.globalAlpha = 1;
-    drawSkeleton(g, pts, col, 2.5);
-    g.font = "14px sans-serif";
-    g.fillText(`id ${p.track_id}`, pts[HEAD][0] - 12, pts[HEAD][1] - 10);
-    record(p, pts, true);
-  }
-  // no root: each about their pelvis, in boxes along the bottom edge
-  const box = Math.min(h / 4, w / Math.max(unplaced.length, 1));
-  unplaced.forEach((p, n) => {
-    const x0 = n * box, y0 = h - box;
-    g.fillStyle = "#000"; g.fillRect(x0, y0, box, box);
-    g.strokeStyle = "#444"; g.lineWidth = 1; g.strokeRect(x0 + 0.5, y0 + 0.5, box - 1, box - 1);
-    drawRootRelative(g, [p], x0, y0, box, 1.5);
-    g.fillStyle = color(p.track_id); g.font = "11px sans-serif";
-    g.fillText(`id ${p.track_id} (no root)`, x0 + 4, y0 + 12);
-  });
-}
-
-function draw3d(people) {
-  const c = $("view3d");
-  const g = c.getContext("2d");
-  g.fillStyle = "#000"; g.fillRect(0, 0, c.width, c.height);
-  state.drawn3d = [];
-  const lifted = people.filter((p) => p.joints_3d);
-  if (state.placed) { drawPlaced(g, lifted, c.width, c.height); return; }
-  const scale = c.height / 2.6, cx = c.width / 2, cy = c.height / 2;
-  g.strokeStyle = "#333"; g.lineWidth = 1; // floor grid 1 m below the pelvis, 0.5 m squares
-  for (let i = -2; i <= 2; i++) {
-    for (const [a, b] of [[[i / 2, 1, -1], [i / 2, 1, 1]], [[-1, 1, i / 2], [1, 1, i / 2]]]) {
-      const p = project(a, state.view, scale, cx, cy), q = project(b, state.view, scale, cx, cy);
-      g.beginPath(); g.moveTo(p[0], p[1]); g.lineTo(q[0], q[1]); g.stroke();
-    }
-  }
-  drawRootRelative(g, lifted, (c.width - c.height) / 2, 0, c.height, 3);
+function showPick(p) {
+  $("picked").textContent = p === null ? "" : `id ${p.track_id} ${p.name}: confidence ${
+    p.confidence === null ? "-" : p.confidence.toFixed(2)} (2D)`;
 }
 
 function setPlaced(placed) {
   state.placed = placed;
   $("caption3d").textContent = placed
-    ? "3D (metres, camera frame: people placed in one scene; drag to rotate)"
-    : "3D (metres, root-relative; drag to rotate)";
-  draw3d(state.lastPose ? state.lastPose.people : []);
-}
-
-function enableRotation() {
-  const c = $("view3d");
-  let drag = null;
-  c.addEventListener("pointerdown", (e) => { drag = [e.clientX, e.clientY]; c.setPointerCapture(e.pointerId); });
-  c.addEventListener("pointerup", () => { drag = null; });
-  c.addEventListener("pointermove", (e) => {
-    if (!drag) return;
-    const view = state.placed ? state.sceneView : state.view; // the placed viewer stays above the floor
-    view.yaw += (e.clientX - drag[0]) * 0.01;
-    view.pitch = Math.max(state.placed ? 0.05 : -1.5, Math.min(1.5, view.pitch + (e.clientY - drag[1]) * 0.01));
-    drag = [e.clientX, e.clientY];
-    draw3d(state.lastPose ? state.lastPose.people : []);
-  });
+    ? "3D (metres, camera frame: people placed in one scene)"
+    : "3D (metres, root-relative: each about their pelvis)";
+  if (viewer) { viewer.setPlaced(placed); viewer.show(state.lastPose ? state.lastPose.people : [], state.camera); }
 }
 
 // --- live: camera or a video file over WS /v1/stream ------------------------------------
+
+function liveSample(latency, fps) {
+  const now = performance.now();
+  state.live.push({ t: now, latency, fps });
+  while (state.live.length && state.live[0].t < now - LIVE_WINDOW_S * 1000) state.live.shift();
+  if (plots.liveTimer) return;
+  plots.liveTimer = setTimeout(() => { plots.liveTimer = null; drawLiveChart(); }, LIVE_CHART_EVERY_MS);
+}
+
+function drawLiveChart() {
+  const now = performance.now();
+  const x = state.live.map((s) => (s.t - now) / 1000);
+  plots.live.set(x, [
+    { name: "latency ms", color: "#ffd000", values: state.live.map((s) => s.latency) },
+    { name: "fps", color: "#00c8ff", values: state.live.map((s) => s.fps), axis: "y2" },
+  ], [-LIVE_WINDOW_S, 0]);
+  $("livedropped").textContent = String(state.stats.dropped);
+}
 
 async function startLive(source) {
   stop();
@@ -322,9 +190,14 @@ async function startLive(source) {
   }
   await video.play();
   state.mode = "live";
+  state.clip = null;
+  $("timeline").hidden = $("plots").hidden = true;
+  $("live").hidden = false;
+  state.live = [];
   state.stats = { sent: 0, acked: 0, answered: 0, dropped: 0, errors: 0, latency: null, fps: 0, tracks: [] };
   state.frames.clear();
-  state.camera = state.scene = null; // a new scene: framed afresh
+  state.camera = null;
+  if (viewer) viewer.setClip(null); // a new scene: framed afresh, as people come
   $("stop").disabled = false;
   const proto = location.protocol === "https:" ? "wss" : "ws";
   const key = state.apiKey ? `?api_key=${encodeURIComponent(state.apiKey)}` : "";
@@ -348,12 +221,13 @@ async function startLive(source) {
       return;
     }
     if (m.type === "ack") s.acked += 1;
-    if (m.type === "dropped") { s.dropped += m.indexes.length; m.indexes.forEach((i) => forget(i)); }
+    if (m.type === "dropped") { s.dropped = Math.max(s.dropped + m.indexes.length, m.dropped || 0); m.indexes.forEach((i) => forget(i)); }
     // an error with an index refused that frame; one without is about the stream (it frees no slot)
     if (m.type === "error") { if (m.index !== null) { s.errors += 1; forget(m.index); } setStatus(m.message); }
     if (m.type === "pose") {
       s.answered += 1;
       s.latency = m.latency_ms;
+      if (Number.isFinite(m.dropped)) s.dropped = Math.max(s.dropped, m.dropped);
       const now = performance.now();
       answeredAt.push(now);
       while (answeredAt.length && answeredAt[0] < now - 2000) answeredAt.shift();
@@ -362,8 +236,9 @@ async function startLive(source) {
       state.lastPose = m;
       if (m.camera) state.camera = m.camera;
       const frame = state.frames.get(m.index);
-      if (frame) draw2d(frame.image, m.people, frame.width, frame.height);
-      draw3d(m.people);
+      if (frame) draw2d(frame.image, m.people, frame.width, frame.height, m.index);
+      show3d(m.people);
+      liveSample(m.latency_ms, s.fps);
       forget(m.index);
     }
     showStats();
@@ -419,7 +294,7 @@ function stop() {
   $("stop").disabled = true;
 }
 
-// --- clips: upload, progress, playback, downloads ------------------------------------------
+// --- clips: upload, progress, playback on a timeline, angles, downloads ----------------------
 
 function upload(file) {
   return new Promise((resolve, reject) => {
@@ -444,9 +319,10 @@ function upload(file) {
 async function processClip(file) {
   stop();
   state.mode = "clip";
-  state.clip = null;
+  state.clip = state.angles = null;
   $("job").hidden = false;
   $("downloads").hidden = true;
+  $("live").hidden = $("timeline").hidden = $("plots").hidden = true;
   try {
     const id = await upload(file);
     state.job = { id, status: "queued", progress: 0, error: null };
@@ -460,18 +336,56 @@ async function processClip(file) {
       if (job.status === "done") break;
       await new Promise((r) => setTimeout(r, 500));
     }
-    state.clip = await (await api(`/v1/jobs/${id}/result`)).json();
-    state.camera = state.clip.camera || null;
-    state.scene = null; // a new scene: framed afresh
-    $("jobtext").textContent = `done: ${state.clip.frames.length} frames`;
-    offerBvh(id, state.clip.frames);
+    const clip = await (await api(`/v1/jobs/${id}/result`)).json();
+    state.camera = clip.camera || null;
+    state.clip = clip;
+    if (viewer) viewer.setClip(clip.frames, state.camera); // one floor and framing for the whole clip
+    $("jobtext").textContent = `done: ${clip.frames.length} frames`;
+    offerBvh(id, clip.frames);
     $("downloads").hidden = false;
+    setupTimeline(clip);
     setStatus("playing the clip");
     play(file);
+    loadAngles(id); // the plot follows when the angles arrive
   } catch (e) {
     $("jobtext").textContent = `failed: ${e.message}`;
     setStatus("job failed");
   }
+}
+
+// The frame shown at media time t: the last frame at or before it.
+function frameAt(t) {
+  const frames = state.clip.frames;
+  let lo = 0, hi = frames.length - 1;
+  while (lo < hi) { const mid = (lo + hi + 1) >> 1; if (frames[mid].time <= t + 1e-3) lo = mid; else hi = mid - 1; }
+  return lo;
+}
+
+// Show clip frame i everywhere: 2D overlay on the video, 3D, scrubber, track bars and plot cursors.
+// `seek`: also move the (paused) video there.
+function showFrame(i, seek = false) {
+  const clip = state.clip;
+  if (!clip || !clip.frames.length) return;
+  i = Math.max(0, Math.min(clip.frames.length - 1, i));
+  const f = clip.frames[i];
+  const video = $("video");
+  if (seek) {
+    video.pause();
+    // inside frame i's display interval, whatever the container's rounding
+    video.currentTime = f.time + 0.25 / (clip.fps || 30);
+  }
+  const moved = i !== state.frameIndex;
+  state.frameIndex = i;
+  state.lastPose = f;
+  draw2d(video.readyState >= 2 ? video : null, f.people, clip.width, clip.height, f.index);
+  if (moved) show3d(f.people);
+  state.stats.tracks = f.people.map((p) => p.track_id);
+  showStats();
+  $("scrub").value = String(i);
+  $("frametext").textContent = `frame ${i + 1} / ${clip.frames.length}, ${f.time.toFixed(2)} s`;
+  $("playpause").textContent = video.paused ? "Play" : "Pause";
+  drawTrackBars();
+  if (plots.angles) plots.angles.cursor(f.time);
 }
 
 function play(file) {
@@ -479,24 +393,85 @@ function play(file) {
   video.srcObject = null;
   video.src = URL.createObjectURL(file);
   video.loop = true;
-  const frames = state.clip.frames;
-  const times = frames.map((f) => f.time);
+  video.playbackRate = Number($("speed").value);
   const onFrame = (now, meta) => {
-    if (state.mode !== "clip") return;
-    const t = meta ? meta.mediaTime : video.currentTime;
-    let lo = 0, hi = times.length - 1; // the last frame at or before t
-    while (lo < hi) { const mid = (lo + hi + 1) >> 1; if (times[mid] <= t + 1e-3) lo = mid; else hi = mid - 1; }
-    const f = frames[lo];
-    const people = f ? f.people : [];
-    draw2d(video, people, state.clip.width, state.clip.height);
-    draw3d(people);
-    state.lastPose = f;
-    state.stats.tracks = people.map((p) => p.track_id);
-    showStats();
+    if (state.mode !== "clip" || !state.clip) return;
+    // playing: the frame is the video's; paused: the timeline's (a seek's frame, not its rounding)
+    showFrame(video.paused ? state.frameIndex : frameAt(meta ? meta.mediaTime : video.currentTime));
     video.requestVideoFrameCallback(onFrame);
   };
   video.requestVideoFrameCallback(onFrame);
   video.play();
+}
+
+// Per person, a bar over the clip's frames: solid where lifted (3D), faint where seen in 2D only.
+function setupTimeline(clip) {
+  const ids = [...new Set(clip.frames.flatMap((f) => f.people.map((p) => p.track_id)))].sort((a, b) => a - b);
+  state.frameIndex = null;
+  const c = $("trackbars");
+  c.height = Math.max(1, ids.length) * 14 + 4;
+  plots.tracks = { ids };
+  $("scrub").max = String(Math.max(0, clip.frames.length - 1));
+  $("timeline").hidden = false;
+  showFrame(0);
+}
+
+function drawTrackBars() {
+  const clip = state.clip, c = $("trackbars"), g = c.getContext("2d");
+  if (!clip || !plots.tracks) return;
+  const n = clip.frames.length, w = c.width - PAD.left - PAD.right;
+  const x = (i) => PAD.left + (i / Math.max(n, 1)) * w;
+  g.clearRect(0, 0, c.width, c.height);
+  g.font = "11px sans-serif";
+  plots.tracks.ids.forEach((id, row) => {
+    const y = 2 + row * 14;
+    g.fillStyle = color(id);
+    g.fillText(`id ${id}`, 4, y + 10);
+    clip.frames.forEach((f, i) => {
+      const p = f.people.find((q) => q.track_id === id);
+      if (!p) return;
+      g.globalAlpha = p.joints_3d ? 1 : 0.35;
+      g.fillRect(x(i), y + 2, Math.max(x(i + 1) - x(i), 1), 9);
+    });
+    g.globalAlpha = 1;
+  });
+  if (state.frameIndex !== null) {
+    const X = Math.round(x(state.frameIndex + 0.5)) + 0.5;
+    g.strokeStyle = "#fff";
+    g.beginPath(); g.moveTo(X, 0); g.lineTo(X, c.height); g.stroke();
+  }
+}
+
+async function loadAngles(id) {
+  try {
+    state.angles = await (await api(`/v1/jobs/${id}/angles`)).json();
+  } catch (e) {
+    $("anglenote").textContent = `angles: ${e.message}`;
+    return;
+  }
+  const people = state.angles.people;
+  $("angleperson").replaceChildren(...people.map((p) => {
+    const o = document.createElement("option");
+    o.value = String(p.track_id); o.textContent = `id ${p.track_id}`;
+    return o;
+  }));
+  const d = state.angles.definitions;
+  $("anglenote").textContent = people.length ? Object.entries(d).map(([k, v]) => `${k}: ${v}`).join("; ")
+    : "nobody was lifted to 3D in this clip: no angles";
+  $("plots").hidden = false;
+  drawAngles();
+}
+
+function drawAngles() {
+  const a = state.angles;
+  if (!a) return;
+  const person = a.people.find((p) => String(p.track_id) === $("angleperson").value) || a.people[0];
+  const joint = $("anglejoint").value; // knee | hip | elbow | shoulder
+  const series = person ? ["l", "r"].map((side) => ({
+    name: `${side === "l" ? "left" : "right"} ${joint}`, color: SIDES[side], values: person.angles[`${side}_${joint}`],
+  })) : [];
+  plots.angles.set(a.times, series, [a.times[0] || 0, a.times[a.times.length - 1] || 1]);
+  if (state.frameIndex !== null && state.clip) plots.angles.cursor(state.clip.frames[state.frameIndex].time);
 }
 
 // A BVH holds one person: one button per track id that has 3D (none when nobody was lifted).
@@ -507,7 +482,7 @@ function offerBvh(id, frames) {
     const b = document.createElement("button");
     b.textContent = ids.size === 1 ? "BVH" : `BVH id ${track}`;
     b.dataset.href = resultUrl(id, "bvh", track);
-    b.addEventListener("click", () => download("bvh", track));
+    b.addEventListener("click", () => download(b.dataset.href, `${id}_id${track}.bvh`));
     return b;
   });
   $("bvh").replaceChildren(...buttons);
@@ -517,22 +492,24 @@ function resultUrl(id, format, track = null) {
   return `/v1/jobs/${id}/result?format=${format}` + (track === null ? "" : `&track_id=${track}`);
 }
 
-async function download(format, track = null) {
-  const id = state.job && state.job.id;
-  if (!id) return;
+async function download(url, filename) {
   try {
-    const r = await api(resultUrl(id, format, track));
+    const r = await api(url);
     const a = document.createElement("a");
     a.href = URL.createObjectURL(await r.blob());
-    a.download = track === null ? `${id}.${format}` : `${id}_id${track}.${format}`;
+    a.download = filename;
     a.click();
     setTimeout(() => URL.revokeObjectURL(a.href), 10000);
   } catch (e) {
-    $("jobtext").textContent = `${format}: ${e.message}`;
+    $("jobtext").textContent = `${filename}: ${e.message}`;
   }
 }
 
 // --- wiring --------------------------------------------------------------------------------
+
+function stepFrame(delta) {
+  if (state.clip && state.frameIndex !== null) showFrame(state.frameIndex + delta, true);
+}
 
 $("key").addEventListener("change", (e) => { state.apiKey = e.target.value.trim(); loadInfo(); });
 $("camera").addEventListener("click", () => startLive("camera").catch((e) => setStatus(`camera: ${e.message}`)));
@@ -542,11 +519,67 @@ $("streamfile").addEventListener("change", (e) => {
 $("clipfile").addEventListener("change", (e) => { if (e.target.files[0]) processClip(e.target.files[0]); });
 $("stop").addEventListener("click", () => { stop(); setStatus("stopped"); });
 for (const b of document.querySelectorAll("#downloads button[data-format]")) {
-  b.addEventListener("click", () => download(b.dataset.format));
+  b.addEventListener("click", () => {
+    const id = state.job && state.job.id;
+    if (id) download(resultUrl(id, b.dataset.format), `${id}.${b.dataset.format}`);
+  });
 }
+$("anglecsv").addEventListener("click", () => {
+  const id = state.job && state.job.id;
+  if (id) download(`/v1/jobs/${id}/angles?format=csv`, `${id}_angles.csv`);
+});
+$("playpause").addEventListener("click", () => {
+  const video = $("video");
+  if (!state.clip) return;
+  if (video.paused) video.play(); else video.pause();
+  $("playpause").textContent = video.paused ? "Play" : "Pause";
+});
+$("back").addEventListener("click", () => stepFrame(-1));
+$("forward").addEventListener("click", () => stepFrame(1));
+$("speed").addEventListener("change", (e) => { $("video").playbackRate = Number(e.target.value); });
+$("scrub").addEventListener("input", (e) => showFrame(Number(e.target.value), true));
+$("video").addEventListener("seeked", () => { if (state.clip && state.frameIndex !== null) showFrame(state.frameIndex); });
+$("trackbars").addEventListener("click", (e) => {
+  const c = $("trackbars"), r = c.getBoundingClientRect(), n = state.clip ? state.clip.frames.length : 0;
+  const px = (e.clientX - r.left) * (c.width / r.width);
+  if (n) showFrame(Math.floor(((px - PAD.left) / (c.width - PAD.left - PAD.right)) * n), true);
+});
+document.addEventListener("keydown", (e) => {
+  if (!state.clip || e.target.closest("input, select, textarea")) return;
+  if (e.key === "ArrowLeft") stepFrame(-1);
+  else if (e.key === "ArrowRight") stepFrame(1);
+  else if (e.key === " ") { e.preventDefault(); $("playpause").click(); } else return;
+});
+$("anglejoint").addEventListener("change", drawAngles);
+$("angleperson").addEventListener("change", drawAngles);
 $("placed").addEventListener("change", (e) => setPlaced(e.target.checked));
-enableRotation();
+$("resetview").addEventListener("click", () => { if (viewer) viewer.resetView(); });
+
+plots.angles = new LinePlot($("angleplot"), {
+  yLabel: "degrees", xLabel: "s", yRange: [0, 180],
+  onSeek: (t) => { if (state.clip) showFrame(frameAt(t), true); },
+});
+plots.live = new LinePlot($("livechart"), { yLabel: "ms", xLabel: "s", yRange: [0, 100], y2Range: [0, 5], dots: false });
 setPlaced($("placed").checked);
+say3d("3D view: waiting for the server");
+
+window.hotposeView = {
+  // what the page shows, as plain data (copies)
+  state() {
+    return {
+      mode: state.mode,
+      frame: state.frameIndex,
+      paused: $("video").paused,
+      overlay: state.drawn2d,
+      viewer: viewer ? viewer.state() : null,
+      message3d: $("msg3d").hidden ? "" : $("msg3d").textContent,
+      anglePlot: { x: plots.angles.x.length, points: plots.angles.drawnPoints, draws: plots.angles.draws,
+        series: plots.angles.series.map((s) => s.name) },
+      liveChart: { samples: state.live.length, points: plots.live.drawnPoints, draws: plots.live.draws },
+    };
+  },
+};
+
 loadInfo().then(() => {
   if (new URLSearchParams(location.search).get("autostart") === "camera") $("camera").click();
 });
