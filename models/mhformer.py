@@ -21,8 +21,9 @@ Output [B, t, J, 3]: root-relative 3D joints of t frames, camera frame: all T fo
          `token_num` kept frames for TPC-MHFormer. MHFormer is seq2frame: the centre frame
          (T - 1) // 2 is its prediction (`predict_centre`), as in its official evaluation.
 
-Dropout (0.1 in the official training, 0.25 after the small-window embeddings) is not modelled:
-hotpose runs these models, it does not train them; outputs in eval mode are the official ones.
+The official training's dropout of 0.1 (position embeddings, attention projections, MLPs) is not
+modelled: hotpose runs these models, it does not train them, and in eval mode dropout is the
+identity; the outputs are the official ones.
 
 State-dict keys, shapes and order equal the official `model/mhformer/mhformer.py` and
 `model/mhformer/tpc_mhformer.py` (the pruning adds no parameters), so official checkpoints load
