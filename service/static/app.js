@@ -388,14 +388,17 @@ function showFrame(i, seek = false) {
   if (plots.angles) plots.angles.cursor(f.time);
 }
 
+let plays = 0;
+
 function play(file) {
   const video = $("video");
   video.srcObject = null;
   video.src = URL.createObjectURL(file);
   video.loop = true;
   video.playbackRate = Number($("speed").value);
+  const token = (plays += 1); // a later clip's playback ends this one's frame callbacks
   const onFrame = (now, meta) => {
-    if (state.mode !== "clip" || !state.clip) return;
+    if (state.mode !== "clip" || !state.clip || token !== plays) return;
     // playing: the frame is the video's; paused: the timeline's (a seek's frame, not its rounding)
     showFrame(video.paused ? state.frameIndex : frameAt(meta ? meta.mediaTime : video.currentTime));
     video.requestVideoFrameCallback(onFrame);

@@ -220,7 +220,7 @@ export function createViewer(canvas, { colors, edges, jointNames, onPick = () =>
     const view = v.placed ? VIEW.placed : VIEW.relative;
     const centre = box.getCenter(new THREE.Vector3());
     const radius = Math.max(box.getSize(new THREE.Vector3()).length() / 2, 0.8);
-    const dist = (radius / Math.sin(THREE.MathUtils.degToRad(camera.fov / 2))) * (v.placed ? 0.8 : 0.95);
+    const dist = (radius / Math.sin(THREE.MathUtils.degToRad(camera.fov / 2))) * (v.placed ? 0.65 : 0.95);
     const dir = new THREE.Vector3(Math.sin(view.yaw) * Math.cos(view.pitch), Math.sin(view.pitch),
       Math.cos(view.yaw) * Math.cos(view.pitch));
     camera.position.copy(centre).addScaledVector(dir, dist);
