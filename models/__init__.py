@@ -17,17 +17,19 @@ from hotpose.models.checkpoint import CheckpointError, load_strict, read_weights
 from hotpose.models.device import DeviceLike, pick_device
 from hotpose.models.hot import HoTMixSTE, LifterConfig
 from hotpose.models.kind import LifterKind
+from hotpose.models.mhformer import MHFormer, MHFormerConfig
 from hotpose.models.mlp_lifter import MLPConfig, MLPLifter
 from hotpose.models.motionbert import MotionBERT, MotionBERTConfig
+from hotpose.models.tpc_mixste import TPCMixSTE, TPCMixSTEConfig
 
 # Every registered lifter exposes .config (with .frames, .joints and .to_dict()) and .KIND (`LifterKind`:
 # seq2seq or seq2frame, 2 or 3 input channels), from which callers derive how to lift with it.
-Lifter = HoTMixSTE | MLPLifter | MotionBERT
+Lifter = HoTMixSTE | MLPLifter | MotionBERT | TPCMixSTE | MHFormer
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
-ConfigT = TypeVar("ConfigT", LifterConfig, MLPConfig, MotionBERTConfig)
+ConfigT = TypeVar("ConfigT", LifterConfig, MLPConfig, MotionBERTConfig, TPCMixSTEConfig, MHFormerConfig)
 
 
 @dataclass(frozen=True)
@@ -49,19 +51,77 @@ class LifterSpec(Generic[ConfigT]):
         return self.model_cls(self.config_cls(**{**config, **self.fixed}))
 
 
+def _infer_official_config(sd: dict[str, Tensor]) -> dict[str, Any]:
+    """Sizes an official state_dict implies (the rest keeps the defaults)."""
+    cfg: dict[str, Any] = {}
+    if "Spatial_patch_to_embedding.weight" in sd:
+        cfg["dim"] = sd["Spatial_patch_to_embedding.weight"].shape[0]
+    if "Spatial_pos_embed" in sd:
+        cfg["joints"] = sd["Spatial_pos_embed"].shape[1]
+    if "Temporal_pos_embed" in sd:
+        cfg["frames"] = sd["Temporal_pos_embed"].shape[1]
+    if "STEblocks.0.mlp.fc1.weight" in sd:
+        cfg["mlp_hidden_dim"] = sd["STEblocks.0.mlp.fc1.weight"].shape[0]
+    blocks = {int(k.split(".")[1]) for k in sd if k.startswith("STEblocks.")}
+    if blocks:
+        cfg["depth"] = max(blocks) + 1
+    if "pos_embed_token" in sd:
+        cfg["token_num"] = sd["pos_embed_token"].shape[1]
+    return cfg
+
+
+def _infer_tpc_mixste(sd: dict[str, Tensor]) -> dict[str, Any]:
+    """MixSTE's sizes (token_num and layer_index leave no trace in the weights: the defaults are the official)."""
+    return {k: v for k, v in _infer_official_config(sd).items() if k != "token_num"}
+
+
+def _infer_motionbert(sd: dict[str, Tensor]) -> dict[str, Any]:
+    cfg: dict[str, Any] = {}
+    if "temp_embed" in sd:
+        cfg["frames"] = sd["temp_embed"].shape[1]
+    if "pos_embed" in sd:
+        cfg["joints"] = sd["pos_embed"].shape[1]
+    if "joints_embed.weight" in sd:
+        cfg["dim_feat"] = sd["joints_embed.weight"].shape[0]
+    if "pos_embed_token" in sd:
+        cfg["token_num"] = sd["pos_embed_token"].shape[1]
+    return cfg
+
+
+def _infer_mhformer(sd: dict[str, Tensor]) -> dict[str, Any]:
+    cfg: dict[str, Any] = {}
+    if "norm_1.weight" in sd:
+        cfg["frames"] = sd["norm_1.weight"].shape[0]
+    for key in ("embedding_1.weight", "embedding_1.0.weight"):
+        if key in sd:
+            cfg["dim"] = sd[key].shape[0]
+    if "Transformer_hypothesis.SHR_blocks.0.mlp.fc1.weight" in sd:
+        cfg["mlp_hidden_dim"] = sd["Transformer_hypothesis.SHR_blocks.0.mlp.fc1.weight"].shape[0]
+    return cfg
+
+
 HOT_REPO = "github.com/NationalGAILab/HoT (README: pretrained models)"
 
 # Named variants.
-LIFTERS: dict[str, LifterSpec[LifterConfig] | LifterSpec[MLPConfig] | LifterSpec[MotionBERTConfig]] = {
+LIFTERS: dict[
+    str,
+    LifterSpec[LifterConfig]
+    | LifterSpec[MLPConfig]
+    | LifterSpec[MotionBERTConfig]
+    | LifterSpec[TPCMixSTEConfig]
+    | LifterSpec[MHFormerConfig],
+] = {
     "hot_mixste": LifterSpec(
-        LifterConfig, HoTMixSTE, {"hot": True}, "hot_mixste_cmu.pt", HOT_REPO, lambda sd: _infer_official_config(sd)
+        LifterConfig, HoTMixSTE, {"hot": True}, "hot_mixste_cmu.pt", HOT_REPO, _infer_official_config
     ),
-    "mixste": LifterSpec(
-        LifterConfig, HoTMixSTE, {"hot": False}, "mixste_cmu.pt", HOT_REPO, lambda sd: _infer_official_config(sd)
-    ),
+    "mixste": LifterSpec(LifterConfig, HoTMixSTE, {"hot": False}, "mixste_cmu.pt", HOT_REPO, _infer_official_config),
     "mlp": LifterSpec(MLPConfig, MLPLifter, {}),
-    "motionbert": LifterSpec(MotionBERTConfig, MotionBERT, {"hot": False}, None, HOT_REPO),
-    "hot_motionbert": LifterSpec(MotionBERTConfig, MotionBERT, {"hot": True}, None, HOT_REPO),
+    "motionbert": LifterSpec(MotionBERTConfig, MotionBERT, {"hot": False}, None, HOT_REPO, _infer_motionbert),
+    "hot_motionbert": LifterSpec(MotionBERTConfig, MotionBERT, {"hot": True}, None, HOT_REPO, _infer_motionbert),
+    # seq2frame: the pose of the window's centre frame
+    "tpc_mixste": LifterSpec(TPCMixSTEConfig, TPCMixSTE, {}, None, HOT_REPO, _infer_tpc_mixste),
+    "mhformer": LifterSpec(MHFormerConfig, MHFormer, {"tpc": False}, None, HOT_REPO, _infer_mhformer),
+    "tpc_mhformer": LifterSpec(MHFormerConfig, MHFormer, {"tpc": True}, None, HOT_REPO, _infer_mhformer),
 }
 
 
@@ -90,25 +150,6 @@ def resolve_weights(name: str, weights: Path | None) -> Path | None:
     return default_weights(name)
 
 
-def _infer_official_config(sd: dict[str, Tensor]) -> dict[str, Any]:
-    """Sizes an official state_dict implies (the rest keeps the defaults)."""
-    cfg: dict[str, Any] = {}
-    if "Spatial_patch_to_embedding.weight" in sd:
-        cfg["dim"] = sd["Spatial_patch_to_embedding.weight"].shape[0]
-    if "Spatial_pos_embed" in sd:
-        cfg["joints"] = sd["Spatial_pos_embed"].shape[1]
-    if "Temporal_pos_embed" in sd:
-        cfg["frames"] = sd["Temporal_pos_embed"].shape[1]
-    if "STEblocks.0.mlp.fc1.weight" in sd:
-        cfg["mlp_hidden_dim"] = sd["STEblocks.0.mlp.fc1.weight"].shape[0]
-    blocks = {int(k.split(".")[1]) for k in sd if k.startswith("STEblocks.")}
-    if blocks:
-        cfg["depth"] = max(blocks) + 1
-    if "pos_embed_token" in sd:
-        cfg["token_num"] = sd["pos_embed_token"].shape[1]
-    return cfg
-
-
 def create_lifter(
     name: str = "hot_mixste",
     weights: str | Path | None = None,
@@ -120,8 +161,10 @@ def create_lifter(
     `weights` is an official state_dict `.pth` (sizes are read from its
     shapes) or a hotpose checkpoint (its saved config rebuilds the model; the
     name must agree). `overrides` are `LifterConfig` fields and win over both.
-    The model maps [B, frames, 17, 2] screen-normalised 2D to [B, frames, 17, 3]
-    root-relative 3D.
+    The model maps [B, frames, 17, C] screen-normalised 2D (C = `model.KIND.channels`: x, y, and for
+    MotionBERT the keypoint confidence) to root-relative 3D: [B, frames, 17, 3] for seq2seq lifters;
+    seq2frame ones return their official output (the kept or all frames) from `forward` and the
+    centre frame's pose [B, 17, 3] from `predict_centre`.
     """
     if name not in LIFTERS:
         raise KeyError(f"unknown lifter {name!r}; known: {', '.join(sorted(LIFTERS))}")

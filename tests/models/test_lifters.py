@@ -22,8 +22,8 @@ SMALL: dict[str, dict[str, Any]] = {
     "motionbert": {"dim_feat": 16, "dim_rep": 32, "depth": 2, "num_heads": 2, "frames": 27},
     "hot_motionbert": {"dim_feat": 16, "dim_rep": 32, "depth": 2, "num_heads": 2, "frames": 27, "token_num": 9},
     "tpc_mixste": {"dim": 16, "depth": 2, "num_heads": 2, "frames": 27, "token_num": 7, "layer_index": 1},
-    "mhformer": {"channel": 32, "d_hid": 64, "frames": 27},
-    "tpc_mhformer": {"channel": 32, "d_hid": 64, "frames": 27, "token_num": 9},
+    "mhformer": {"dim": 32, "mlp_hidden_dim": 64, "frames": 27},
+    "tpc_mhformer": {"dim": 32, "mlp_hidden_dim": 64, "frames": 27, "token_num": 9},
 }
 
 
@@ -81,3 +81,24 @@ def test_a_checkpoint_of_one_lifter_is_refused_by_another(tmp_path: Path) -> Non
     save_checkpoint(tmp_path / "m.pt", "motionbert", model.config.to_dict(), model.state_dict())
     with pytest.raises(CheckpointError, match="motionbert"):
         create_lifter("hot_motionbert", weights=tmp_path / "m.pt", device="cpu")
+
+
+@pytest.mark.parametrize("name", ["tpc_mixste", "tpc_mhformer"])
+def test_the_service_lifts_a_seq2frame_track_as_the_offline_protocol_does(name: str) -> None:
+    """A person seen at 30 fps: the service's streaming lifter (clip policy) gives each frame exactly
+    what the offline protocol gives it: the centre of its own window, edge-padded at the track's ends."""
+    from functools import partial
+
+    from hotpose.models.keypoints import normalize_image
+    from hotpose.service.lifting import LiftPolicy, lift_root_relative, lift_sequence
+
+    model = create_lifter(name, device="cpu", **SMALL[name])
+    frames = model.config.frames
+    rng = np.random.default_rng(1)
+    pixels = 300 + np.cumsum(rng.normal(0, 3, (70, 17, 2)), axis=0)  # [T, 17, 2] a wandering pose
+    times = np.arange(70) / 30
+    policy = LiftPolicy.clip(frames, max_gap_s=3.0)
+    served = lift_sequence(partial(lift_root_relative, model), pixels, times, policy, 640, 480, frames, model.KIND)
+    x = normalize_image(pixels, 640, 480).astype(np.float32)
+    offline = predict(model, x)
+    np.testing.assert_allclose(served, offline, atol=1e-5)
