@@ -152,9 +152,7 @@ function showPick(p) {
 
 function setPlaced(placed) {
   state.placed = placed;
-  $("caption3d").textContent = placed
-    ? "3D (metres, camera frame: people placed in one scene)"
-    : "3D (metres, root-relative: each about their pelvis)";
+  $("caption3d").textContent = placed ? "3D, metres, camera frame" : "3D, metres, root-relative";
   if (viewer) { viewer.setPlaced(placed); viewer.show(state.lastPose ? state.lastPose.people : [], state.camera); }
 }
 
