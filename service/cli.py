@@ -7,9 +7,10 @@ hotpose run VIDEO -o out.json  the whole pipeline in process: 2D and 3D poses of
 hotpose train-lifter [...]     train a lifter on motion capture
 hotpose eval-lifter --data NPZ evaluate a lifter under the fixed protocol (one JSON line)
 hotpose eval-2d --videos DIR   2D stages on the shared several-people clips (raga, office)
-hotpose bench lifter [...]     params, FLOPs and latency of mixste vs hot_mixste
+hotpose bench lifter [...]     every lifter: params, FLOPs, latency, pruned/host ratios
 hotpose bench detector [...]   2D models alone and whole 2D stages per frame (1 and 3 people)
 hotpose bench service [...]    clip throughput vs decode, live-stream latency
+hotpose doctor                 what this installation has and lacks, each with its fix
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ import argparse
 import logging
 import sys
 
-from hotpose.service.commands import bench, evaluate, infer, serve, train
+from hotpose.service.commands import bench, doctor, evaluate, infer, serve, train
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hotpose", description="video 3D human pose service")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
-    for commands in (serve, infer, train, evaluate, bench):
+    for commands in (serve, infer, train, evaluate, bench, doctor):
         commands.add_parsers(sub)
     return p
 
