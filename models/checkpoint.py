@@ -1,11 +1,13 @@
-"""Saving and strictly loading lifter weights.
+"""Saving and strictly loading model weights (the lifters and the 2D heatmap models).
 
-Two formats are read:
+Three formats are read:
 - hotpose checkpoints: a dict `{"format": FORMAT, "name", "config", "state_dict", "meta"}`
   written by `save_checkpoint`; the config travels with the weights, so the
   file rebuilds its own model.
-- official HoT / MixSTE releases: a plain `torch.save(model.state_dict())`,
-  possibly saved from `nn.DataParallel` (keys prefixed with `module.`).
+- official releases as a plain `torch.save(model.state_dict())` (HoT / MixSTE, TransPose,
+  TokenPose), possibly saved from `nn.DataParallel` (keys prefixed with `module.`);
+- mmpose / mmcv training checkpoints (UniFormer): `{"state_dict": ..., "meta": ...}`, perhaps with
+  an `"optimizer"` entry, which is ignored.
 
 Loading always uses `torch.load(weights_only=True)` and `strict=True`: a key
 that is missing, unexpected or of the wrong shape is an error that names it.
@@ -62,9 +64,14 @@ def read_weights(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any] | 
     if obj.get("format") == FORMAT:
         header = {k: v for k, v in obj.items() if k != "state_dict"}
         return _strip_prefix(dict(obj["state_dict"])), header
+    inner = obj.get("state_dict")
+    if isinstance(inner, Mapping) and all(isinstance(v, Tensor) for v in inner.values()):
+        # mmcv's wrapper: the weights under "state_dict", the run's meta (and optimizer) beside them
+        return _strip_prefix(dict(inner)), None
     if not all(isinstance(v, Tensor) for v in obj.values()):
         raise CheckpointError(
-            f"{path} is neither a hotpose checkpoint nor a plain state_dict (top-level keys: {sorted(obj)[:8]})"
+            f"{path} is neither a hotpose checkpoint, a plain state_dict nor a {{'state_dict': ...}} wrapper "
+            f"(top-level keys: {sorted(obj)[:8]})"
         )
     return _strip_prefix(dict(obj)), None
 
@@ -75,8 +82,12 @@ def _strip_prefix(sd: dict[str, Tensor]) -> dict[str, Tensor]:
     return sd
 
 
-def load_strict(model: nn.Module, state_dict: Mapping[str, Tensor], source: str) -> None:
-    """Load with strict=True after checking names and shapes ourselves for a clear message."""
+LIFTER_HINT = "check the model name and config overrides (dim, frames, token_num, depth ...)"
+
+
+def load_strict(model: nn.Module, state_dict: Mapping[str, Tensor], source: str, hint: str = LIFTER_HINT) -> None:
+    """Load with strict=True after checking names and shapes ourselves for a clear message;
+    `hint` ends the message (what to check)."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
@@ -93,7 +104,7 @@ def load_strict(model: nn.Module, state_dict: Mapping[str, Tensor], source: str)
             lines.append(f"  unexpected keys ({len(unexpected)}): {', '.join(unexpected[:20])}")
         if mismatched:
             lines.append(f"  shape mismatches ({len(mismatched)}): {'; '.join(mismatched[:20])}")
-        lines.append("  check the model name and config overrides (dim, frames, token_num, depth ...)")
+        lines.append(f"  {hint}")
         raise CheckpointError("\n".join(lines))
     cast = {k: v.to(own[k].dtype) if v.is_floating_point() else v for k, v in state_dict.items()}
     model.load_state_dict(cast, strict=True)

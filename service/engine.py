@@ -40,6 +40,7 @@ class EngineConfig:
     home: Path  # 2D weights cache
     person_detector: str
     keypoints: str
+    keypoints_weights: Path | None  # the checkpoint of a heatmap keypoint model (hotpose.models.pose2d)
     tracker: str
     redetect_every: int
     lost_redetect_every: int
@@ -54,7 +55,8 @@ class EngineConfig:
     def from_settings(cls, s: Settings) -> EngineConfig:
         return cls(
             lifter=s.lifter, lifter_weights=s.lifter_weights, device=s.device, home=s.home, flip=s.flip,
-            threads=s.threads, person_detector=s.person_detector, keypoints=s.keypoints, tracker=s.tracker,
+            threads=s.threads, person_detector=s.person_detector, keypoints=s.keypoints,
+            keypoints_weights=s.keypoints_weights, tracker=s.tracker,
             redetect_every=s.redetect_every, lost_redetect_every=s.lost_redetect_every,
             idle_redetect_every=s.idle_redetect_every, track_max_gap_s=s.track_max_gap_s,
             detector_batch=BatchConfig(s.detector_max_batch, s.detector_max_wait_ms),
@@ -67,6 +69,7 @@ def create_2d_stage(config: EngineConfig, device: str) -> TopDown:
     stage = create_detector(
         config.person_detector, config.keypoints, config.tracker, device=device, home=config.home,
         tracker_config={"max_gap_s": config.track_max_gap_s},
+        keypoint_config={"weights": config.keypoints_weights} if config.keypoints_weights is not None else None,
         redetect_every=config.redetect_every, lost_redetect_every=config.lost_redetect_every,
         idle_redetect_every=config.idle_redetect_every,
     )  # fmt: skip

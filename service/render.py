@@ -49,6 +49,31 @@ def draw_people(frame_rgb: np.ndarray, people: list[Person], min_visibility: flo
     return out
 
 
+def draw_dependency(
+    frame_rgb: np.ndarray, people: list[Person], maps: list[tuple[np.ndarray, np.ndarray]], alpha: float = 0.65
+) -> np.ndarray:
+    """TransPose's dependency maps over the frame: each `(point [2], map [H, W])` of `maps` (a keypoint and the
+    attention its location pays to the image, `HeatmapPose.explain`) scaled to its own maximum and drawn as a
+    heat map (the strongest of several people's where they overlap), the skeletons, and each point as a ring."""
+    out = draw_people(frame_rgb, people)
+    if not maps:
+        return out
+    heat = np.zeros(frame_rgb.shape[:2], np.float32)
+    for _, m in maps:
+        peak = float(m.max())
+        if peak > 0:
+            heat = np.maximum(heat, m.astype(np.float32) / peak)
+    colour = cv2.cvtColor(cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+    w = (alpha * heat)[..., None]
+    out = np.asarray(out * (1 - w) + colour * w).astype(np.uint8)
+    _, thick = _size(out)
+    for point, _ in maps:
+        centre = _pt(point)
+        cv2.circle(out, centre, 4 * thick + 2, (255, 255, 255), thick + 1, cv2.LINE_AA)
+        cv2.circle(out, centre, 2 * thick, (0, 0, 0), -1, cv2.LINE_AA)
+    return out
+
+
 def _size(img: np.ndarray) -> tuple[float, int]:
     """Text scale and line thickness for an image: 1 and 2 px at 720 lines."""
     scale = max(img.shape[:2]) / 720

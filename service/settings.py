@@ -53,7 +53,17 @@ class Settings(BaseSettings):
     )
     keypoints: str = Field(
         default="blazepose_full",
-        description="Keypoint model run on each person's crop: `blazepose_full` or `blazepose_heavy`.",
+        description="Keypoint model run on each person's crop: `blazepose_full` or `blazepose_heavy`, or a "
+        "heatmap model of the seed papers with its authors' weights in `HOTPOSE_KEYPOINTS_WEIGHTS`: "
+        "`transpose_r_a3`, `transpose_r_a4`, `transpose_h_s`, `transpose_h_a4`, `transpose_h_a6`, "
+        "`tokenpose_t`, `tokenpose_s_v1`, `tokenpose_s_v2`, `tokenpose_b`, `tokenpose_l_d24`, "
+        "`uniformer_s_256x192`, `uniformer_b_256x192`; at 384x288 `tokenpose_l_d24_384x288`, "
+        "`uniformer_s_384x288`, `uniformer_b_384x288`.",
+    )
+    keypoints_weights: Path | None = Field(
+        default=None,
+        description="The checkpoint of a heatmap `HOTPOSE_KEYPOINTS` model, downloaded from its authors "
+        "(hotpose ships none; where: docs/pose2d.md). Such a model without it refuses to start.",
     )
     tracker: str = Field(default="motion", description="Tracker that keeps each person's id: `motion`.")
     redetect_every: int = Field(
@@ -137,7 +147,7 @@ class Settings(BaseSettings):
         "`https://app.example.com`; empty: none (the service's own page needs none).",
     )
 
-    @field_validator("home", "data_dir", "lifter_weights")
+    @field_validator("home", "data_dir", "lifter_weights", "keypoints_weights")
     @classmethod
     def _expand_user(cls, path: Path | None) -> Path | None:
         """`~` as a shell would expand it: compose files, `.env` files and systemd units do not."""

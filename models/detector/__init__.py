@@ -7,7 +7,11 @@ uint8 frames of one video in order, get per frame a list of `Person` (`track_id`
 
 - `PERSON_DETECTORS`: `nanodet` (NanoDet-g, body-based, the default), `blazepose_face`
   (BlazePose's face-anchored detector);
-- `KEYPOINT_MODELS`: `blazepose_full` (the default), `blazepose_heavy`;
+- `KEYPOINT_MODELS`: `blazepose_full` (the default), `blazepose_heavy` (weights from `hotpose fetch-weights`);
+- `HEATMAP_KEYPOINT_MODELS`: the seed papers' heatmap models of `hotpose.models.pose2d` by their names
+  (`transpose_h_a6`, `tokenpose_l_d24`, `uniformer_b_256x192`, ...; run by
+  `hotpose.models.detector.heatmap_pose`), which need a `weights` file: their authors' checkpoint, which the
+  user downloads (never shipped; without it they refuse to build);
 - `TRACKERS`: `motion` (`hotpose.models.detector.tracking.MotionTracker`).
 Each entry is a factory `(device, home, **config) -> implementation`; a new model is a new file
 and one line here.
@@ -23,6 +27,7 @@ from typing import Any
 from hotpose.models.detector.base import Detection, Detector, KeypointModel, Person, PersonDetector, Roi, Tracker
 from hotpose.models.device import DeviceLike
 from hotpose.models.keypoints import BLAZEPOSE_TO_COCO
+from hotpose.models.pose2d import names as pose2d_names
 
 
 def _nanodet(device: DeviceLike, home: Path | None, **kw: Any) -> PersonDetector:
@@ -41,7 +46,21 @@ def _blazepose_landmarks(variant: str) -> Callable[..., KeypointModel]:
     def make(device: DeviceLike, home: Path | None, **kw: Any) -> KeypointModel:
         from hotpose.models.detector.blazepose import BlazePoseLandmarks, BlazePoseLandmarksConfig
 
+        if kw.pop("weights", None) is not None:
+            raise ValueError(
+                f"blazepose_{variant} takes no weights file (hotpose fetch-weights caches it); "
+                "HOTPOSE_KEYPOINTS_WEIGHTS / --keypoints-weights are for the heatmap models"
+            )
         return BlazePoseLandmarks(BlazePoseLandmarksConfig(variant=variant, **kw), device=device, home=home)
+
+    return make
+
+
+def _heatmap_pose(name: str) -> Callable[..., KeypointModel]:
+    def make(device: DeviceLike, home: Path | None, weights: Path | None = None, **kw: Any) -> KeypointModel:
+        from hotpose.models.detector.heatmap_pose import HeatmapPoseConfig, load_heatmap_pose
+
+        return load_heatmap_pose(name, weights, device, HeatmapPoseConfig(**kw))
 
     return make
 
@@ -60,6 +79,9 @@ PERSON_DETECTORS: dict[str, Callable[..., PersonDetector]] = {
 KEYPOINT_MODELS: dict[str, Callable[..., KeypointModel]] = {
     "blazepose_full": _blazepose_landmarks("full"),
     "blazepose_heavy": _blazepose_landmarks("heavy"),
+}
+HEATMAP_KEYPOINT_MODELS: dict[str, Callable[..., KeypointModel]] = {
+    name: _heatmap_pose(name) for name in pose2d_names()
 }
 TRACKERS: dict[str, Callable[..., Callable[[], Tracker]]] = {"motion": _motion}
 
@@ -88,7 +110,7 @@ def create_detector(
     from hotpose.models.detector.topdown import TopDown, TopDownConfig
 
     make_det = _pick(PERSON_DETECTORS, "person detector", person_detector)
-    make_kp = _pick(KEYPOINT_MODELS, "keypoint model", keypoints)
+    make_kp = _pick({**KEYPOINT_MODELS, **HEATMAP_KEYPOINT_MODELS}, "keypoint model", keypoints)
     make_tracker = _pick(TRACKERS, "tracker", tracker)
     known = {f.name for f in fields(TopDownConfig)}
     if set(stage_config) - known:
@@ -103,6 +125,7 @@ def create_detector(
 
 __all__ = [
     "BLAZEPOSE_TO_COCO",
+    "HEATMAP_KEYPOINT_MODELS",
     "KEYPOINT_MODELS",
     "PERSON_DETECTORS",
     "TRACKERS",

@@ -1,4 +1,4 @@
-"""`hotpose bench lifter|detector|render|service`: the benchmarks behind docs/benchmarks.md."""
+"""`hotpose bench lifter|detector|pose2d|render|service`: the benchmarks behind docs/benchmarks.md."""
 
 from __future__ import annotations
 
@@ -41,6 +41,16 @@ def add_parsers(sub: Subparsers) -> None:
     bd.add_argument("--device", default="cpu")
     bd.add_argument("--json", action="store_true")
     bd.set_defaults(func=_bench_detector)
+    bp = bsub.add_parser(
+        "pose2d", help="TransPose, TokenPose, UniFormer and BlazePose's landmarks: params, GMACs, ms per crop"
+    )
+    bp.add_argument("--names", nargs="+", default=None, help="only these models (default: all)")
+    bp.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="crops per call")
+    bp.add_argument("--rounds", type=int, default=3, help="interleaved timed rounds per batch size")
+    bp.add_argument("--threads", type=int, default=None)
+    bp.add_argument("--device", default="cpu")
+    bp.add_argument("--json", action="store_true")
+    bp.set_defaults(func=_bench_pose2d)
     br = bsub.add_parser("render", help="hotpose run --render on a 720p clip: lifting and rendering frames/s")
     br.add_argument("--rounds", type=int, default=3)
     br.add_argument("--frames", type=int, default=120)
@@ -107,6 +117,20 @@ def _bench_detector(args: argparse.Namespace) -> int:
         video=args.video, frames=args.frames, rounds=args.rounds, threads=args.threads, device=args.device
     )
     print(json.dumps(report) if args.json else format_detector_report(report))
+    return 0
+
+
+def _bench_pose2d(args: argparse.Namespace) -> int:
+    from hotpose.models.pose2d.bench import bench_pose2d, format_pose2d_report
+
+    try:
+        report = bench_pose2d(
+            args.names, rounds=args.rounds, threads=args.threads, device=args.device, batches=tuple(args.batch)
+        )
+    except KeyError as exc:
+        print(f"error: {exc.args[0]}", file=sys.stderr)
+        return 1
+    print(json.dumps(report) if args.json else format_pose2d_report(report))
     return 0
 
 

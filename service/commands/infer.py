@@ -20,7 +20,19 @@ def add_parsers(sub: Subparsers) -> None:
     d = sub.add_parser("detect2d", help="2D keypoints of every person per frame, one JSON line per frame")
     d.add_argument("path", type=Path, help="an image or a video")
     d.add_argument("--format", choices=["json"], default="json", help="output format (JSON lines)")
-    d.add_argument("--render", type=Path, default=None, help="also write the video with skeletons drawn (.mp4)")
+    d.add_argument(
+        "--render",
+        type=Path,
+        default=None,
+        help="also write the video with skeletons drawn (.mp4); with --explain, the image (.png)",
+    )
+    d.add_argument(
+        "--explain",
+        default=None,
+        metavar="JOINT",
+        help="TransPose models, an image and --render: draw where the last attention layer looks from "
+        "this COCO joint's predicted location (a name such as l_wrist, or 0-16)",
+    )
     _add_2d_flags(d)
     d.add_argument("--device", default=None, help="cpu, cuda (default: cuda when present)")
     d.set_defaults(func=_detect2d)
@@ -52,12 +64,15 @@ def add_parsers(sub: Subparsers) -> None:
 
 def _add_2d_flags(p: argparse.ArgumentParser) -> None:
     """The 2D stage's flags; their defaults are the HOTPOSE_* settings."""
-    from hotpose.models.detector import KEYPOINT_MODELS, PERSON_DETECTORS
+    from hotpose.models.detector import HEATMAP_KEYPOINT_MODELS, KEYPOINT_MODELS, PERSON_DETECTORS
 
     p.add_argument("--person-detector", choices=sorted(PERSON_DETECTORS), default=None,
                    help=setting_help("person_detector"))  # fmt: skip
-    p.add_argument("--keypoints", choices=sorted(KEYPOINT_MODELS), default=None,
+    p.add_argument("--keypoints", choices=sorted(KEYPOINT_MODELS) + sorted(HEATMAP_KEYPOINT_MODELS), default=None,
                    help=setting_help("keypoints"))  # fmt: skip
+    p.add_argument("--keypoints-weights", type=Path, default=None,
+                   help="the authors' checkpoint of a transpose_* / tokenpose_* / uniformer_* keypoint model "
+                   "(default HOTPOSE_KEYPOINTS_WEIGHTS, for HOTPOSE_KEYPOINTS)")  # fmt: skip
 
 
 def _create_2d(args: argparse.Namespace, s: Settings) -> TopDown:
@@ -68,14 +83,66 @@ def _create_2d(args: argparse.Namespace, s: Settings) -> TopDown:
     from hotpose.service.engine import EngineConfig, create_2d_stage
 
     config = EngineConfig.from_settings(s)
+    keypoints = args.keypoints or s.keypoints
+    # HOTPOSE_KEYPOINTS_WEIGHTS belongs to HOTPOSE_KEYPOINTS: another --keypoints needs its own --keypoints-weights
+    weights = args.keypoints_weights or (s.keypoints_weights if keypoints == s.keypoints else None)
     config = replace(config, person_detector=args.person_detector or s.person_detector,
-                     keypoints=args.keypoints or s.keypoints)  # fmt: skip
+                     keypoints=keypoints, keypoints_weights=weights)  # fmt: skip
     return create_2d_stage(config, str(pick_device(args.device or s.device)))
 
 
-def _detect2d(args: argparse.Namespace) -> int:
+def _joint_index(joint: str) -> int:
+    """A COCO-17 joint by name (`l_wrist`) or index (`9`)."""
+    from hotpose.models.keypoints import COCO_JOINTS
+
+    if joint.isdigit() and int(joint) < len(COCO_JOINTS):
+        return int(joint)
+    if joint in COCO_JOINTS:
+        return COCO_JOINTS.index(joint)
+    raise ValueError(f"unknown joint {joint!r}: one of {', '.join(COCO_JOINTS)} or 0-{len(COCO_JOINTS) - 1}")
+
+
+def _explain(args: argparse.Namespace) -> int:
+    """`detect2d IMAGE --explain JOINT --render out.png`: TransPose's dependency maps of every person."""
     import cv2
 
+    from hotpose.models.checkpoint import CheckpointError
+    from hotpose.models.detector.heatmap_pose import HeatmapPose
+    from hotpose.models.detector.weights import WeightsError
+    from hotpose.service.render import draw_dependency
+    from hotpose.service.settings import Settings
+    from hotpose.service.video import VideoError, iter_frames, probe
+
+    try:
+        joint = _joint_index(args.explain)
+        if args.render is None:
+            raise ValueError("--explain draws into an image: pass --render out.png")
+        info = probe(args.path)
+        if not (info.frames == 1 and info.fps == 0.0):
+            raise ValueError(f"--explain works on an image; {args.path} is a video")
+        stage = _create_2d(args, Settings())
+        model = stage.keypoint_model
+        if not isinstance(model, HeatmapPose) or not hasattr(model.model, "forward_with_attention"):
+            raise ValueError(f"--explain needs a TransPose keypoint model (transpose_*), not {model.name}")
+        _, _, frame = next(iter(iter_frames(args.path)))
+        people = stage.process_image(frame)
+        maps = [model.explain(frame, model.roi_from_keypoints(p.keypoints), joint) for p in people]
+        sys.stdout.write(json.dumps({"index": 0, "time": 0.0, "people": [p.to_dict() for p in people]}) + "\n")
+        image = draw_dependency(frame, people, maps)
+        if not cv2.imwrite(str(args.render), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"cannot write {args.render} (an image name: .png or .jpg)")
+    except (ValueError, VideoError, WeightsError, CheckpointError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _detect2d(args: argparse.Namespace) -> int:
+    if args.explain is not None:
+        return _explain(args)
+    import cv2
+
+    from hotpose.models.checkpoint import CheckpointError
     from hotpose.models.detector.weights import WeightsError
     from hotpose.service.render import draw_people
     from hotpose.service.settings import Settings
@@ -99,7 +166,7 @@ def _detect2d(args: argparse.Namespace) -> int:
                 writer.write(cv2.cvtColor(draw_people(frame, people), cv2.COLOR_RGB2BGR))
         if writer is not None:
             writer.release()
-    except (VideoError, WeightsError, OSError) as exc:
+    except (VideoError, WeightsError, CheckpointError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hotpose.service.commands.base import Subparsers, setting_help
+
+if TYPE_CHECKING:
+    from hotpose.service.settings import Settings
 
 
 def add_parsers(sub: Subparsers) -> None:
@@ -30,6 +34,8 @@ def _serve(args: argparse.Namespace) -> int:
     from hotpose.service.settings import Settings
 
     settings = Settings()
+    if not _keypoint_weights_ok(settings):
+        return 1
     host = args.host or settings.host
     port = args.port or settings.port
     # uvicorn closes a WebSocket (1009) on a message over its own limit (16 MiB by default): keep it
@@ -38,6 +44,22 @@ def _serve(args: argparse.Namespace) -> int:
     # no uvicorn access log: it prints query strings, `?api_key=` included; the app logs each request without
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info", ws_max_size=ws_max, access_log=False)
     return 0
+
+
+def _keypoint_weights_ok(settings: Settings) -> bool:
+    """A heatmap keypoint model needs its authors' checkpoint: without one the server does not start."""
+    from hotpose.models.detector import HEATMAP_KEYPOINT_MODELS
+    from hotpose.models.detector.heatmap_pose import require_weights
+    from hotpose.models.detector.weights import WeightsError
+
+    if settings.keypoints not in HEATMAP_KEYPOINT_MODELS:
+        return True
+    try:
+        require_weights(settings.keypoints, settings.keypoints_weights)
+    except WeightsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def _fetch_weights(args: argparse.Namespace) -> int:
