@@ -44,8 +44,10 @@ def count_flops(model: nn.Module, x: Tensor) -> dict[str, float]:
     return {"gflops_linear": linear / 1e9, "gflops_total": counter.get_total_flops() / 1e9}
 
 
-def time_interleaved(fns: dict[str, Callable[[], Any]], rounds: int, warmup: int = 1) -> dict[str, list[float]]:
-    """Seconds per call for each function, measured round-robin."""
+def time_interleaved(
+    fns: dict[str, Callable[[], Any]], rounds: int, warmup: int = 1, on_round: Callable[[], None] | None = None
+) -> dict[str, list[float]]:
+    """Seconds per call for each function, measured round-robin; `on_round()` after each timed round."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -55,6 +57,8 @@ def time_interleaved(fns: dict[str, Callable[[], Any]], rounds: int, warmup: int
             t0 = time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - t0)
+        if on_round is not None:
+            on_round()
     return times
 
 
@@ -67,8 +71,10 @@ def bench_lifter(
     rounds: int = 7,
     threads: int | None = None,
     num_heads: int = 8,
+    on_round: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """Params, FLOPs per window and interleaved median latency of mixste vs hot_mixste."""
+    """Params, FLOPs per window and interleaved median latency of mixste vs hot_mixste (`on_round()`
+    after each timed round: rounds x len(batches) calls)."""
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -105,7 +111,7 @@ def bench_lifter(
         x = torch.randn(b, frames, 17, 2)
         with torch.inference_mode():
             fns: dict[str, Callable[[], Any]] = {name: partial(m, x) for name, m in models.items()}
-            times = time_interleaved(fns, rounds)
+            times = time_interleaved(fns, rounds, on_round=on_round)
         for name, ts in times.items():
             report["models"][name][f"latency_ms_b{b}"] = 1000 * statistics.median(ts)
         per_round = [h / m for h, m in zip(times["hot_mixste"], times["mixste"], strict=True)]
@@ -126,6 +132,7 @@ def bench_lifters(
     batches: tuple[int, ...] = (1,),
     rounds: int = 5,
     threads: int | None = None,
+    on_round: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Every registered lifter (or `names`) at its official size, untrained (latency does not depend
     on the weights): params, GFLOPs per window and per output frame (a seq2frame model pays a whole
@@ -159,7 +166,7 @@ def bench_lifters(
     for b in batches:
         with torch.inference_mode():
             fns: dict[str, Callable[[], Any]] = {name: partial(m, sample(m, b)) for name, m in models.items()}
-            times = time_interleaved(fns, rounds)
+            times = time_interleaved(fns, rounds, on_round=on_round)
         for name, ts in times.items():
             r = report["models"][name]
             r[f"latency_ms_b{b}"] = 1000 * statistics.median(ts)
@@ -285,6 +292,7 @@ def bench_detector(
     threads: int | None = None,
     device: str = "cpu",
     stages: tuple[tuple[str, str], ...] = STAGES,
+    on_round: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """The 2D stage's latency: each person detector (per image) and keypoint model (per crop) alone
     at batch 1 and 4, and whole stages per frame in tracking mode on 720p clips with one and three
@@ -344,7 +352,7 @@ def bench_detector(
     except ImportError:
         log.info("ai-edge-litert not installed: no interpreter reference")
     with torch.inference_mode():
-        times = time_interleaved(fns, rounds, warmup=2)
+        times = time_interleaved(fns, rounds, warmup=2, on_round=on_round)
     for key, ts in times.items():
         name, _, batch = key.rpartition(" ")
         b = int(batch[1:])
@@ -372,6 +380,8 @@ def bench_detector(
                 people = stage.process(frame, i / 30.0)
                 per[name].append(time.perf_counter() - t0)
                 found[name].append(len(people))
+            if on_round is not None:  # one frame of every stage: a round too (rounds + frames x clips in all)
+                on_round()
         for name, ts in per.items():
             report["stages"].append({
                 "clip": clip_name, "stage": name, "median_ms": 1000 * statistics.median(ts),

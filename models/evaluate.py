@@ -97,6 +97,7 @@ def evaluate(
     lift_sequence: Callable[[np.ndarray], np.ndarray] | None = None,
     clip_groups: Mapping[str, Sequence[str]] | None = None,
     by_clip: bool = False,
+    on_view: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """MPJPE, P-MPJPE and MPJVE (mm) per input condition, averaged over all frames of all views;
     with several skeleton families or subjects in the data, also MPJPE per family (`by_rig`) and
@@ -108,7 +109,9 @@ def evaluate(
 
     `lift_sequence` (not the protocol): lifts one view's normalised 2D [T, 17, 2] to 3D [T, 17, 3]
     some other way (the service's streaming lifter: `hotpose eval-lifter --service`), instead of
-    `predict` with `flip` and `stride`."""
+    `predict` with `flip` and `stride`.
+
+    `on_view` is called after each view of each input condition (2 x len(views) calls: a progress bar's)."""
     was_training = model.training
     model.eval()
     out: dict[str, Any] = {}
@@ -132,6 +135,8 @@ def evaluate(
                 else:
                     pred = lift_sequence(v.inputs[cond])
                     pred = pred - pred[:, :1]
+                if on_view is not None:
+                    on_view()
                 errs["mpjpe"].append(mpjpe(pred, v.target))
                 errs["p_mpjpe"].append(p_mpjpe(pred, v.target))
                 errs["mpjve"].append(mpjve(pred, v.target))

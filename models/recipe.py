@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -294,9 +295,11 @@ def run_recipe(
     *,
     device: str | None = None,
     threads: int | None = None,
+    on_step: Callable[[str, int, int], None] | None = None,
 ) -> RecipeResult:
     """Run a recipe's phases in order into `out_dir` (OUT/<phase>.pt each), skipping the finished
     ones at the start (see the module docstring); returns the last phase's file and metrics.
+    `on_step(phase, step, steps)` is called after every training step (a progress bar's).
 
     `recipe` is a `Recipe`, a TOML file or the name of a shipped recipe. Raises RecipeError before
     any training when the recipe, its data or an existing output does not fit.
@@ -316,7 +319,11 @@ def run_recipe(
         if step.config is None:
             average_weights(step.inputs, step.out, {"averaged_from": list(step.phase.average)}, half=step.phase.half)
         else:
-            train(step.config)
+            report = None
+            if on_step is not None:
+                name, total, fn = step.phase.name, step.config.optim.steps, on_step
+                report = lambda i, name=name, total=total, fn=fn: fn(name, i, total)  # noqa: E731
+            train(step.config, on_step=report)
         trained.append(step.phase.name)
     _, header = read_weights(steps[-1].out)
     metrics = dict((header or {}).get("meta", {}).get("val_metrics", {}))

@@ -23,7 +23,7 @@ import math
 import time
 import types
 import typing
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -343,8 +343,9 @@ def window_batches(
     yield from loader
 
 
-def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Train, validate and save `cfg.run.out`; returns the final validation metrics.
+def train(cfg: TrainConfig, on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Train, validate and save `cfg.run.out`; returns the final validation metrics. `on_step(step)` is
+    called after every optimiser step (a progress bar's).
 
     The steps below run in this order because the order of random draws is part of the result:
     the seed is set first, the model's fresh weights are drawn next, the windows last, so a fixed
@@ -370,7 +371,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     }
     average = WeightAverage(model, cfg.optim.ema) if cfg.optim.ema > 0 else None
     t0 = time.time()
-    steps_done = fit(cfg, model, opt, batches, guide, average, views_quick, meta, device)
+    steps_done = fit(cfg, model, opt, batches, guide, average, views_quick, meta, device, on_step)
     batches.close()  # stops the workers, if any
     meta["steps_done"] = steps_done
     meta["train_seconds"] = round(time.time() - t0)
@@ -489,6 +490,7 @@ def fit(
     views_quick: list[EvalView],
     meta: dict[str, Any],
     device: torch.device,
+    on_step: Callable[[int], None] | None = None,
 ) -> int:
     """The step loop: sets each group's learning rate, steps, updates the average, logs every 25
     steps, validates on `views_quick` and saves `out` every `val_every` steps (into meta's
@@ -505,6 +507,8 @@ def fit(
         loss, parts = training_step(model, opt, (x, y), guide, weight, run.amp)
         if average is not None:
             average.update(model)
+        if on_step is not None:
+            on_step(step)
         if step % 25 == 0:
             log.info(
                 "step %d loss %.4f wmpjpe %.1f mm mpjve %.1f mm guide %.3f lr %.2e (%.0f s)",

@@ -19,6 +19,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,9 @@ def make_clip(path: Path, frames: int = 120, size: tuple[int, int] = (1280, 720)
     return source
 
 
-def bench_clip(engine: Engine, clip: Path, rounds: int = 3) -> dict[str, Any]:
+def bench_clip(
+    engine: Engine, clip: Path, rounds: int = 3, on_round: Callable[[], None] | None = None
+) -> dict[str, Any]:
     decode, e2e = [], []
     n = 0
     for _ in range(rounds):
@@ -78,6 +81,8 @@ def bench_clip(engine: Engine, clip: Path, rounds: int = 3) -> dict[str, Any]:
             json.dumps(fp.to_dict())
             m += 1
         e2e.append(m / (time.perf_counter() - t0))
+        if on_round is not None:
+            on_round()
     return {
         "frames": n,
         "decode_fps": statistics.median(decode),
@@ -170,7 +175,9 @@ def bench_live(
     }  # fmt: skip
 
 
-def bench_render(rounds: int = 3, frames: int = 120, threads: int | None = None) -> dict[str, Any]:
+def bench_render(
+    rounds: int = 3, frames: int = 120, threads: int | None = None, on_round: Callable[[], None] | None = None
+) -> dict[str, Any]:
     """`hotpose run --render` on a 720p clip: the two passes timed apart, medians over rounds."""
     import torch
 
@@ -197,6 +204,8 @@ def bench_render(rounds: int = 3, frames: int = 120, threads: int | None = None)
             t0 = time.perf_counter()
             n = render_video(iter_frames(clip), {f.index: f.people for f in seq.frames}, out, 30.0)
             render_s.append(time.perf_counter() - t0)
+            if on_round is not None:
+                on_round()
         cap = cv2.VideoCapture(str(out))
         size = f"{int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))}x{int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))}"
         cap.release()
@@ -208,7 +217,15 @@ def bench_render(rounds: int = 3, frames: int = 120, threads: int | None = None)
     }  # fmt: skip
 
 
-def bench_service(settings: Settings, rounds: int = 3, seconds: float = 20.0, fps: float = 15.0) -> dict[str, Any]:
+def bench_service(
+    settings: Settings,
+    rounds: int = 3,
+    seconds: float = 20.0,
+    fps: float = 15.0,
+    on_step: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Clip throughput (`rounds`) and three live runs (1 and 4 causal streams, 1 delayed); `on_step()`
+    after each clip round and each live run."""
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "clip720.mp4"
         source = make_clip(clip)
@@ -218,13 +235,16 @@ def bench_service(settings: Settings, rounds: int = 3, seconds: float = 20.0, fp
             report: dict[str, Any] = {
                 "device": engine.device,
                 "clip_source": source,
-                "clip": bench_clip(engine, clip, rounds),
+                "clip": bench_clip(engine, clip, rounds, on_step),
             }
         finally:
             engine.close()
         settings = settings.model_copy(update={"data_dir": Path(tmp) / "data", "live_queue": 2})
-        report["live"] = [bench_live(settings, clip, s, fps, seconds) for s in (1, 4)]
-        report["live"].append(bench_live(settings, clip, 1, fps, seconds, emit="delayed"))
+        report["live"] = []
+        for streams, emit in ((1, "causal"), (4, "causal"), (1, "delayed")):
+            report["live"].append(bench_live(settings, clip, streams, fps, seconds, emit=emit))
+            if on_step is not None:
+                on_step()
     return report
 
 

@@ -24,6 +24,7 @@ from hotpose_client.errors import (
     ServerBusy,
     ServerError,
 )
+from hotpose_client.progress import StageBars
 from hotpose_client.results import Frame
 
 Progress = bool | Callable[[str, float], None]  # True: a bar on stderr; a callable gets (stage, 0..1)
@@ -136,14 +137,15 @@ def stream_line(line: str, job_id: str) -> Frame | None:
 
 
 class ProgressReporter:
-    """Calls the user's callable, or draws a one-line bar on stderr."""
+    """Calls the user's callable, or draws a bar per stage on stderr (`hotpose_client.progress`; only on
+    a terminal)."""
 
     def __init__(self, progress: Progress) -> None:
         self.fn: Callable[[str, float], None] | None = None
         if callable(progress):
             self.fn = progress
         elif progress:
-            self.fn = _bar
+            self.fn = StageBars()
         self._last: tuple[str, int] = ("", -1)
 
     def __call__(self, stage: str, fraction: float) -> None:
@@ -153,16 +155,6 @@ class ProgressReporter:
         if key != self._last:  # at most one update per 0.1 %
             self._last = key
             self.fn(stage, min(max(fraction, 0.0), 1.0))
-
-
-def _bar(stage: str, fraction: float) -> None:
-    import sys
-
-    width = 30
-    done = int(fraction * width)
-    end = "\n" if fraction >= 1.0 else ""
-    sys.stderr.write(f"\r{stage:>9} [{'#' * done}{'.' * (width - done)}] {100 * fraction:5.1f}%{end}")
-    sys.stderr.flush()
 
 
 class UploadFile:

@@ -30,6 +30,7 @@ def add_parsers(sub: Subparsers) -> None:
     bl.add_argument("--rounds", type=int, default=5, help="interleaved rounds per batch size")
     bl.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     bl.add_argument("--json", action="store_true", help="print the raw report as one JSON line")
+    bl.add_argument("--quiet", action="store_true", help="no progress bar (none is drawn off a terminal either)")
     bl.set_defaults(func=_bench_lifter)
     bd = bsub.add_parser(
         "detector", help="2D models alone (batch 1 and 4) and whole 2D stages per frame, 720p, 1 and 3 people"
@@ -40,6 +41,7 @@ def add_parsers(sub: Subparsers) -> None:
     bd.add_argument("--threads", type=int, default=None)
     bd.add_argument("--device", default="cpu")
     bd.add_argument("--json", action="store_true")
+    bd.add_argument("--quiet", action="store_true", help="no progress bar (none is drawn off a terminal either)")
     bd.set_defaults(func=_bench_detector)
     bp = bsub.add_parser(
         "pose2d", help="TransPose, TokenPose, UniFormer and BlazePose's landmarks: params, GMACs, ms per crop"
@@ -50,12 +52,14 @@ def add_parsers(sub: Subparsers) -> None:
     bp.add_argument("--threads", type=int, default=None)
     bp.add_argument("--device", default="cpu")
     bp.add_argument("--json", action="store_true")
+    bp.add_argument("--quiet", action="store_true", help="no progress bar (none is drawn off a terminal either)")
     bp.set_defaults(func=_bench_pose2d)
     br = bsub.add_parser("render", help="hotpose run --render on a 720p clip: lifting and rendering frames/s")
     br.add_argument("--rounds", type=int, default=3)
     br.add_argument("--frames", type=int, default=120)
     br.add_argument("--threads", type=int, default=None)
     br.add_argument("--json", action="store_true")
+    br.add_argument("--quiet", action="store_true", help="no progress bar (none is drawn off a terminal either)")
     br.set_defaults(func=_bench_render)
 
     bs = bsub.add_parser("service", help="720p clip throughput vs decode; live latency for 1 and 4 streams")
@@ -67,6 +71,7 @@ def add_parsers(sub: Subparsers) -> None:
     bs.add_argument("--threads", type=int, default=None)
     bs.add_argument("--device", default=None)
     bs.add_argument("--json", action="store_true")
+    bs.add_argument("--quiet", action="store_true", help="no progress bar (none is drawn off a terminal either)")
     bs.set_defaults(func=_bench_service)
 
 
@@ -88,23 +93,34 @@ def _bench_command(run: Callable[[argparse.Namespace], int]) -> Callable[[argpar
 
 def _bench_lifter(args: argparse.Namespace) -> int:
     from hotpose.models.bench import bench_lifter, bench_lifters, format_lifter_report, format_lifters_report
+    from hotpose_client.progress import bar
 
     if args.dim is None:
         names = tuple(args.names) if args.names else None
         batches = tuple(args.batch or [1])
-        family = bench_lifters(names, batches=batches, rounds=args.rounds, threads=args.threads)
+        with bar(args.rounds * len(batches), "bench lifter", unit="round", quiet=args.quiet) as b:
+            try:
+                family = bench_lifters(
+                    names, batches=batches, rounds=args.rounds, threads=args.threads, on_round=lambda: b.update(1)
+                )
+            except KeyError as exc:
+                print(f"error: {exc.args[0]}", file=sys.stderr)
+                return 1
         print(json.dumps(family) if args.json else format_lifters_report(family))
         return 0
-    report = bench_lifter(
-        dim=args.dim,
-        frames=args.frames,
-        token_num=args.token_num,
-        layer_index=args.layer_index,
-        batches=tuple(args.batch or [1, 4]),
-        rounds=args.rounds,
-        threads=args.threads,
-        num_heads=args.heads,
-    )
+    batches = tuple(args.batch or [1, 4])
+    with bar(args.rounds * len(batches), "bench lifter", unit="round", quiet=args.quiet) as b:
+        report = bench_lifter(
+            dim=args.dim,
+            frames=args.frames,
+            token_num=args.token_num,
+            layer_index=args.layer_index,
+            batches=batches,
+            rounds=args.rounds,
+            threads=args.threads,
+            num_heads=args.heads,
+            on_round=lambda: b.update(1),
+        )
     print(json.dumps(report) if args.json else format_lifter_report(report))
     return 0
 
@@ -112,10 +128,13 @@ def _bench_lifter(args: argparse.Namespace) -> int:
 @_bench_command
 def _bench_detector(args: argparse.Namespace) -> int:
     from hotpose.models.bench import bench_detector, format_detector_report
+    from hotpose_client.progress import bar
 
-    report = bench_detector(
-        video=args.video, frames=args.frames, rounds=args.rounds, threads=args.threads, device=args.device
-    )
+    with bar(None, "bench detector", unit="round", quiet=args.quiet) as b:
+        report = bench_detector(
+            video=args.video, frames=args.frames, rounds=args.rounds, threads=args.threads, device=args.device,
+            on_round=lambda: b.update(1),
+        )  # fmt: skip
     print(json.dumps(report) if args.json else format_detector_report(report))
     return 0
 
@@ -137,8 +156,12 @@ def _bench_pose2d(args: argparse.Namespace) -> int:
 @_bench_command
 def _bench_render(args: argparse.Namespace) -> int:
     from hotpose.service.bench import bench_render
+    from hotpose_client.progress import bar
 
-    report = bench_render(rounds=args.rounds, frames=args.frames, threads=args.threads)
+    with bar(args.rounds, "bench render", unit="round", quiet=args.quiet) as b:
+        report = bench_render(
+            rounds=args.rounds, frames=args.frames, threads=args.threads, on_round=lambda: b.update(1)
+        )
     if args.json:
         print(json.dumps(report))
     else:
@@ -155,9 +178,13 @@ def _bench_render(args: argparse.Namespace) -> int:
 def _bench_service(args: argparse.Namespace) -> int:
     from hotpose.service.bench import bench_service, format_service_report
     from hotpose.service.settings import Settings
+    from hotpose_client.progress import bar
 
     given = {"lifter": args.lifter, "lifter_weights": args.weights, "device": args.device, "threads": args.threads}
     settings = Settings(**{k: v for k, v in given.items() if v is not None})  # the rest from HOTPOSE_* / defaults
-    report = bench_service(settings, rounds=args.rounds, seconds=args.seconds, fps=args.fps)
+    with bar(args.rounds + 3, "bench service", unit="part", quiet=args.quiet) as b:  # clip rounds, 3 live runs
+        report = bench_service(
+            settings, rounds=args.rounds, seconds=args.seconds, fps=args.fps, on_step=lambda: b.update(1)
+        )
     print(json.dumps(report) if args.json else format_service_report(report))
     return 0

@@ -32,6 +32,7 @@ def add_parsers(sub: Subparsers) -> None:
     e.add_argument("--data", type=Path, required=True, help="mocap npz (format of shared/mocap)")
     e.add_argument("--weights", type=Path, default=None, help="default: the weights shipped for --model")
     e.add_argument("--model", default=None, help=setting_help("lifter"))
+    e.add_argument("--quiet", action="store_true", help="no progress bar (none is drawn off a terminal either)")
     e.add_argument(
         "--stride",
         type=int,
@@ -141,6 +142,7 @@ def _eval_lifter(args: argparse.Namespace) -> int:
     from hotpose.models.device import pick_device
     from hotpose.models.evaluate import evaluate
     from hotpose.service.settings import Settings
+    from hotpose_client.progress import bar
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -170,17 +172,23 @@ def _eval_lifter(args: argparse.Namespace) -> int:
         distance=tuple(args.camera_distance) if args.camera_distance else protocol.distance,
     )
     views = eval_views(clips, cameras=cameras)[:: args.views_every]
-    service = _service_lifting(model, args) if args.service else None
-    metrics = evaluate(
-        model,
-        views,
-        stride=args.stride,
-        lift_sequence=service[0] if service else None,
-        clip_groups=clip_groups,
-        by_clip=args.by_clip,
-    )
+    try:
+        service = _service_lifting(model, args) if args.service else None
+    except ValueError as e:  # the stream protocol's refusal (a seq2frame lifter asked for causal)
+        print(f"error: --service {args.service}: {e}", file=sys.stderr)
+        return 1
+    with bar(2 * len(views), "eval-lifter", unit="view", quiet=args.quiet) as progress:
+        metrics = evaluate(
+            model,
+            views,
+            stride=args.stride,
+            lift_sequence=service[0] if service else None,
+            clip_groups=clip_groups,
+            by_clip=args.by_clip,
+            on_view=lambda: progress.update(1),
+        )
     cfg = model.config
-    x = torch.zeros(1, cfg.frames, cfg.joints, 2, device=next(model.parameters()).device)
+    x = torch.zeros(1, cfg.frames, cfg.joints, model.KIND.channels, device=next(model.parameters()).device)
     flops = count_flops(model, x)
     report = {
         "model": args.model,
@@ -223,13 +231,11 @@ def _service_lifting(model: Any, args: argparse.Namespace) -> tuple[Callable[[An
     """`eval-lifter --service MODE`: each view lifted as the service lifts one tracked person (its
     streaming lifter, 30 fps frame times; clips with test-time flip, live streams without, as the
     service's defaults), and the report's description of it."""
-    from dataclasses import replace
-
     import numpy as np
 
     from hotpose.models.data import EVAL_IMAGE
     from hotpose.models.keypoints import denormalize_screen
-    from hotpose.service.lifting import LiftPolicy, lift_root_relative, lift_sequence
+    from hotpose.service.lifting import LiftPolicy, lift_root_relative, lift_sequence, min_delay
     from hotpose.service.settings import Settings
     from hotpose.service.stream_protocol import StreamConfig
 
@@ -240,14 +246,19 @@ def _service_lifting(model: Any, args: argparse.Namespace) -> tuple[Callable[[An
         policy = LiftPolicy.clip(frames, defaults.track_max_gap_s)
     else:
         stride = args.live_stride or defaults.live_stride
-        policy = replace(StreamConfig.from_settings(defaults), emit=args.service, stride=stride).policy()
+        # as a stream asking for this emission gets it (a seq2frame lifter refuses causal: ProtocolError)
+        need = min_delay(frames, model.KIND)
+        policy = (
+            StreamConfig.from_settings(defaults).parse({"emit": args.service, "stride": stride}, frames, need).policy()
+        )
 
     def lift(w: Any) -> Any:  # [N, F, 17, 2] -> [N, F, 17, 3], the whole batch the service would send
         return lift_root_relative(model, w, flip)
 
     def run(x: Any) -> Any:  # normalised 2D of the protocol's square image -> 3D
         px = np.asarray(denormalize_screen(x, EVAL_IMAGE, EVAL_IMAGE))
-        return lift_sequence(lift, px, np.arange(len(x)) / 30.0, policy, EVAL_IMAGE, EVAL_IMAGE, frames)
+        times = np.arange(len(x)) / 30.0
+        return lift_sequence(lift, px, times, policy, EVAL_IMAGE, EVAL_IMAGE, frames, model.KIND)
 
     about = {"service": args.service, "lift_stride": policy.stride, "delay_frames": policy.delay, "flip": flip}
     return run, about

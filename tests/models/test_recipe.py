@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -51,9 +52,9 @@ def trained(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
     real = hotpose.models.recipe.train
 
-    def counting(cfg: TrainConfig) -> dict[str, Any]:
+    def counting(cfg: TrainConfig, on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
         calls.append(cfg.run.out.stem)
-        return real(cfg)
+        return real(cfg, on_step)
 
     monkeypatch.setattr(hotpose.models.recipe, "train", counting)
     return calls
@@ -64,8 +65,14 @@ def test_a_two_phase_recipe_runs_in_order_and_the_second_starts_from_the_first(
 ) -> None:
     data = _mocap_file(tmp_path / "m.npz")
     out = tmp_path / "run"
-    result = run_recipe(_recipe(tmp_path, TWO_PHASES), out, data)
+    steps: list[tuple[str, int, int]] = []
+    result = run_recipe(_recipe(tmp_path, TWO_PHASES), out, data, on_step=lambda *a: steps.append(a))
     assert trained == ["first", "second"] and result.trained == ["first", "second"] and result.skipped == []
+    # one report per training step of each phase, with the phase's step count (a progress bar's total)
+    assert [s[0] for s in steps] == sorted(s[0] for s in steps) and {s[0] for s in steps} == {"first", "second"}
+    for phase in ("first", "second"):
+        mine = [(i, total) for p, i, total in steps if p == phase]
+        assert [i for i, _ in mine] == list(range(mine[0][1]))  # every step once, of the phase's total
     assert result.out == out / "second.pt"
     assert set(result.metrics) == {"gt2d", "noisy2d", "frames_evaluated"}
     _, header = read_weights(out / "second.pt")

@@ -156,7 +156,7 @@ def test_train_lifter_passes_camera_ranges_and_keeps_the_defaults_when_unset(
     from hotpose.models.data import Augment
 
     seen: list[hotpose.models.train.TrainConfig] = []
-    monkeypatch.setattr(hotpose.models.train, "train", lambda cfg: seen.append(cfg) or {})
+    monkeypatch.setattr(hotpose.models.train, "train", lambda cfg, on_step=None: seen.append(cfg) or {})
     base = ["train-lifter", "--data", str(tmp_path / "m.npz"), "--out", str(tmp_path / "o.pt")]
     assert main(base) == 0
     assert main([*base, "--focal", "550", "1600", "--distance", "2", "8"]) == 0
