@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from hotpose.models.bench import time_interleaved
-from hotpose.models.pose2d import create_pose2d, names, spec
+from hotpose.models.pose2d import create_pose2d, names, registry, spec
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def bench_pose2d(
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
-    chosen = only or names()
+    chosen = only or list(registry())  # the families in FAMILIES order, each in its VARIANTS order
     unknown = sorted(set(chosen) - set(names()))
     if unknown:
         raise KeyError(f"unknown 2D pose models {unknown}; known: {', '.join(names())}")
