@@ -1,0 +1,156 @@
+"""The wire format's one module (`hotpose_client.schema`): round trips, refusals, and docs/websocket.md."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from hotpose_client import schema
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "websocket.md"
+
+PERSON = {
+    "track_id": 3, "bbox": [1.5, 2.0, 30.25, 40.0], "score": 0.91, "keypoints_2d": [[10.5, 20.25, 0.9]] * 17,
+    "joints_3d": [[0.1, -0.2, 0.3]] * 17, "root_3d": [0.5, -0.1, 3.25],
+}  # fmt: skip
+CAMERA = {"focal_px": 457.02, "cx": 320.0, "cy": 240.0, "width": 640, "height": 480, "assumed": True}
+
+
+def test_a_result_round_trips_through_json() -> None:
+    frames = [{"index": 0, "time": 0.0, "people": [PERSON, {**PERSON, "track_id": 4, "joints_3d": None}]},
+              {"index": 1, "time": 0.0333, "people": []}]  # fmt: skip
+    doc = {"fps": 30.0, "width": 640, "height": 480, "joint_names": [f"j{i}" for i in range(17)],
+           "skeleton_edges": [[0, 1]], "coordinates": {"time": "s"}, "camera": CAMERA, "frames": frames}  # fmt: skip
+    result = schema.Result.model_validate_json(json.dumps(doc))
+    assert json.loads(result.model_dump_json()) == doc
+    assert result.frames[0].people[1].joints_3d is None and result.camera == schema.Camera(**CAMERA)
+    head = {k: v for k, v in doc.items() if k not in ("frames", "camera")}
+    assert schema.ResultHead.model_validate(head).head_dict() == head  # no camera: left out, not null
+
+
+def test_older_results_and_messages_still_parse() -> None:
+    """Results written before `root_3d` and `camera`, and pose messages before latency/dropped/camera."""
+    old = {k: v for k, v in PERSON.items() if k != "root_3d"}
+    assert schema.Person.model_validate(old).root_3d is None
+    pose = schema.parse_server_message(json.dumps({"type": "pose", "index": 2, "t": 0.1, "people": [old]}))
+    assert isinstance(pose, schema.PoseMessage) and pose.camera is None and pose.latency_ms is None
+    newer = schema.Frame.model_validate({"index": 0, "time": 0.0, "people": [], "new_field": 1})
+    assert not hasattr(newer, "new_field")  # a newer server's extra keys are ignored
+
+
+@pytest.mark.parametrize(
+    ("message", "error"),
+    [
+        ({"type": "pose", "index": 1, "t": 0.0, "people": [{**PERSON, "keypoints_2d": [[1, 2]]}]}, "at least 3"),
+        ({"type": "pose", "index": -1, "t": 0.0, "people": []}, "greater than or equal to 0"),
+        ({"type": "pose", "index": 1, "people": []}, "t\n  Field required"),
+        ({"type": "dropped", "indexes": "3", "dropped": 1}, "dropped.indexes\n  Input should be a valid array"),
+        ({"type": "ready"}, "stream_id\n  Field required"),
+        ({"type": "nonsense"}, "does not match any of the expected tags: 'ready', 'pose', 'dropped', 'ack', 'error'"),
+        ({"index": 1}, "Unable to extract tag using discriminator 'type'"),
+    ],
+)
+def test_bad_server_messages_are_refused_naming_the_field(message: dict[str, object], error: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(error)):
+        schema.parse_server_message(json.dumps(message))
+
+
+@pytest.mark.parametrize(
+    ("message", "error"),
+    [
+        ({"type": "config", "fps": 0}, "fps\n  Input should be greater than 0"),
+        ({"type": "config", "emit": "later"}, "Input should be 'causal' or 'delayed'"),
+        ({"type": "config", "fov_deg": 200}, "less than or equal to 179"),
+        ({"type": "config", "stride": "many"}, "stride\n  Input should be a valid integer"),
+        ({"type": "frame", "t": "soon"}, "t\n  Input should be a valid number"),
+        ({"type": "frame"}, "t\n  Field required"),
+        ({"type": "hello"}, "does not match any of the expected tags: 'config', 'frame', 'end'"),
+    ],
+)
+def test_bad_client_messages_are_refused_naming_the_field(message: dict[str, object], error: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(error)):
+        schema.parse_client_message(json.dumps(message))
+
+
+def test_a_frame_time_must_be_finite() -> None:
+    with pytest.raises(ValidationError, match="t must be a finite number of seconds"):
+        schema.parse_client_message('{"type": "frame", "t": Infinity}')
+    assert schema.parse_client_message('{"type": "frame", "t": 1.5}') == schema.FrameTimeMessage(t=1.5)
+    assert schema.parse_client_message(b'{"type": "end"}') == schema.EndMessage()
+
+
+def test_every_message_round_trips() -> None:
+    messages: list[BaseModel] = [
+        schema.ConfigMessage(emit="delayed", fps=25, ack=True, fov_deg=60),
+        schema.FrameTimeMessage(t=12.345),
+        schema.EndMessage(),
+        schema.ReadyMessage(
+            stream_id="s1",
+            emit="causal",
+            stride=8,
+            delay_frames=0,
+            window=243,
+            smoothing=True,
+            queue=2,
+            lifter=True,
+            flip=False,
+            root_lag_frames=0,
+        ),  # fmt: skip
+        schema.PoseMessage(
+            index=4,
+            t=0.1333,
+            people=[schema.Person.model_validate(PERSON)],
+            latency_ms=31.5,
+            dropped=1,
+            camera=schema.Camera(**CAMERA),
+        ),  # fmt: skip
+        schema.DroppedMessage(indexes=[3], dropped=1),
+        schema.AckMessage(index=4),
+        schema.ErrorMessage(index=None, message="bad message: t must be a finite number of seconds"),
+    ]
+    for m in messages:
+        text = m.model_dump_json()
+        parse = schema.parse_client_message if isinstance(m, schema.CLIENT_MESSAGES) else schema.parse_server_message
+        assert parse(text) == m, text
+    assert set(map(type, messages)) == {*schema.CLIENT_MESSAGES, *schema.SERVER_MESSAGES}
+
+
+def _documented_messages(section: str) -> dict[str, set[str]]:
+    """docs/websocket.md's message table under `section` -> {type: the keys the row names}."""
+    text = DOCS.read_text().split(section, 1)[1].split("\n\n", 2)[1]
+    out = {}
+    for row in text.splitlines():
+        code = re.match(r"\| `(\{.*?\})` \|", row)
+        if code is not None:
+            kind = re.search(r'"type": "(\w+)"', code.group(1))
+            assert kind is not None, row
+            out[kind.group(1)] = set(re.findall(r'(?<!: )"(\w+)"', code.group(1)))  # keys, not string values
+    return out
+
+
+def _type(model: type[BaseModel]) -> str:
+    return str(model.model_fields["type"].default)
+
+
+def test_every_documented_message_has_a_model_and_each_model_is_documented() -> None:
+    client = _documented_messages("Client to server:")
+    server = _documented_messages("Server to client:")
+    assert set(client) == {_type(m) for m in schema.CLIENT_MESSAGES}
+    assert set(server) == {_type(m) for m in schema.SERVER_MESSAGES}
+    for model in schema.SERVER_MESSAGES:  # the server's rows name every field
+        assert server[_type(model)] == set(model.model_fields), model.__name__
+    for model in schema.CLIENT_MESSAGES:
+        assert client[_type(model)] <= set(model.model_fields), model.__name__
+    config_table = DOCS.read_text().split("## The config", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `(\w+)` \|", config_table, re.MULTILINE))
+    assert documented | {"type"} == set(schema.ConfigMessage.model_fields)
+
+
+def test_the_close_codes_are_the_documented_ones() -> None:
+    closing = DOCS.read_text().split("## Closing", 1)[1]
+    documented = {int(c) for c in re.findall(r"^\| (\d{4}) \|", closing, re.MULTILINE)}
+    assert documented == {schema.CLOSE_NORMAL, schema.CLOSE_POLICY, schema.CLOSE_INTERNAL, schema.CLOSE_OVERLOADED}
