@@ -33,7 +33,8 @@ class Settings(BaseSettings):
     lifter: str = Field(
         default="hot_mixste",
         description="The 3D lifter: `hot_mixste` (the HoT-MixSTE trained on CMU mocap, shipped) or `mixste` "
-        "(the MixSTE trained the same way, shipped); `mlp` has no shipped weights.",
+        "(the MixSTE trained the same way, shipped); `tpc_mixste`, `mhformer`, `tpc_mhformer`, `motionbert`, "
+        "`hot_motionbert` and `mlp` run with weights you give (`HOTPOSE_LIFTER_WEIGHTS`, docs/lifters.md).",
     )
     lifter_weights: Path | None = Field(
         default=None,
