@@ -17,7 +17,6 @@ Time handling, windows and causal/delayed emission: `hotpose.service.lifting`.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from hotpose.models.placement import Camera
 from hotpose.service.lifting import LiftFn, LiftPolicy, StreamLifter, lift_root_relative
 from hotpose.service.placing import ROOT_LAG_FRAMES, CameraRequest, RootPlacer
 from hotpose.service.smoothing import OneEuroConfig, OneEuroFilter
-from hotpose_client import formats
+from hotpose_client import formats, schema
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +53,19 @@ class PersonPose:
     root_3d: np.ndarray | None = None  # [3] metres, camera frame: where the pelvis is (`hotpose.service.placing`)
     raw_2d: np.ndarray | None = field(default=None, repr=False)  # [17, 3] the detector's own 2D (not sent)
 
+    def to_wire(self) -> schema.Person:
+        """As sent (`hotpose_client.schema.Person`): pixels to 0.01, metres to 0.1 mm, scores to 1e-4."""
+        return schema.Person(
+            track_id=self.track_id,
+            bbox=[round(float(v), 2) for v in self.bbox],
+            score=round(float(self.score), 4),
+            keypoints_2d=np.round(self.keypoints_2d, 2).tolist(),
+            joints_3d=None if self.joints_3d is None else np.round(self.joints_3d, 4).tolist(),
+            root_3d=None if self.root_3d is None else np.round(self.root_3d, 4).tolist(),
+        )
+
     def to_dict(self) -> dict[str, object]:
-        return {
-            "track_id": self.track_id,
-            "bbox": [round(float(v), 2) for v in self.bbox],
-            "score": round(float(self.score), 4),
-            "keypoints_2d": np.round(self.keypoints_2d, 2).tolist(),
-            "joints_3d": None if self.joints_3d is None else np.round(self.joints_3d, 4).tolist(),
-            "root_3d": None if self.root_3d is None else np.round(self.root_3d, 4).tolist(),
-        }
+        return self.to_wire().model_dump(mode="json")
 
 
 @dataclass
@@ -71,8 +74,16 @@ class FramePoses:
     time: float
     people: list[PersonPose] = field(default_factory=list)
 
+    def to_wire(self) -> schema.Frame:
+        """As sent (`hotpose_client.schema.Frame`): a result's frame, one NDJSON line of a job's stream."""
+        return schema.Frame(index=self.index, time=round(self.time, 4), people=[p.to_wire() for p in self.people])
+
+    def to_json(self) -> str:
+        """The frame's JSON (compact): pydantic's serialiser, faster than `json.dumps` of a dict."""
+        return self.to_wire().model_dump_json()
+
     def to_dict(self) -> dict[str, object]:
-        return {"index": self.index, "time": round(self.time, 4), "people": [p.to_dict() for p in self.people]}
+        return self.to_wire().model_dump(mode="json")
 
 
 @dataclass
@@ -84,9 +95,16 @@ class PoseSequence:
     joint_names: tuple[str, ...] = H36M_JOINTS
     camera: Camera | None = None
 
+    def to_wire(self) -> schema.Result:
+        head = result_head(self.fps, self.width, self.height, self.camera)
+        frames = [f.to_wire() for f in self.frames]
+        return schema.Result(**{**dict(head), "joint_names": list(self.joint_names)}, frames=frames)
+
     def to_dict(self) -> dict[str, object]:
-        meta = {**result_meta(self.fps, self.width, self.height, self.camera), "joint_names": list(self.joint_names)}
-        return {**meta, "frames": [f.to_dict() for f in self.frames]}
+        d: dict[str, object] = self.to_wire().model_dump(mode="json")
+        if d["camera"] is None:  # as in the files: no camera, no key
+            del d["camera"]
+        return d
 
 
 class PosePipeline:
@@ -197,15 +215,18 @@ COORDINATES = {
 }
 
 
+def result_head(fps: float, width: int, height: int, camera: Camera | None) -> schema.ResultHead:
+    """Everything a result holds besides its frames (`hotpose_client.schema.ResultHead`)."""
+    return schema.ResultHead(
+        fps=fps, width=width, height=height, joint_names=list(H36M_JOINTS),
+        skeleton_edges=[list(e) for e in H36M_EDGES], coordinates=COORDINATES,
+        camera=None if camera is None else schema.Camera.model_validate(camera.to_dict()),
+    )  # fmt: skip
+
+
 def result_meta(fps: float, width: int, height: int, camera: Camera | None) -> dict[str, Any]:
-    """Everything a result holds besides its frames (`hotpose_client.formats.HEAD_KEYS`)."""
-    meta = {
-        "fps": fps, "width": width, "height": height, "joint_names": list(H36M_JOINTS),
-        "skeleton_edges": [list(e) for e in H36M_EDGES], "coordinates": COORDINATES,
-    }  # fmt: skip
-    if camera is not None:
-        meta["camera"] = camera.to_dict()
-    return meta
+    """`result_head` as JSON values (`camera` left out when there is none), as `meta.json` stores it."""
+    return result_head(fps, width, height, camera).head_dict()
 
 
 def write_poses_json(
@@ -217,7 +238,7 @@ def write_poses_json(
     with open(part, "w") as out:
         out.write(formats.json_head(result_meta(fps, width, height, camera)))
         for i, fp in enumerate(frames):
-            out.write(("," if i else "") + json.dumps(fp.to_dict()))
+            out.write(("," if i else "") + fp.to_json())
             yield fp
         out.write("]}")
     part.replace(path)

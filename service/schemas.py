@@ -1,47 +1,48 @@
-"""The HTTP contract's types: response bodies, the one error body, and each route's documented statuses.
+"""The HTTP contract's route metadata: each route's documented statuses, the upload's body, links.
 
-Every error the service answers over HTTP has the body `{"detail": "<what is wrong>"}` (`ErrorResponse`),
-its request-validation errors included (`app.py` turns FastAPI's list into that one string), so a
-client reads one shape; `responses(...)` declares, per route, each status it can return.
+The bodies themselves (results, jobs, angles, the one error body) are the wire format, shared with
+the SDK: `hotpose_client.schema`, re-exported here. Every error the service answers over HTTP has
+the body `{"detail": "<what is wrong>"}` (`ErrorResponse`), its request-validation errors included
+(`app.py` turns FastAPI's list into that one string), so a client reads one shape; `responses(...)`
+declares, per route, each status it can return. `/v1/info` and the health bodies, which only the
+server answers, are typed here.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
+from hotpose_client.schema import (
+    AnglesResponse,
+    ClipAccepted,
+    Edge,
+    ErrorResponse,
+    JobDeleted,
+    JobResponse,
+    PersonAngles,
+)
 
-class ErrorResponse(BaseModel):
-    detail: str = Field(description="what is wrong, in words")
-
-
-class JobResponse(BaseModel):
-    job_id: str
-    status: Literal["queued", "running", "done", "failed"]
-    progress: float
-    frames_done: int
-    frames_total: int
-    error: str | None
-    filename: str
-    created: float
-
-
-class ClipAccepted(BaseModel):
-    job_id: str
-    status: Literal["queued"]
-
-
-class JobDeleted(BaseModel):
-    job_id: str
-    status: Literal["deleted"]
+__all__ = [
+    "CLIP_UPLOAD",
+    "JOB_LINKS",
+    "WHY",
+    "AnglesResponse",
+    "ClipAccepted",
+    "ErrorResponse",
+    "InfoResponse",
+    "JobDeleted",
+    "JobResponse",
+    "PersonAngles",
+    "Status",
+    "content",
+    "responses",
+]
 
 
 class Status(BaseModel):
     status: Literal["alive", "ready"]
-
-
-Edge = Annotated[list[int], Field(min_length=2, max_length=2)]  # [parent, child] joint indexes
 
 
 class InfoResponse(BaseModel):
@@ -57,34 +58,17 @@ class InfoResponse(BaseModel):
     limits: dict[str, Any]
 
 
-class PersonAngles(BaseModel):
-    track_id: int
-    angles: dict[str, list[float | None]] = Field(
-        description="angle name -> degrees, one per frame of the clip (`frames`); null where the person is"
-        " absent or was not lifted"
-    )
-
-
-class AnglesResponse(BaseModel):
-    """A finished clip's joint angles (`hotpose_client.angles`), per person over every frame."""
-
-    unit: Literal["degrees"]
-    names: list[str] = Field(description="the angles, in order: l_knee, r_knee, l_hip, ...")
-    definitions: dict[str, str] = Field(description="knee, hip, elbow, shoulder: what each angle measures")
-    frames: list[int] = Field(description="the index of each frame")
-    times: list[float] = Field(description="seconds of each frame")
-    people: list[PersonAngles] = Field(description="everyone lifted in at least one frame, by track id")
-
-
 WHY = {
     400: "the body is not a multipart form",
     401: "missing or wrong API key (when HOTPOSE_API_KEYS is set)",
     404: "no such job",
+    408: "the upload was slower than HOTPOSE_MIN_UPLOAD_KBPS after HOTPOSE_UPLOAD_GRACE_S; nothing was kept",
     409: "the job has no result: it is queued, running, or failed (the detail says why)",
     413: "the upload is larger than HOTPOSE_MAX_UPLOAD_MB",
     422: "the request is invalid (the detail says how)",
-    429: "too many clips waiting; try again later (Retry-After)",
+    429: "too many clips waiting, in all or for this API key; try again later (Retry-After)",
     503: "the models are loading",
+    507: "the server's disk is full; nothing was kept",
 }
 
 

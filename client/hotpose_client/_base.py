@@ -13,7 +13,9 @@ from typing import IO, Any
 
 import httpx
 import numpy as np
+from pydantic import ValidationError
 
+from hotpose_client import schema
 from hotpose_client.errors import (
     AuthError,
     ConnectionError,
@@ -26,6 +28,7 @@ from hotpose_client.errors import (
 )
 from hotpose_client.progress import StageBars
 from hotpose_client.results import Frame
+from hotpose_client.schema import CLOSE_NORMAL, CLOSE_OVERLOADED, CLOSE_POLICY
 
 Progress = bool | Callable[[str, float], None]  # True: a bar on stderr; a callable gets (stage, 0..1)
 
@@ -36,9 +39,7 @@ TRANSIENT_ERRORS = (*CONNECT_ERRORS, httpx.ReadError, httpx.ReadTimeout, httpx.R
 
 UPLOAD_TIMEOUT = 600.0  # seconds for one upload request at least (large files)
 
-CLOSE_NORMAL = 1000
-CLOSE_POLICY = 1008
-CLOSE_OVERLOADED = 1013
+SERVER_MESSAGE_TYPES = {str(m.model_fields["type"].default) for m in schema.SERVER_MESSAGES}
 
 
 @dataclass(frozen=True)
@@ -53,14 +54,12 @@ class JobStatus:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> JobStatus:
+        """From the server's `schema.JobResponse`."""
         try:
-            return cls(
-                job_id=str(d["job_id"]), status=str(d["status"]), progress=float(d.get("progress", 0.0)),
-                frames_done=int(d.get("frames_done", 0)), frames_total=int(d.get("frames_total", 0)),
-                error=d.get("error"), filename=str(d.get("filename", "")),
-            )  # fmt: skip
-        except (KeyError, TypeError, ValueError) as e:
-            raise ProtocolError(f"not a job status: {d!r}") from e
+            j = schema.JobResponse.model_validate(d)
+        except ValidationError as e:
+            raise ProtocolError(f"not a job status: {d!r}: {e}") from e
+        return cls(j.job_id, j.status, j.progress, j.frames_done, j.frames_total, j.error, j.filename)
 
     @property
     def finished(self) -> bool:
@@ -128,9 +127,12 @@ def stream_line(line: str, job_id: str) -> Frame | None:
         d = json.loads(line)
     except ValueError as e:
         raise ProtocolError(f"job {job_id}: bad stream line {line[:200]!r}") from e
-    if "error" in d:
-        raise JobFailed(job_id, str(d["error"]))
-    return Frame.from_dict(d)
+    try:
+        if isinstance(d, dict) and "error" in d:
+            raise JobFailed(job_id, schema.JobStreamError.model_validate(d).error)
+        return Frame.from_wire(schema.Frame.model_validate(d))
+    except ValidationError as e:
+        raise ProtocolError(f"job {job_id}: bad stream line {line[:200]!r}: {e}") from e
 
 
 # --- uploads ---------------------------------------------------------------------------
@@ -281,16 +283,22 @@ class StreamState:
             kind = m["type"]
         except (ValueError, KeyError, TypeError) as e:
             raise ProtocolError(f"unexpected stream message {str(raw)[:200]!r}") from e
-        if kind == "pose":
+        if kind not in SERVER_MESSAGE_TYPES:
+            return None  # a newer server's message
+        try:
+            msg = schema.parse_server_message(m)
+        except ValidationError as e:
+            raise ProtocolError(f"bad {kind!r} message from the server: {e}") from e
+        if isinstance(msg, schema.PoseMessage):
             self.answered += 1
-            return Frame.from_dict(m)
-        if kind == "dropped":
-            self.dropped.extend(int(i) for i in m["indexes"])
-        elif kind == "ack":
+            return Frame.from_wire(msg)
+        if isinstance(msg, schema.DroppedMessage):
+            self.dropped.extend(msg.indexes)
+        elif isinstance(msg, schema.AckMessage):
             self.acked += 1
-        elif kind == "error":
-            self.errors.append((m.get("index"), str(m.get("message"))))
-        elif kind == "ready":
+        elif isinstance(msg, schema.ErrorMessage):
+            self.errors.append((msg.index, msg.message))
+        elif isinstance(msg, schema.ReadyMessage):
             self.info = m
         return None
 
@@ -308,11 +316,11 @@ def stream_config(
         raise ValueError(f"emit must be 'causal' or 'delayed', got {emit!r}")
     if max_in_flight is not None and max_in_flight < 1:
         raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
-    cfg: dict[str, Any] = {"type": "config", "emit": emit, "ack": max_in_flight is not None}
-    for key, value in (("fps", fps), ("delay_frames", delay_frames), ("stride", stride), ("smoothing", smoothing)):
-        if value is not None:
-            cfg[key] = value
-    return json.dumps(cfg)
+    # not validated here: ranges are the server's to check (it closes with 1008 naming the field)
+    cfg = schema.ConfigMessage.model_construct(
+        emit=emit, ack=max_in_flight is not None, fps=fps, delay_frames=delay_frames, stride=stride, smoothing=smoothing
+    )
+    return cfg.model_dump_json(exclude_none=True)
 
 
 def close_error(code: int | None, reason: str | None) -> HotposeError | None:

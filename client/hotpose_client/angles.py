@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from hotpose_client import schema
+
 __all__ = ["ANGLES", "ANGLE_NAMES", "CSV_COLUMNS", "DEFINITIONS", "angles_csv_chunks", "joint_angles"]
 
 # Human3.6M-17 joint indexes (hotpose's 3D order, `PoseSequence.joint_names`)
@@ -83,21 +85,22 @@ def _cell(v: float) -> str:
     return "" if np.isnan(v) else f"{v:.2f}"
 
 
-def angles_csv_chunks(frames: Iterable[dict[str, Any]]) -> Iterator[str]:
+def angles_csv_chunks(frames: Iterable[schema.Frame | dict[str, Any]]) -> Iterator[str]:
     """The angles as CSV text (`CSV_COLUMNS`, degrees to 0.01), header first, one chunk per frame:
-    one row per person with 3D in each frame dict of the JSON result layout (`formats`); empty cells
+    one row per person with 3D in each frame (`schema.Frame`, or a dict in its layout); empty cells
     where an angle is NaN."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_COLUMNS)
     yield buf.getvalue()
-    for fr in frames:
+    for frame in frames:
         buf.seek(0)
         buf.truncate()
-        for p in fr["people"]:
-            if p.get("joints_3d") is None:
+        fr = schema.Frame.model_validate(frame)
+        for p in fr.people:
+            if p.joints_3d is None:
                 continue
-            angles = joint_angles(np.asarray(p["joints_3d"], np.float64))
-            w.writerow([fr["index"], fr["time"], p["track_id"], *(_cell(float(angles[n])) for n in ANGLE_NAMES)])
+            angles = joint_angles(np.asarray(p.joints_3d, np.float64))
+            w.writerow([fr.index, fr.time, p.track_id, *(_cell(float(angles[n])) for n in ANGLE_NAMES)])
         if buf.getvalue():
             yield buf.getvalue()

@@ -26,6 +26,7 @@ from typing import IO, Any, Self
 
 import httpx
 
+from hotpose_client import schema
 from hotpose_client._base import (
     CONNECT_ERRORS,
     TRANSIENT_ERRORS,
@@ -339,11 +340,11 @@ class LiveStream:
                         while self.state.in_flight >= self._max_in_flight and not self._stop.is_set():
                             self._cond.wait(0.1)
                 if t is not None:
-                    self._ws.send(json.dumps({"type": "frame", "t": t}))
+                    self._ws.send(schema.FrameTimeMessage.model_construct(t=t).model_dump_json())
                 self._ws.send(data)
                 with self._cond:
                     self.state.sent += 1
-            self._ws.send(json.dumps({"type": "end"}))
+            self._ws.send(schema.EndMessage().model_dump_json())
         except ConnectionClosed:
             return  # the server closed the stream: the reader reports its code and reason
         except Exception as e:  # noqa: BLE001 - surfaced to the reader
@@ -613,10 +614,10 @@ class AsyncLiveStream:
                     self._progressed.clear()
                     await self._progressed.wait()
                 if t is not None:
-                    await self._ws.send(json.dumps({"type": "frame", "t": t}))
+                    await self._ws.send(schema.FrameTimeMessage.model_construct(t=t).model_dump_json())
                 await self._ws.send(data)
                 self.state.sent += 1
-            await self._ws.send(json.dumps({"type": "end"}))
+            await self._ws.send(schema.EndMessage().model_dump_json())
         except ConnectionClosed:
             return  # the server closed the stream: the reader reports its code and reason
         except Exception as e:  # noqa: BLE001 - a bad item or a failing source: surfaced to the reader

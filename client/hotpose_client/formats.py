@@ -1,18 +1,13 @@
-"""The result formats, defined once: the server writes them and the SDK reads and writes them.
+"""The result files, defined once: the server writes them and the SDK reads and writes them.
 
-- JSON: `{"fps", "width", "height", "joint_names", "skeleton_edges", "coordinates", "camera",
-  "frames": [frame]}`, frame = `{"index", "time", "people": [person]}`,
-  person = `{"track_id", "bbox", "score", "keypoints_2d", "joints_3d", "root_3d"}`.
-  `joints_3d` is root-relative (pelvis = 0); `root_3d` `[x, y, z] | null` is the pelvis in the
-  camera frame (metres, x right, y down, z forward), null where it was not solved. `camera`
-  (`CAMERA_KEYS`) is the pinhole camera `root_3d` was solved with. Results written before
-  `camera` and `root_3d` existed have neither: readers treat both as absent (None).
+- JSON: `hotpose_client.schema.Result` (its head, `ResultHead`, then its `Frame`s, each a list of
+  `Person`s); the fields, their units and which may be absent in older results are in `schema`.
 - NPZ: one row per person-frame (`npz_arrays`), plus every frame's index and time.
 - CSV: one row per person, frame and joint (`CSV_COLUMNS`); empty cells where there is no 3D or
   no root; the camera repeated on every row (a CSV has no header block), empty without one.
 
-Frames here are plain dicts in the JSON layout, so the server can stream them from its NDJSON
-without building objects.
+The writers take frames as `schema.Frame` models or as dicts in their JSON layout (validated into
+one), so the server can stream them from its NDJSON; the readers return dicts in that layout.
 """
 
 from __future__ import annotations
@@ -26,6 +21,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from hotpose_client import schema
+
 CSV_COLUMNS = (
     "frame", "time", "track_id", "person_score", "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1",
     "joint", "x_px", "y_px", "score", "x_m", "y_m", "z_m",
@@ -36,11 +33,8 @@ CSV_COLUMNS_V1 = CSV_COLUMNS[: CSV_COLUMNS.index("z_m") + 1]
 _CSV_ROOT = CSV_COLUMNS.index("root_x")  # root_x, root_y, root_z
 _CSV_CAMERA = CSV_COLUMNS.index("camera_focal_px")  # focal_px, cx, cy, assumed
 
-# The `camera` object of a result header and of live `pose` messages: pixels, in the video's
-# image; `assumed` is true when the client gave neither a focal length nor a field of view and the
-# server took a 70-degree horizontal field of view.
-CAMERA_KEYS = ("focal_px", "cx", "cy", "width", "height", "assumed")
-_CAMERA_TYPES: dict[str, type] = {"focal_px": float, "cx": float, "cy": float, "width": int, "height": int}
+# The `camera` object of a result header and of live `pose` messages (`schema.Camera`)
+CAMERA_KEYS = tuple(schema.Camera.model_fields)
 
 NPZ_ARRAYS = {
     "frame_index": "[F] int64: index of every frame, with or without people",
@@ -64,8 +58,9 @@ NPZ_ARRAYS = {
 }  # fmt: skip
 CAMERA_NPZ_ARRAYS = tuple(f"camera_{k}" for k in CAMERA_KEYS)
 OPTIONAL_NPZ_ARRAYS = {"coordinates", "root_3d", *CAMERA_NPZ_ARRAYS}
-HEAD_KEYS = ("fps", "width", "height", "joint_names", "skeleton_edges", "coordinates", "camera")
+HEAD_KEYS = tuple(schema.ResultHead.model_fields)
 OPTIONAL_HEAD_KEYS = {"camera"}  # written only when the meta has one (not None)
+FrameLike = schema.Frame | dict[str, Any]  # a frame, or a dict in its JSON layout
 
 
 # --- JSON ----------------------------------------------------------------------------
@@ -86,20 +81,19 @@ def json_head(meta: dict[str, Any]) -> str:
     """The JSON result up to its first frame: `{"fps": ..., "coordinates": {...}, "frames": [`, so a
     writer can stream the frames after it (and close with `]}`). `camera` is left out when the meta
     has none."""
-    head = {k: meta[k] for k in HEAD_KEYS if k not in OPTIONAL_HEAD_KEYS or meta.get(k) is not None}
-    if "camera" in head:
-        head["camera"] = camera_dict(head["camera"])
-    return json.dumps(head)[:-1] + ', "frames": ['
+    if meta.get("camera") is not None:
+        meta = {**meta, "camera": camera_dict(meta["camera"])}
+    return json.dumps(schema.ResultHead.model_validate(meta).head_dict())[:-1] + ', "frames": ['
 
 
 def camera_dict(camera: dict[str, Any]) -> dict[str, Any]:
-    """A `camera` object checked and typed (`CAMERA_KEYS`); raises ValueError naming a missing key."""
+    """A `camera` object checked and typed (`schema.Camera`); raises ValueError naming a missing key."""
     missing = [k for k in CAMERA_KEYS if k not in camera]
     if missing:
         raise ValueError(f"camera object without {missing}: expected the keys {list(CAMERA_KEYS)}")
-    out = {k: t(camera[k]) for k, t in _CAMERA_TYPES.items()}
-    out["assumed"] = _as_bool(camera["assumed"])
-    return out
+    values = {k: camera[k] for k in CAMERA_KEYS}
+    values["assumed"] = _as_bool(camera["assumed"])  # CSV cells: 1/0 (true/false)
+    return schema.Camera.model_validate(values).model_dump()
 
 
 def _as_bool(v: Any) -> bool:
@@ -122,24 +116,24 @@ def read_json(source: str | Path | IO[str]) -> dict[str, Any]:
 # --- CSV -----------------------------------------------------------------------------
 
 
-def csv_rows(
-    frame: dict[str, Any], joint_names: Sequence[str], camera: dict[str, Any] | None = None
-) -> Iterator[list[Any]]:
-    """The CSV rows of one frame dict; `camera` (the result header's) fills the camera columns."""
+def csv_rows(frame: FrameLike, joint_names: Sequence[str], camera: dict[str, Any] | None = None) -> Iterator[list[Any]]:
+    """The CSV rows of one frame; `camera` (the result header's) fills the camera columns."""
     cam: list[Any] = [None] * 4
     if camera is not None:
         c = camera_dict(camera)
         cam = [c["focal_px"], c["cx"], c["cy"], int(c["assumed"])]  # 1/0: numeric, as every other column
-    for p in frame["people"]:
-        j3 = p["joints_3d"] or [[None] * 3] * len(joint_names)
-        head = [frame["index"], frame["time"], p["track_id"], p["score"], *p["bbox"]]
-        tail = [*(p.get("root_3d") or [None] * 3), *cam]
-        for name, k2, k3 in zip(joint_names, p["keypoints_2d"], j3, strict=True):
+    fr = schema.Frame.model_validate(frame)
+    for p in fr.people:
+        j3: list[Any] = p.joints_3d or [[None] * 3] * len(joint_names)
+        head = [fr.index, fr.time, p.track_id, p.score, *p.bbox]
+        root: list[Any] = p.root_3d or [None] * 3
+        tail = [*root, *cam]
+        for name, k2, k3 in zip(joint_names, p.keypoints_2d, j3, strict=True):
             yield [*head, name, *k2, *k3, *tail]
 
 
 def csv_chunks(
-    frames: Iterable[dict[str, Any]], joint_names: Sequence[str], camera: dict[str, Any] | None = None
+    frames: Iterable[FrameLike], joint_names: Sequence[str], camera: dict[str, Any] | None = None
 ) -> Iterator[str]:
     """The CSV text, header first, one chunk per frame (for streaming)."""
     buf = io.StringIO()
@@ -156,7 +150,7 @@ def csv_chunks(
 
 def write_csv(
     path: str | Path | IO[str],
-    frames: Iterable[dict[str, Any]],
+    frames: Iterable[FrameLike],
     joint_names: Sequence[str],
     camera: dict[str, Any] | None = None,
 ) -> None:
@@ -214,27 +208,31 @@ def _parse_csv(f: IO[str]) -> tuple[list[str], list[dict[str, Any]], dict[str, A
 # --- NPZ -----------------------------------------------------------------------------
 
 
-def npz_arrays(meta: dict[str, Any], frames: Iterable[dict[str, Any]]) -> dict[str, np.ndarray]:
-    """The NPZ arrays (`NPZ_ARRAYS`) of frame dicts in the JSON layout."""
-    j = len(meta["joint_names"])
+def npz_arrays(meta: dict[str, Any] | schema.ResultHead, frames: Iterable[FrameLike]) -> dict[str, np.ndarray]:
+    """The NPZ arrays (`NPZ_ARRAYS`) of a result's head and frames."""
+    if isinstance(meta, dict) and meta.get("camera") is not None:
+        meta = {**meta, "camera": camera_dict(meta["camera"])}
+    head = schema.ResultHead.model_validate(meta)
+    j = len(head.joint_names)
     rows: dict[str, list[Any]] = {k: [] for k in ("frame", "time", "track_id", "bbox", "score", "kp", "j3", "root")}
     frame_index, frame_time = [], []
-    for fr in frames:
-        frame_index.append(fr["index"])
-        frame_time.append(fr["time"])
-        for p in fr["people"]:
-            rows["frame"].append(fr["index"])
-            rows["time"].append(fr["time"])
-            rows["track_id"].append(p["track_id"])
+    for frame in frames:
+        fr = schema.Frame.model_validate(frame)
+        frame_index.append(fr.index)
+        frame_time.append(fr.time)
+        for p in fr.people:
+            rows["frame"].append(fr.index)
+            rows["time"].append(fr.time)
+            rows["track_id"].append(p.track_id)
             # as float32 arrays at once: nested lists of Python floats take ~15x the memory (long clips)
-            rows["bbox"].append(np.asarray(p["bbox"], np.float32))
-            rows["score"].append(p["score"])
-            rows["kp"].append(np.asarray(p["keypoints_2d"], np.float32))
-            j3 = p["joints_3d"]
+            rows["bbox"].append(np.asarray(p.bbox, np.float32))
+            rows["score"].append(p.score)
+            rows["kp"].append(np.asarray(p.keypoints_2d, np.float32))
+            j3 = p.joints_3d
             rows["j3"].append(np.asarray(j3, np.float32) if j3 is not None else np.full((j, 3), np.nan, np.float32))
-            rows["root"].append(p.get("root_3d") or [np.nan] * 3)
-    camera = meta.get("camera")
-    cam = {} if camera is None else {f"camera_{k}": np.asarray(v) for k, v in camera_dict(camera).items()}
+            rows["root"].append(p.root_3d or [np.nan] * 3)
+    camera = head.camera
+    cam = {} if camera is None else {f"camera_{k}": np.asarray(v) for k, v in camera.model_dump().items()}
     return {
         "frame_index": np.asarray(frame_index, np.int64), "frame_time": np.asarray(frame_time, np.float64),
         "frame": np.asarray(rows["frame"], np.int64), "time": np.asarray(rows["time"], np.float64),
@@ -244,11 +242,11 @@ def npz_arrays(meta: dict[str, Any], frames: Iterable[dict[str, Any]]) -> dict[s
         "keypoints_2d": np.asarray(rows["kp"], np.float32).reshape(-1, j, 3),
         "joints_3d": np.asarray(rows["j3"], np.float32).reshape(-1, j, 3),
         "root_3d": np.asarray(rows["root"], np.float32).reshape(-1, 3),
-        "joint_names": np.asarray(meta["joint_names"]),
-        "skeleton_edges": np.asarray(meta.get("skeleton_edges", []), np.int64).reshape(-1, 2),
-        "fps": np.asarray(meta["fps"], np.float64), "width": np.asarray(meta["width"], np.int64),
-        "height": np.asarray(meta["height"], np.int64),
-        "coordinates": np.asarray(json.dumps(meta.get("coordinates", {}))),
+        "joint_names": np.asarray(head.joint_names),
+        "skeleton_edges": np.asarray(head.skeleton_edges, np.int64).reshape(-1, 2),
+        "fps": np.asarray(head.fps, np.float64), "width": np.asarray(head.width, np.int64),
+        "height": np.asarray(head.height, np.int64),
+        "coordinates": np.asarray(json.dumps(head.coordinates)),
         **cam,
     }  # fmt: skip
 

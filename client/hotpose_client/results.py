@@ -14,17 +14,22 @@ Units and frames (the server's `/v1/info` says the same under `coordinates`):
   distance, its whole path scaled by 1.4 about the camera);
 - `time`: seconds from the first frame.
 Joints are in Human3.6M-17 order (`PoseSequence.joint_names`).
+
+The wire layout of each (field names, which may be null or absent) is `hotpose_client.schema`;
+these classes are its numpy view: `from_wire` / `to_wire` convert, `from_dict` / `to_dict` read
+and write the JSON layout through it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
 import numpy as np
 
-from hotpose_client import formats
+from hotpose_client import formats, schema
 
 __all__ = ["Camera", "Frame", "Person", "PoseSequence"]
 
@@ -47,8 +52,15 @@ class Camera:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Camera:
-        """From the `camera` object of a result or a live `pose` message (`formats.CAMERA_KEYS`)."""
+        """From the `camera` object of a result or a live `pose` message (`schema.Camera`)."""
         return cls(**formats.camera_dict(d))
+
+    @classmethod
+    def from_wire(cls, c: schema.Camera) -> Camera:
+        return cls(**c.model_dump())
+
+    def to_wire(self) -> schema.Camera:
+        return schema.Camera(**self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in formats.CAMERA_KEYS}
@@ -60,8 +72,8 @@ class Camera:
         return out
 
 
-def _camera(d: dict[str, Any] | None) -> Camera | None:
-    return None if d is None else Camera.from_dict(d)
+def _camera(c: schema.Camera | None) -> Camera | None:
+    return None if c is None else Camera.from_wire(c)
 
 
 @dataclass(frozen=True, eq=False)  # arrays inside: compare fields, not objects
@@ -75,26 +87,33 @@ class Person:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Person:
-        j3 = d.get("joints_3d")
-        root = d.get("root_3d")  # absent in results written before it existed
+        return cls.from_wire(schema.Person.model_validate(d))
+
+    @classmethod
+    def from_wire(cls, p: schema.Person) -> Person:
+        j3, root = p.joints_3d, p.root_3d
+        x0, y0, x1, y1 = p.bbox
         return cls(
-            track_id=int(d["track_id"]),
-            bbox=tuple(float(v) for v in d["bbox"]),  # type: ignore[arg-type]
-            score=float(d["score"]),
-            keypoints_2d=np.asarray(d["keypoints_2d"], np.float64).reshape(-1, 3),
+            track_id=p.track_id,
+            bbox=(x0, y0, x1, y1),
+            score=p.score,
+            keypoints_2d=np.asarray(p.keypoints_2d, np.float64).reshape(-1, 3),
             joints_3d=None if j3 is None else np.asarray(j3, np.float64).reshape(-1, 3),
             root_3d=None if root is None else np.asarray(root, np.float64).reshape(3),
         )
 
+    def to_wire(self) -> schema.Person:
+        return schema.Person(
+            track_id=self.track_id,
+            bbox=[float(v) for v in self.bbox],
+            score=float(self.score),
+            keypoints_2d=self.keypoints_2d.tolist(),
+            joints_3d=None if self.joints_3d is None else self.joints_3d.tolist(),
+            root_3d=None if self.root_3d is None else self.root_3d.tolist(),
+        )
+
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "track_id": self.track_id,
-            "bbox": [float(v) for v in self.bbox],
-            "score": float(self.score),
-            "keypoints_2d": self.keypoints_2d.tolist(),
-            "joints_3d": None if self.joints_3d is None else self.joints_3d.tolist(),
-            "root_3d": None if self.root_3d is None else self.root_3d.tolist(),
-        }
+        return self.to_wire().model_dump(mode="json")
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,18 +129,28 @@ class Frame:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Frame:
-        return cls(
-            index=int(d["index"]),
-            time=float(d["time"] if "time" in d else d["t"]),
-            people=[Person.from_dict(p) for p in d.get("people", [])],
-            latency_ms=d.get("latency_ms"),
-            dropped=d.get("dropped"),
-            camera=_camera(d.get("camera")),
-        )
+        """A result's frame (`schema.Frame`), or a live `pose` message (`schema.PoseMessage`: `t` for `time`);
+        a frame dict's `camera`, `latency_ms` and `dropped` (as `to_dict` writes them for live frames) are kept."""
+        if "time" not in d and "t" in d:
+            return cls.from_wire(schema.PoseMessage.model_validate({**d, "type": "pose"}))
+        f = cls.from_wire(schema.Frame.model_validate(d))
+        camera = None if d.get("camera") is None else Camera.from_dict(d["camera"])
+        return cls(f.index, f.time, f.people, d.get("latency_ms"), d.get("dropped"), camera)
+
+    @classmethod
+    def from_wire(cls, f: schema.Frame | schema.PoseMessage) -> Frame:
+        people = [Person.from_wire(p) for p in f.people]
+        if isinstance(f, schema.PoseMessage):
+            return cls(f.index, f.t, people, f.latency_ms, f.dropped, _camera(f.camera))
+        return cls(f.index, f.time, people)
+
+    def to_wire(self) -> schema.Frame:
+        """A result's frame (without the live fields)."""
+        return schema.Frame(index=self.index, time=self.time, people=[p.to_wire() for p in self.people])
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON layout of a result's frame (`formats`); `camera` only when the frame has one (live)."""
-        d = {"index": self.index, "time": self.time, "people": [p.to_dict() for p in self.people]}
+        """The JSON layout of a result's frame (`schema.Frame`); `camera` only when the frame has one (live)."""
+        d = self.to_wire().model_dump(mode="json")
         if self.camera is not None:
             d["camera"] = self.camera.to_dict()
         return d
@@ -206,7 +235,7 @@ class PoseSequence:
         as the server's `GET /v1/jobs/{id}/angles?format=csv`."""
         from hotpose_client.angles import angles_csv_chunks
 
-        chunks = angles_csv_chunks(f.to_dict() for f in self.frames)
+        chunks = angles_csv_chunks(f.to_wire() for f in self.frames)
         if isinstance(path, (str, Path)):
             with open(path, "w", newline="") as f:
                 f.writelines(chunks)
@@ -235,35 +264,43 @@ class PoseSequence:
 
     # --- formats -----------------------------------------------------------------
 
+    def head(self) -> schema.ResultHead:
+        """The result header (`schema.ResultHead`)."""
+        return schema.ResultHead(
+            fps=self.fps, width=self.width, height=self.height, joint_names=list(self.joint_names),
+            skeleton_edges=[list(e) for e in self.skeleton_edges], coordinates=self.coordinates,
+            camera=None if self.camera is None else self.camera.to_wire(),
+        )  # fmt: skip
+
     def meta(self) -> dict[str, Any]:
-        """The result header (`formats.HEAD_KEYS`); `camera` only when the sequence has one."""
-        meta = {
-            "fps": self.fps, "width": self.width, "height": self.height, "joint_names": list(self.joint_names),
-            "skeleton_edges": [list(e) for e in self.skeleton_edges], "coordinates": self.coordinates,
-        }  # fmt: skip
-        if self.camera is not None:
-            meta["camera"] = self.camera.to_dict()
-        return meta
+        """The result header as JSON values (`schema.ResultHead`); `camera` only when the sequence has one."""
+        return self.head().head_dict()
+
+    @classmethod
+    def from_wire(cls, head: schema.ResultHead, frames: Iterable[schema.Frame]) -> PoseSequence:
+        """From a result's head and its frames (one at a time: the server's NDJSON, long clips)."""
+        return cls(
+            frames=[Frame.from_wire(f) for f in frames],
+            fps=head.fps,
+            width=head.width,
+            height=head.height,
+            joint_names=tuple(head.joint_names),
+            skeleton_edges=tuple((a, b) for a, b in head.skeleton_edges),
+            coordinates=dict(head.coordinates),
+            camera=_camera(head.camera),  # absent in results written before it existed
+        )
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PoseSequence:
-        """From the server's JSON result (`GET /v1/jobs/{id}/result`)."""
+        """From the server's JSON result (`GET /v1/jobs/{id}/result`, `schema.Result`)."""
         try:
-            return cls(
-                frames=[Frame.from_dict(f) for f in d["frames"]],
-                fps=float(d["fps"]),
-                width=int(d["width"]),
-                height=int(d["height"]),
-                joint_names=tuple(d["joint_names"]),
-                skeleton_edges=tuple((int(a), int(b)) for a, b in d.get("skeleton_edges", [])),
-                coordinates=dict(d.get("coordinates", {})),
-                camera=_camera(d.get("camera")),  # absent in results written before it existed
-            )
+            head = schema.ResultHead.model_validate({k: v for k, v in d.items() if k != "frames"})
+            return cls.from_wire(head, (schema.Frame.model_validate(f) for f in d["frames"]))
         except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"not a hotpose result: {e!r}") from e
+            raise ValueError(f"not a hotpose result: {e}") from e
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.meta(), "frames": [f.to_dict() for f in self.frames]}
+        return {**self.meta(), "frames": [f.to_wire().model_dump(mode="json") for f in self.frames]}
 
     def to_json(self, path: str | Path | IO[str] | None = None) -> str | None:
         """The server's JSON result format; returns the text when no path is given."""
@@ -276,7 +313,7 @@ class PoseSequence:
 
     def to_npz(self, path: str | Path | IO[bytes]) -> None:
         """One row per person-frame (arrays listed in `formats.npz_arrays`), as `?format=npz` returns."""
-        formats.write_npz(path, formats.npz_arrays(self.meta(), (f.to_dict() for f in self.frames)))
+        formats.write_npz(path, formats.npz_arrays(self.head(), (f.to_wire() for f in self.frames)))
 
     @classmethod
     def from_npz(cls, path: str | Path | IO[bytes]) -> PoseSequence:
@@ -290,7 +327,7 @@ class PoseSequence:
         the camera (focal length, principal point, assumed) are repeated on every row.
         """
         camera = None if self.camera is None else self.camera.to_dict()
-        formats.write_csv(path, (f.to_dict() for f in self.frames), self.joint_names, camera)
+        formats.write_csv(path, (f.to_wire() for f in self.frames), self.joint_names, camera)
 
     @classmethod
     def from_csv(cls, path: str | Path | IO[str], *, fps: float = 0.0, width: int = 0, height: int = 0) -> PoseSequence:

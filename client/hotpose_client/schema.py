@@ -79,7 +79,8 @@ Emit = Literal["causal", "delayed"]
 
 
 class _Wire(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # NaN and infinities written as json.dumps writes them (NaN, Infinity), not as null
+    model_config = ConfigDict(extra="ignore", ser_json_inf_nan="constants")
 
 
 # --- results -------------------------------------------------------------------------------
@@ -311,13 +312,15 @@ _CLIENT = TypeAdapter[ClientMessage](ClientMessage, config=ConfigDict(title="cli
 _SERVER = TypeAdapter[ServerMessage](ServerMessage, config=ConfigDict(title="server message"))
 
 
-def parse_client_message(text: str | bytes) -> ConfigMessage | FrameTimeMessage | EndMessage:
-    """One JSON text message from a client; `pydantic.ValidationError` names what is wrong."""
-    return _CLIENT.validate_json(text)
+def parse_client_message(text: str | bytes | dict[str, Any]) -> ConfigMessage | FrameTimeMessage | EndMessage:
+    """One message from a client (its JSON text, or the text parsed); `pydantic.ValidationError` names
+    what is wrong."""
+    return _CLIENT.validate_python(text) if isinstance(text, dict) else _CLIENT.validate_json(text)
 
 
 def parse_server_message(
-    text: str | bytes,
+    text: str | bytes | dict[str, Any],
 ) -> ReadyMessage | PoseMessage | DroppedMessage | AckMessage | ErrorMessage:
-    """One JSON text message from the server; `pydantic.ValidationError` names what is wrong."""
-    return _SERVER.validate_json(text)
+    """One message from the server (its JSON text, or the text parsed); `pydantic.ValidationError` names
+    what is wrong."""
+    return _SERVER.validate_python(text) if isinstance(text, dict) else _SERVER.validate_json(text)

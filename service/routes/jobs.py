@@ -26,17 +26,25 @@ from hotpose.service.deps import Auth, Ready, State
 from hotpose.service.jobs import Job, JobStore, frames_file
 from hotpose.service.pipeline import COORDINATES
 from hotpose.service.schemas import AnglesResponse, JobDeleted, JobResponse, PersonAngles, content, responses
-from hotpose_client import PoseSequence, angles, formats
+from hotpose_client import PoseSequence, angles, formats, schema
 
 router = APIRouter(prefix="/v1/jobs", dependencies=[Auth])
 
 TAIL_POLL_S = 0.1  # how often `/stream` looks for new frames of a running job
 
 
-RESULT_TYPES = content(
-    "the result: JSON, NPZ or BVH (bytes), CSV", "application/json", "application/octet-stream", "text/csv"
+# the JSON result is `schema.Result`; NPZ and BVH are bytes, CSV text (`hotpose_client.formats`)
+RESULT_TYPES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": schema.Result,
+        "description": "the result: JSON (`Result`), NPZ or BVH (bytes), CSV",
+        "content": {"application/octet-stream": {"schema": {}}, "text/csv": {"schema": {}}},
+    }
+}
+NDJSON = content(
+    "one frame per line (`Frame`), as the job writes them; a failed job's last line: `JobStreamError`",
+    "application/x-ndjson",
 )
-NDJSON = content("one frame per line, as the job writes them", "application/x-ndjson")
 
 
 @router.get("/{job_id}", response_model=JobResponse, responses=responses(401, 404, 422, 503))
@@ -45,12 +53,12 @@ async def get_job(job_id: str, state: State) -> JobResponse:
 
 
 @router.delete("/{job_id}", response_model=JobDeleted, responses=responses(401, 404, 422, 503))
-async def delete_job(job_id: str, state: State) -> dict[str, str]:
+async def delete_job(job_id: str, state: State) -> JobDeleted:
     job = _job_or_404(state.store, job_id)
     if job.status in ("queued", "running"):
         state.runner.cancel(job_id)
     await asyncio.to_thread(state.store.delete, job_id)
-    return {"job_id": job_id, "status": "deleted"}
+    return JobDeleted(job_id=job_id, status="deleted")
 
 
 @router.get(
@@ -125,7 +133,7 @@ def _result_or_409(store: JobStore, job_id: str) -> tuple[dict[str, Any], Path]:
 
 
 def _angles_result(meta: dict[str, Any], lines: Path) -> AnglesResponse:
-    seq = PoseSequence.from_dict({**meta, "frames": _frames(lines)})
+    seq = PoseSequence.from_wire(schema.ResultHead.model_validate(meta), _frames(lines))
     lifted = sorted({p.track_id for f in seq.frames for p in f.people if p.joints_3d is not None})
     people = []
     for tid in lifted:
@@ -154,11 +162,10 @@ def _json_result(meta: dict[str, Any], lines: Path) -> Iterator[bytes]:
     yield b"]}"
 
 
-def _frames(lines: Path) -> Iterator[dict[str, Any]]:
-    with open(lines) as f:
+def _frames(lines: Path) -> Iterator[schema.Frame]:
+    with open(lines, "rb") as f:
         for line in f:
-            frame: dict[str, Any] = json.loads(line)
-            yield frame
+            yield schema.Frame.model_validate_json(line)
 
 
 def _csv_result(lines: Path, camera: dict[str, Any] | None) -> Iterator[bytes]:
@@ -176,14 +183,14 @@ def _bvh_result(meta: dict[str, Any], lines: Path, track_id: int | None) -> byte
     """One person's animation (`hotpose_client.bvh`); `track_id` may be omitted when there is one person."""
     ids: set[int] = set()
 
-    def frames() -> Iterator[dict[str, Any]]:  # one at a time, keeping only the person asked for (long clips)
+    def frames() -> Iterator[schema.Frame]:  # one at a time, keeping only the person asked for (long clips)
         for f in _frames(lines):
-            ids.update(p["track_id"] for p in f["people"])
+            ids.update(p.track_id for p in f.people)
             if track_id is not None:
-                f["people"] = [p for p in f["people"] if p["track_id"] == track_id]
+                f.people = [p for p in f.people if p.track_id == track_id]
             yield f
 
-    seq = PoseSequence.from_dict({**meta, "frames": frames()})
+    seq = PoseSequence.from_wire(schema.ResultHead.model_validate(meta), frames())
     if track_id is not None and track_id not in ids:
         raise ValueError(f"no person with track_id {track_id} (have {sorted(ids)})")
     with tempfile.TemporaryDirectory() as tmp:
@@ -220,7 +227,8 @@ async def _tail(state: Ready, job_id: str) -> AsyncIterator[bytes]:
                     if rest or pending:
                         yield pending + rest
                 if job.status == "failed":
-                    yield (json.dumps({"error": job.error}) + "\n").encode()
+                    last = schema.JobStreamError(error=job.error or "failed, no reason recorded")
+                    yield (last.model_dump_json() + "\n").encode()
                 return
             await asyncio.sleep(TAIL_POLL_S)
     finally:

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from pydantic import BaseModel, ValidationError
+from starlette.websockets import WebSocketDisconnect
 
-from hotpose_client import schema
+from hotpose.service.app import create_app
+from hotpose.service.pipeline import FramePoses, PersonPose
+from hotpose.service.settings import Settings
+from hotpose_client import Frame, schema
+from tests.conftest import astronaut_frames
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "websocket.md"
 
@@ -154,3 +163,60 @@ def test_the_close_codes_are_the_documented_ones() -> None:
     closing = DOCS.read_text().split("## Closing", 1)[1]
     documented = {int(c) for c in re.findall(r"^\| (\d{4}) \|", closing, re.MULTILINE)}
     assert documented == {schema.CLOSE_NORMAL, schema.CLOSE_POLICY, schema.CLOSE_INTERNAL, schema.CLOSE_OVERLOADED}
+
+
+# --- the server serialises with the schema ----------------------------------------------------------
+
+
+def test_a_server_built_frame_round_trips_into_the_sdk() -> None:
+    rng = np.random.default_rng(0)
+    kp = rng.uniform(0, 640, (17, 3)).astype(np.float32)
+    people = [
+        PersonPose(1, (10.123, 20.0, 300.456, 400.0), 0.98765, kp, rng.normal(size=(17, 3)), np.array([0.1, 0.2, 4.0])),
+        PersonPose(7, (0.0, 0.0, 5.0, 5.0), 0.5, kp),  # not lifted, no root
+    ]
+    fp = FramePoses(12, 0.412345, people)
+    text = fp.to_json()
+    wire = schema.Frame.model_validate_json(text)
+    assert wire == fp.to_wire() and json.loads(text) == fp.to_dict()
+    assert wire.time == 0.4123 and wire.people[0].bbox == [10.12, 20.0, 300.46, 400.0]  # the server's rounding
+    frame = Frame.from_dict(json.loads(text))
+    assert frame.to_wire() == wire  # the SDK's typed frame is the same frame
+    np.testing.assert_allclose(frame.people[0].keypoints_2d, np.round(kp, 2), atol=1e-9)
+    assert frame.people[1].joints_3d is None and frame.people[1].root_3d is None
+
+
+def test_what_a_live_stream_sends_parses_as_documented(make_settings: Callable[..., Settings]) -> None:
+    seen: list[BaseModel] = []
+    with TestClient(create_app(make_settings())) as client, client.websocket_connect("/v1/stream") as ws:
+        ws.send_text(schema.ConfigMessage(fps=10, ack=True).model_dump_json(exclude_none=True))
+        seen.append(schema.parse_server_message(ws.receive_text()))
+        ws.send_text('{"type": "frame", "t": "soon"}')  # refused, the stream goes on
+        seen.append(schema.parse_server_message(ws.receive_text()))
+        ws.send_bytes(b"not an image")
+        seen.append(schema.parse_server_message(ws.receive_text()))
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(astronaut_frames(1)[0], cv2.COLOR_RGB2BGR))
+        assert ok
+        ws.send_bytes(buf.tobytes())
+        ws.send_text(schema.EndMessage().model_dump_json())
+        with pytest.raises(WebSocketDisconnect) as closed:
+            while True:
+                seen.append(schema.parse_server_message(ws.receive_text()))
+    assert closed.value.code == schema.CLOSE_NORMAL
+    kinds = [type(m) for m in seen]
+    assert kinds[:3] == [schema.ReadyMessage, schema.ErrorMessage, schema.ErrorMessage]
+    assert schema.AckMessage in kinds and schema.PoseMessage in kinds
+    pose = next(m for m in seen if isinstance(m, schema.PoseMessage))
+    assert pose.index == 1 and pose.camera is not None and pose.latency_ms is not None and pose.dropped == 0
+
+
+def test_the_openapi_document_shows_the_schema_models(make_settings: Callable[..., Settings]) -> None:
+    doc = create_app(make_settings()).openapi()
+    ok = doc["paths"]["/v1/jobs/{job_id}/result"]["get"]["responses"]["200"]["content"]
+    assert ok["application/json"]["schema"] == {"$ref": "#/components/schemas/Result"}
+    assert {"application/octet-stream", "text/csv"} <= set(ok)
+    job = doc["paths"]["/v1/jobs/{job_id}"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert job["schema"] == {"$ref": "#/components/schemas/JobResponse"}
+    components = doc["components"]["schemas"]
+    for model in (schema.Result, schema.Frame, schema.Person, schema.Camera, schema.JobResponse, schema.ErrorResponse):
+        assert set(components[model.__name__]["properties"]) == set(model.model_fields), model.__name__
