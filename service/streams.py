@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import deque
@@ -48,6 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from fastapi import WebSocket, WebSocketDisconnect
+from pydantic import BaseModel
 from starlette.types import Message
 from starlette.websockets import WebSocketState
 
@@ -70,6 +70,7 @@ from hotpose.service.stream_protocol import (
     parse_text,
 )
 from hotpose.service.video import NotAnImageError, decode_image
+from hotpose_client import schema
 
 log = logging.getLogger(__name__)
 
@@ -230,12 +231,11 @@ async def _open(ws: WebSocket, ctx: StreamContext, sid: str) -> tuple[_Session, 
     pipeline = engine.pipeline(cfg.policy(), smoothing, flip=s.live_flip, camera=cfg.camera)
     session = _Session(sid, cfg, pipeline, FrameQueue(s.live_queue), s.max_frame_pixels)
     log.info("stream %s: open (%s)", sid, cfg)
-    await ws.send_json({
-        "type": "ready", "stream_id": sid, "emit": cfg.emit, "stride": cfg.stride,
-        "delay_frames": cfg.policy().delay, "window": engine.window, "smoothing": cfg.smoothing,
-        "queue": s.live_queue, "lifter": engine.lifter is not None, "flip": s.live_flip,
-        "root_lag_frames": pipeline.placer.lag,
-    })  # fmt: skip
+    await _say(ws, schema.ReadyMessage(
+        stream_id=sid, emit=cfg.emit, stride=cfg.stride, delay_frames=cfg.policy().delay, window=engine.window,
+        smoothing=cfg.smoothing, queue=s.live_queue, lifter=engine.lifter is not None, flip=s.live_flip,
+        root_lag_frames=pipeline.placer.lag,
+    ))  # fmt: skip
     return session, pending
 
 
@@ -267,7 +267,7 @@ async def _receive_loop(
             except ProtocolError as e:
                 if isinstance(e, BadFrameTimeError):
                     pending_t = None
-                await ws.send_json({"type": "error", "index": None, "message": f"bad message: {e}"[:300]})
+                await _say(ws, schema.ErrorMessage(index=None, message=f"bad message: {e}"[:300]))
             else:
                 if isinstance(parsed, End):
                     session.ended = True
@@ -284,12 +284,12 @@ async def _on_frame(
     index = session.next_index
     session.next_index += 1
     if len(data) > max_bytes:
-        await ws.send_json({"type": "error", "index": index, "message": f"frame larger than {max_mb:g} MB"})
+        await _say(ws, schema.ErrorMessage(index=index, message=f"frame larger than {max_mb:g} MB"))
         return
     now = time.perf_counter()
     old = session.queue.put(_Frame(index, session.frame_time(index, given_t, now), data, now))
     if old is not None:
-        await ws.send_json({"type": "dropped", "indexes": [old.index], "dropped": session.dropped})
+        await _say(ws, schema.DroppedMessage(indexes=[old.index], dropped=session.dropped))
     session.wake.set()
 
 
@@ -321,7 +321,7 @@ async def _process(ws: WebSocket, session: _Session, executor: ThreadPoolExecuto
         fr = session.queue.frames.popleft()
         t, note = clock.order(fr.index, fr.t)
         if note is not None:
-            await ws.send_json({"type": "error", "index": None, "message": note})
+            await _say(ws, schema.ErrorMessage(index=None, message=note))
         session.received[fr.index] = fr.received
         session.busy = True
         try:
@@ -331,13 +331,13 @@ async def _process(ws: WebSocket, session: _Session, executor: ThreadPoolExecuto
         except _NotAnImageError as e:
             session.received.pop(fr.index, None)
             session.busy = False
-            await ws.send_json({"type": "error", "index": fr.index, "message": str(e)})
+            await _say(ws, schema.ErrorMessage(index=fr.index, message=str(e)))
             continue
         except Exception as e:  # noqa: BLE001 - a model or scheduler failure ends the stream, said out loud
             await _fail(ws, session, fr.index, e)
             return
         if session.config.ack:
-            await ws.send_text(f'{{"type":"ack","index":{fr.index}}}')
+            await _say(ws, schema.AckMessage(index=fr.index))
         await _send(ws, session, out)
         session.busy = False
     session.busy = True
@@ -355,7 +355,7 @@ async def _fail(ws: WebSocket, session: _Session, index: int | None, e: Exceptio
     log.error("stream %s: %s failed", session.sid, where, exc_info=e)
     reason = f"internal error at {where}: {type(e).__name__}"
     with contextlib.suppress(WebSocketDisconnect, RuntimeError):  # the client may be gone already
-        await ws.send_json({"type": "error", "index": index, "message": f"{reason}: {e}"})
+        await _say(ws, schema.ErrorMessage(index=index, message=f"{reason}: {e}"))
         await ws.close(code=CLOSE_INTERNAL, reason=reason[:120])
 
 
@@ -375,18 +375,19 @@ def _step(pipeline: PosePipeline, index: int, t: float, data: bytes, max_pixels:
     return pipeline.push(index, t, rgb)
 
 
+async def _say(ws: WebSocket, msg: BaseModel) -> None:
+    """One server message (`hotpose_client.schema`: the documented ones), as compact JSON."""
+    await ws.send_text(msg.model_dump_json())
+
+
 async def _send(ws: WebSocket, session: _Session, frames: list[FramePoses]) -> None:
     now = time.perf_counter()
     camera = session.pipeline.camera
+    wire_camera = None if camera is None else schema.Camera.model_validate(camera.to_dict())
     for fp in frames:
         arrived = session.received.pop(fp.index, now)
-        msg = {
-            "type": "pose",
-            **fp.to_dict(),
-            "t": round(fp.time, 4),
-            "latency_ms": round(1000 * (now - arrived), 1),
-            "dropped": session.dropped,
-            "camera": camera.to_dict() if camera is not None else None,
-        }
-        msg.pop("time")
-        await ws.send_text(json.dumps(msg, separators=(",", ":")))
+        frame = fp.to_wire()
+        await _say(ws, schema.PoseMessage(
+            index=frame.index, t=frame.time, people=frame.people, latency_ms=round(1000 * (now - arrived), 1),
+            dropped=session.dropped, camera=wire_camera,
+        ))  # fmt: skip
