@@ -6,7 +6,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import ipaddress
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -28,6 +31,8 @@ class AppState:
     executor: ThreadPoolExecutor | None = None  # live sessions' blocking steps
     ready: bool = False
     streams: set[str] = field(default_factory=set)  # ids of the open live streams
+    client_streams: Counter[str] = field(default_factory=Counter)  # open live streams per `client_id`
+    uploads: Counter[str | None] = field(default_factory=Counter)  # clip uploads being received, per `client_id`
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,7 @@ class Ready:
     engine: Engine
     store: JobStore
     runner: JobRunner
+    uploads: Counter[str | None]
 
 
 def app_state(conn: HTTPConnection) -> AppState:
@@ -51,14 +57,40 @@ def key_ok(settings: Settings, authorization: str | None, api_key: str | None) -
     keys = settings.keys
     if not keys:
         return True
-    token = api_key
-    if authorization and authorization.lower().startswith("bearer "):
-        token = authorization[7:].strip()
+    token = _token(authorization, api_key)
     if token is None:
         return False
     # compared in constant time, every key: the answer's timing says nothing of how close a guess was
     given = token.encode()
     return any([hmac.compare_digest(given, k.encode()) for k in sorted(keys)])
+
+
+def _token(authorization: str | None, api_key: str | None) -> str | None:
+    """The key a request sends: its Bearer token, else its `api_key` query parameter."""
+    if authorization and authorization.lower().startswith("bearer "):
+        return authorization[7:].strip()
+    return api_key
+
+
+def client_id(settings: Settings, conn: HTTPConnection) -> str | None:
+    """Who a request or stream comes from, for the per-key limits (`HOTPOSE_MAX_*_PER_KEY`).
+
+    With API keys: `key:` and a sha256 prefix of its key (a job records it; the key itself is never
+    stored or logged). On an open server: `addr:` and a sha256 prefix of the client's address (behind
+    a proxy on the same machine, uvicorn takes it from `X-Forwarded-For`), except None for a client
+    on the server's own machine (loopback): an open server is meant to be used from its own machine,
+    and counting all of its local users as one client would cut it down to the per-key limit.
+    """
+    if settings.keys:
+        token = _token(conn.headers.get("authorization"), conn.query_params.get("api_key")) or ""
+        return "key:" + hashlib.sha256(token.encode()).hexdigest()[:16]
+    host = conn.client.host if conn.client is not None else ""
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:  # not an address (a Unix socket, a test client): counted by its name
+        pass
+    return "addr:" + hashlib.sha256(host.encode()).hexdigest()[:16]
 
 
 def require_key(request: Request, api_key: Annotated[str | None, Query()] = None) -> None:
@@ -70,7 +102,7 @@ def ready_state(request: Request) -> Ready:
     s = app_state(request)
     if not s.ready or s.engine is None or s.store is None or s.runner is None:
         raise HTTPException(status_code=503, detail="models are loading")
-    return Ready(s.settings, s.engine, s.store, s.runner)
+    return Ready(s.settings, s.engine, s.store, s.runner, s.uploads)
 
 
 State = Annotated[Ready, Depends(ready_state)]

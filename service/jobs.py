@@ -1,16 +1,22 @@
 """Clip jobs: state in SQLite, files under the data directory, processed by worker threads.
 
-Layout of `data_dir`: `jobs.sqlite3` and `jobs/<id>/` holding the upload (`input<suffix>`, deleted
-once the job is done or has failed), the frames as NDJSON while they are lifted (`frames.ndjson`,
-one `FramePoses` per line, in order; a failed job keeps the frames it had lifted) and `meta.json`
-(fps, width, height, joint names). A job that was queued or running when the
-server stopped is queued again at start-up (its upload is on disk; results are recomputed from
-the start); if its upload is gone it is marked failed with the reason. Finished jobs older than
-the retention are deleted with their files.
+Layout of `data_dir`: `jobs.sqlite3`, `uploads/` (uploads being received, `<random>.part`) and
+`jobs/<id>/` holding the upload (`input<suffix>`, deleted once the job is done or has failed), the
+frames as NDJSON while they are lifted (`frames.ndjson`, one `FramePoses` per line, in order; a
+failed job keeps the frames it had lifted, except when the disk was full) and `meta.json` (fps,
+width, height, joint names).
+
+A job exists only with its whole upload: the upload is received into `uploads/`, then moved into
+its folder, and only then is the job's row written (`JobStore.create`). A job that was queued or
+running when the server stopped (or was killed) is queued again at start-up and recomputed from
+its stored upload; if its upload is gone it is marked failed with the reason. What a killed server
+left half-written (an upload being received, a folder without a job) is deleted at start-up.
+Finished jobs older than the retention are deleted with their files.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import queue
@@ -23,13 +29,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
 from hotpose.models.keypoints import H36M_EDGES, H36M_JOINTS
 from hotpose.service import metrics
-from hotpose.service.pipeline import PosePipeline, iter_poses
+from hotpose.service.pipeline import FramePoses, PosePipeline, iter_poses
 from hotpose.service.placing import CameraRequest
 from hotpose.service.video import VideoError, iter_frames, probe
 
@@ -50,6 +56,7 @@ class Job:
     frames_done: int = 0
     frames_total: int = 0
     error: str | None = None
+    owner: str | None = None  # who submitted it (`deps.client_id`: a hash, never the key), for per-key limits
 
     def public(self) -> dict[str, Any]:
         return {
@@ -59,40 +66,63 @@ class Job:
         }  # fmt: skip
 
 
+COLUMNS = "job_id, status, filename, created, updated, progress, frames_done, frames_total, error, owner"
+
+
 class JobStore:
     """Thread-safe job table in SQLite."""
 
     def __init__(self, data_dir: Path) -> None:
         self.root = data_dir / "jobs"
         self.root.mkdir(parents=True, exist_ok=True)
+        self.uploads = data_dir / "uploads"
+        self.uploads.mkdir(exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(data_dir / "jobs.sqlite3", check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS jobs (job_id TEXT PRIMARY KEY, status TEXT NOT NULL, filename TEXT,"
-            " created REAL, updated REAL, progress REAL, frames_done INTEGER, frames_total INTEGER, error TEXT)"
+            " created REAL, updated REAL, progress REAL, frames_done INTEGER, frames_total INTEGER, error TEXT,"
+            " owner TEXT)"
         )
+        if "owner" not in {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}:  # an older data dir
+            self._db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
 
     def dir(self, job_id: str) -> Path:
         return self.root / job_id
 
-    def create(self, filename: str) -> Job:
+    def staging_file(self) -> Path:
+        """Where an upload is received before it becomes a job (`create(upload=...)`)."""
+        return self.uploads / f"{uuid.uuid4().hex}.part"
+
+    def create(
+        self, filename: str, owner: str | None = None, upload: Path | None = None, camera: CameraRequest | None = None
+    ) -> Job:
+        """A queued job; `upload`, a whole received file, is moved in as its input (`input<suffix>`) and
+        `camera` written beside it before the job's row exists, so a job is never seen half-stored."""
         now = time.time()
-        job = Job(uuid.uuid4().hex, "queued", filename, now, now)
-        self.dir(job.job_id).mkdir(parents=True)
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, 0, 0, 0, NULL)",
-                (job.job_id, job.status, filename, now, now),
-            )
+        job = Job(uuid.uuid4().hex, "queued", filename, now, now, owner=owner)
+        d = self.dir(job.job_id)
+        d.mkdir(parents=True)
+        try:
+            if camera is not None:
+                write_camera_request(self, job.job_id, camera)
+            if upload is not None:
+                suffix = Path(filename).suffix.lower()
+                upload.rename(d / f"input{suffix if len(suffix) <= 6 else ''}")
+            with self._lock:
+                self._db.execute(
+                    "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, 0, 0, 0, NULL, ?)",
+                    (job.job_id, job.status, filename, now, now, owner),
+                )
+        except BaseException:
+            shutil.rmtree(d, ignore_errors=True)
+            raise
         return job
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:
-            row = self._db.execute(
-                "SELECT job_id, status, filename, created, updated, progress, frames_done, frames_total, error"
-                " FROM jobs WHERE job_id = ?", (job_id,),
-            ).fetchone()  # fmt: skip
+            row = self._db.execute(f"SELECT {COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)).fetchone()  # noqa: S608
         return Job(*row) if row else None
 
     def update(self, job_id: str, **fields: Any) -> None:
@@ -106,14 +136,31 @@ class JobStore:
             self._db.execute("DELETE FROM jobs WHERE job_id = ?", (job_id,))
         shutil.rmtree(self.dir(job_id), ignore_errors=True)
 
-    def with_status(self, *statuses: str) -> list[str]:
+    def with_status(self, *statuses: str, owner: str | None = None) -> list[str]:
+        """Ids of the jobs in these statuses, oldest first; only `owner`'s when given."""
         marks = ",".join("?" * len(statuses))
+        where, args = f"status IN ({marks})", list(statuses)
+        if owner is not None:
+            where, args = where + " AND owner = ?", [*args, owner]
         with self._lock:
             rows = self._db.execute(
-                f"SELECT job_id FROM jobs WHERE status IN ({marks}) ORDER BY created",  # noqa: S608 - only "?"s
-                statuses,
+                f"SELECT job_id FROM jobs WHERE {where} ORDER BY created",  # noqa: S608 - only "?"s
+                args,
             ).fetchall()
         return [r[0] for r in rows]
+
+    def sweep(self) -> int:
+        """Delete what a killed server left half-written: uploads being received, job folders without a row.
+        Call before serving (a running server's uploads are in `uploads/`); returns how many."""
+        with self._lock:
+            known = {r[0] for r in self._db.execute("SELECT job_id FROM jobs")}
+        stale = [p for p in self.uploads.iterdir()] + [d for d in self.root.iterdir() if d.name not in known]
+        for path in stale:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        return len(stale)
 
     def expire(self, retention_s: float) -> int:
         """Delete finished jobs last updated more than retention_s ago; returns how many."""
@@ -164,7 +211,11 @@ class JobRunner:
             t.start()
 
     def recover(self) -> list[str]:
-        """Queue the jobs a previous server left queued or running; fail those whose upload is gone."""
+        """Queue the jobs a previous server left queued or running; fail those whose upload is gone.
+        What it left half-written is deleted first (`JobStore.sweep`)."""
+        swept = self.store.sweep()
+        if swept:
+            log.info("deleted %d half-written uploads or job folders left by the previous server", swept)
         resumed = []
         for job_id in self.store.with_status("queued", "running"):
             if input_path(self.store, job_id) is None:
@@ -198,30 +249,41 @@ class JobRunner:
                 return
             if self._stopping.is_set():
                 continue  # left queued: recover() takes it at the next start
-            if job_id in self._cancelled or self.store.get(job_id) is None:
-                self._cancelled.discard(job_id)
-                continue
             try:
-                self._run(job_id)
-                self._drop_input(job_id)
-                metrics.JOBS.labels("done").inc()
-            except _CancelledError:
-                log.info("job %s: cancelled", job_id)
-            except _StoppingError:
-                log.info("job %s: interrupted by the server stopping; it runs again at the next start", job_id)
-            except (VideoError, ClipLimitError) as e:
-                log.info("job %s: failed: %s", job_id, e)
-                self.store.update(job_id, status="failed", error=self._public(job_id, str(e)))
-                self._drop_input(job_id)
-                metrics.JOBS.labels("failed").inc()
-            except Exception as e:
-                log.exception("job %s: failed", job_id)
-                error = self._public(job_id, f"internal error: {type(e).__name__}: {e}")
-                self.store.update(job_id, status="failed", error=error)
-                self._drop_input(job_id)
-                metrics.JOBS.labels("failed").inc()
+                if job_id in self._cancelled or self.store.get(job_id) is None:
+                    continue
+                self._process(job_id)
+            except Exception:  # the bookkeeping itself failed (a full disk): the next job still runs
+                log.exception("job %s: could not record its end", job_id)
             finally:
                 self._cancelled.discard(job_id)
+
+    def _process(self, job_id: str) -> None:
+        """Run one job and record how it ended."""
+        try:
+            self._run(job_id)
+            self._drop_input(job_id)
+            metrics.JOBS.labels("done").inc()
+        except _CancelledError:
+            log.info("job %s: cancelled", job_id)
+        except _StoppingError:
+            log.info("job %s: interrupted by the server stopping; it runs again at the next start", job_id)
+        except (VideoError, ClipLimitError) as e:
+            log.info("job %s: failed: %s", job_id, e)
+            self._fail(job_id, self._public(job_id, str(e)))
+        except Exception as e:
+            if disk_full(e):
+                log.error("job %s: failed: the disk is full (%s)", job_id, e)
+                frames_file(self.store, job_id).unlink(missing_ok=True)  # give the space back
+                self._fail(job_id, DISK_FULL)
+            else:
+                log.exception("job %s: failed", job_id)
+                self._fail(job_id, self._public(job_id, f"internal error: {type(e).__name__}: {e}"))
+
+    def _fail(self, job_id: str, error: str) -> None:
+        self._drop_input(job_id)
+        self.store.update(job_id, status="failed", error=error)
+        metrics.JOBS.labels("failed").inc()
 
     def _public(self, job_id: str, message: str) -> str:
         """An error as the client may read it: the server's paths of the upload say the uploaded file's name."""
@@ -279,19 +341,51 @@ class JobRunner:
 
         done = 0
         last_update = 0.0
-        with open(d / "frames.ndjson.part", "w") as out:
+        with FramesWriter(d) as out:
             for fp in iter_poses(frames(), pipeline):
-                out.write(json.dumps(fp.to_dict(), separators=(",", ":")) + "\n")
-                out.flush()
+                out.write(fp)
                 done += 1
                 metrics.FRAMES.labels("clip").inc()
                 now = time.monotonic()
                 if now - last_update > 0.5:
                     last_update = now
                     self.store.update(job_id, frames_done=done, progress=min(done / total, 0.99))
-        (d / "frames.ndjson.part").rename(d / "frames.ndjson")
+            out.commit()
         self.store.update(job_id, status="done", frames_done=done, frames_total=done, progress=1.0)
         log.info("job %s: done, %d frames", job_id, done)
+
+
+class FramesWriter:
+    """A job's frames as NDJSON, one line each as it is lifted (`GET /v1/jobs/{id}/stream` tails it):
+    `frames.ndjson.part` until `commit` renames it `frames.ndjson`."""
+
+    def __init__(self, job_dir: Path) -> None:
+        self.part = job_dir / "frames.ndjson.part"
+        self._out: IO[str] = open(self.part, "w")  # noqa: SIM115 - closed by __exit__
+
+    def write(self, fp: FramePoses) -> None:
+        self._out.write(json.dumps(fp.to_dict(), separators=(",", ":")) + "\n")
+        self._out.flush()
+
+    def commit(self) -> None:
+        self._out.close()
+        self.part.rename(self.part.with_suffix(""))
+
+    def __enter__(self) -> FramesWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._out.close()
+
+
+DISK_FULL = "the server's disk is full: the results could not be written; try again later"
+
+
+def disk_full(e: BaseException) -> bool:
+    """A write failed for want of space: ENOSPC or a quota (EDQUOT), or SQLite's 'database or disk is full'."""
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(e, sqlite3.OperationalError) and "full" in str(e)
 
 
 class ClipLimitError(ValueError):

@@ -103,12 +103,33 @@ class Settings(BaseSettings):
     max_pending_jobs: int = Field(
         default=32, description="Clips queued or running at most; a new upload over this gets 429."
     )
+    max_pending_jobs_per_key: int = Field(
+        default=16,
+        description="Clips queued, running or being uploaded at most per API key (with no keys set: per client "
+        "address, except the server's own machine); a new upload over this gets 429. Half of "
+        "`HOTPOSE_MAX_PENDING_JOBS` by default: one client cannot take every slot.",
+    )
+    min_upload_kbps: float = Field(
+        default=256.0,
+        description="Slowest clip upload accepted, in kilobits per second averaged from its start: after "
+        "`HOTPOSE_UPLOAD_GRACE_S`, an upload that has sent less than this rate's worth is cut off with 408 "
+        "and nothing is kept (slow-client protection); 0: no minimum.",
+    )
+    upload_grace_s: float = Field(
+        default=10.0, description="Seconds an upload may send slower than `HOTPOSE_MIN_UPLOAD_KBPS` (a slow start)."
+    )
     retention_hours: float = Field(
         default=24.0 * 7, description="Finished jobs and their files are deleted after this many hours."
     )
 
     # live streams
     max_streams: int = Field(default=8, description="Live streams at once; one more is closed with 1013.")
+    max_streams_per_key: int = Field(
+        default=4,
+        description="Live streams at once per API key (with no keys set: per client address, except the "
+        "server's own machine); one more is closed with 1013. Half of `HOTPOSE_MAX_STREAMS` by default: one "
+        "client cannot take every slot.",
+    )
     live_stride: int = Field(
         default=8, description="A stream's lifter runs every this many 30 fps grid frames per person."
     )

@@ -1,6 +1,6 @@
 """hotpose-client: the Python SDK for the hotpose video 3D pose service.
 
-A light distribution (httpx, websockets, numpy) that never imports torch. Three uses:
+A light distribution (httpx, websockets, numpy, pydantic) that never imports torch. Three uses:
 
     from hotpose_client import PoseClient, webcam
 

@@ -3,13 +3,20 @@ and `person_height_m`, for placing people: `hotpose.service.placing`); it become
 
 The upload is bounded twice: by its Content-Length when given, and while it streams in (a chunked
 body, or a length that understated it), so an oversized upload is refused with 413 without being
-stored. No job is left behind half-written: any failure while copying deletes it.
+stored. One that trickles in slower than `HOTPOSE_MIN_UPLOAD_KBPS` (after `HOTPOSE_UPLOAD_GRACE_S`)
+is cut off with 408 (slow-client protection). Admission counts the clips queued or running and the
+uploads still being received, in all and per client (`deps.client_id`), so parallel uploads cannot
+pass a limit together. No job is left behind half-written: the upload is received into the data
+directory's `uploads/` and becomes a job only once whole (`JobStore.create`); any failure, a client
+that goes away included, deletes what was received.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import Counter
 from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Request
@@ -17,8 +24,8 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import FormData, UploadFile  # what a parsed form holds (FastAPI's subclasses it)
 from starlette.types import Message, Receive
 
-from hotpose.service.deps import Auth, Ready, State
-from hotpose.service.jobs import write_camera_request
+from hotpose.service.deps import Auth, Ready, State, app_state, client_id
+from hotpose.service.jobs import disk_full
 from hotpose.service.placing import CameraRequest
 from hotpose.service.schemas import CLIP_UPLOAD, JOB_LINKS, ClipAccepted, responses
 
@@ -35,36 +42,79 @@ class _UploadTooLargeError(Exception):
     pass
 
 
+class _UploadTooSlowError(Exception):
+    pass
+
+
+class _Slot:
+    """One upload being received, counted with the pending jobs until its job exists (`release`)."""
+
+    def __init__(self, uploads: Counter[str | None], client: str | None) -> None:
+        self.uploads, self.client, self.held = uploads, client, True
+        uploads[client] += 1
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.uploads[self.client] -= 1
+            if self.uploads[self.client] <= 0:
+                del self.uploads[self.client]
+
+
 @router.post(
     "/v1/clips", status_code=202, dependencies=[Auth], response_model=ClipAccepted, openapi_extra=CLIP_UPLOAD,
-    responses={202: {"description": "queued", "links": JOB_LINKS}, **responses(400, 401, 413, 422, 429, 503)},
+    responses={
+        202: {"description": "queued", "links": JOB_LINKS}, **responses(400, 401, 408, 413, 422, 429, 503, 507)
+    },
 )  # fmt: skip
 async def create_clip(request: Request, state: State) -> JSONResponse:
     s = state.settings
-    if len(state.store.with_status("queued", "running")) >= s.max_pending_jobs:  # before reading the upload
-        raise HTTPException(
-            status_code=429,
-            detail=f"too many clips waiting (limit {s.max_pending_jobs}); try again when one has finished",
-            headers={"Retry-After": "30"},
-        )
+    client = client_id(s, request)
+    _admit(state, client)  # before reading the upload
     limit = int(s.max_upload_mb * (1 << 20))
     too_large = HTTPException(status_code=413, detail=f"upload larger than {s.max_upload_mb:g} MB")
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit + FORM_OVERHEAD:
         raise too_large
-    form = await _read_form(request, limit + FORM_OVERHEAD, too_large)
+    slot = _Slot(state.uploads, client)
     try:
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise HTTPException(status_code=422, detail="send the video as the multipart field 'file'")
-        camera = _camera_request(form)
-        job_id, name, size = await _store_upload(state, upload, limit, too_large)
-        write_camera_request(state.store, job_id, camera)
+        form = await _read_form(request, limit + FORM_OVERHEAD, too_large)
+        try:
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise HTTPException(status_code=422, detail="send the video as the multipart field 'file'")
+            camera = _camera_request(form)
+            job_id, name, size = await _store_upload(state, upload, limit, too_large, client, camera, slot)
+        finally:
+            await form.close()
     finally:
-        await form.close()
+        slot.release()
     state.runner.submit(job_id)
     log.info("job %s: %s (%d bytes) queued", job_id, name, size)
     return JSONResponse({"job_id": job_id, "status": "queued"}, status_code=202)
+
+
+def _admit(state: Ready, client: str | None) -> None:
+    """429 when the clips queued, running or being uploaded reach the limit, in all or for this client."""
+    s = state.settings
+    pending = len(state.store.with_status("queued", "running")) + sum(state.uploads.values())
+    if pending >= s.max_pending_jobs:
+        raise HTTPException(
+            status_code=429,
+            detail=f"too many clips waiting (limit {s.max_pending_jobs}); try again when one has finished",
+            headers={"Retry-After": "30"},
+        )
+    if client is None:  # a loopback client of a server without API keys: no per-client limit
+        return
+    mine = len(state.store.with_status("queued", "running", owner=client)) + state.uploads[client]
+    if mine >= s.max_pending_jobs_per_key:
+        who = "this API key" if client.startswith("key:") else "this client address"
+        raise HTTPException(
+            status_code=429,
+            detail=f"too many clips waiting for {who} (HOTPOSE_MAX_PENDING_JOBS_PER_KEY={s.max_pending_jobs_per_key})"
+            "; try again when one of them has finished",
+            headers={"Retry-After": "30"},
+        )
 
 
 def _camera_request(form: FormData) -> CameraRequest:
@@ -90,41 +140,72 @@ def _camera_request(form: FormData) -> CameraRequest:
 
 
 async def _read_form(request: Request, limit: int, too_large: HTTPException) -> FormData:
+    s = app_state(request).settings
+    receive = _limited(request.receive, limit, s.min_upload_kbps * 1000 / 8, s.upload_grace_s)
     try:
-        return await Request(request.scope, _limited(request.receive, limit)).form(max_files=1, max_fields=8)
+        return await Request(request.scope, receive).form(max_files=1, max_fields=8)
     except _UploadTooLargeError:  # no Content-Length (chunked), or one that understated the body
         raise too_large from None
+    except _UploadTooSlowError:
+        raise HTTPException(
+            status_code=408,
+            detail=f"upload slower than {s.min_upload_kbps:g} kbit/s (HOTPOSE_MIN_UPLOAD_KBPS) after its first "
+            f"{s.upload_grace_s:g} s; nothing was kept: send it again over a faster connection",
+            headers={"Connection": "close"},
+        ) from None
+    except OSError as e:
+        if disk_full(e):  # the form's files are spooled to the temporary directory
+            raise DISK_FULL from None
+        raise HTTPException(status_code=400, detail=f"not a multipart form: {e}") from e
     except Exception as e:
         raise HTTPException(status_code=400, detail=f"not a multipart form: {e}") from e
 
 
-async def _store_upload(state: Ready, upload: UploadFile, limit: int, too_large: HTTPException) -> tuple[str, str, int]:
-    """Copy the upload into a new job's folder -> (job id, file name, bytes); the job is gone on failure."""
+DISK_FULL = HTTPException(status_code=507, detail="the server's disk is full: the upload was not kept; try again later")
+
+
+async def _store_upload(
+    state: Ready, upload: UploadFile, limit: int, too_large: HTTPException, client: str | None,
+    camera: CameraRequest, slot: _Slot,
+) -> tuple[str, str, int]:  # fmt: skip
+    """Receive the upload into `uploads/`, then make it a job -> (job id, file name, bytes).
+    Nothing is kept on failure; `slot` is released as the job takes its place among the pending ones."""
     name = Path(upload.filename or "upload").name
-    job = state.store.create(name)
-    suffix = Path(name).suffix.lower()
-    dest = state.store.dir(job.job_id) / f"input{suffix if len(suffix) <= 6 else ''}"
+    staged = state.store.staging_file()
     try:
-        size = await asyncio.to_thread(_copy_upload, upload, dest, limit)
+        size = await asyncio.to_thread(_copy_upload, upload, staged, limit)
+        if size == 0:
+            raise HTTPException(status_code=422, detail="the uploaded file is empty")
+        job = state.store.create(name, owner=client, upload=staged, camera=camera)
     except _UploadTooLargeError:
-        state.store.delete(job.job_id)
         raise too_large from None
-    except BaseException:  # a full disk, a cancelled request: no job is left behind half-written
-        state.store.delete(job.job_id)
+    except OSError as e:
+        if disk_full(e):
+            raise DISK_FULL from None
         raise
-    if size == 0:
-        state.store.delete(job.job_id)
-        raise HTTPException(status_code=422, detail="the uploaded file is empty")
+    finally:
+        slot.release()
+        staged.unlink(missing_ok=True)  # moved into the job, or not to be kept
     return job.job_id, name, size
 
 
-def _limited(receive: Receive, limit: int) -> Receive:
-    """`receive` that raises _UploadTooLargeError once the request body passes `limit` bytes."""
+def _limited(receive: Receive, limit: int, min_bytes_per_s: float = 0.0, grace_s: float = 0.0) -> Receive:
+    """`receive` that raises _UploadTooLargeError once the request body passes `limit` bytes, and
+    _UploadTooSlowError once it falls below `min_bytes_per_s` on average (0: no minimum) after `grace_s`:
+    a message must come by `grace_s` plus one second per `min_bytes_per_s` bytes received so far."""
     received = 0
+    start = time.monotonic()
 
     async def limited() -> Message:
         nonlocal received
-        message = await receive()
+        if min_bytes_per_s > 0:
+            wait = start + grace_s + received / min_bytes_per_s - time.monotonic()
+            try:
+                message = await asyncio.wait_for(receive(), max(wait, 0.0))
+            except TimeoutError:
+                raise _UploadTooSlowError from None
+        else:
+            message = await receive()
         if message["type"] == "http.request":
             received += len(message.get("body", b""))
             if received > limit:

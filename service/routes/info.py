@@ -94,6 +94,7 @@ async def info(state: State) -> InfoResponse:
         joint_names=list(H36M_JOINTS), skeleton_edges=[list(e) for e in H36M_EDGES], coordinates=COORDINATES,
         limits={"max_upload_mb": s.max_upload_mb, "max_clip_frames": s.max_clip_frames,
                 "max_clip_seconds": s.max_clip_seconds, "max_frame_pixels": s.max_frame_pixels,
-                "max_streams": s.max_streams, "max_message_mb": s.max_message_mb,
-                "max_pending_jobs": s.max_pending_jobs},
+                "max_streams": s.max_streams, "max_streams_per_key": s.max_streams_per_key,
+                "max_message_mb": s.max_message_mb, "max_pending_jobs": s.max_pending_jobs,
+                "max_pending_jobs_per_key": s.max_pending_jobs_per_key, "min_upload_kbps": s.min_upload_kbps},
     )  # fmt: skip

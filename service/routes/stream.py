@@ -1,4 +1,5 @@
-"""`WS /v1/stream`: admission (API key, readiness, the stream limit); the session is `hotpose.service.streams`."""
+"""`WS /v1/stream`: admission (API key, readiness, the stream limits, in all and per client: `deps.client_id`);
+the session is `hotpose.service.streams`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import uuid
 from fastapi import APIRouter, WebSocket
 
 from hotpose.service import metrics
-from hotpose.service.deps import app_state, key_ok
+from hotpose.service.deps import app_state, client_id, key_ok
 from hotpose.service.stream_protocol import CLOSE_OVERLOADED, CLOSE_POLICY
 from hotpose.service.streams import StreamContext, serve_stream
 
@@ -28,11 +29,23 @@ async def stream(ws: WebSocket) -> None:
     if len(state.streams) >= s.max_streams:
         await ws.close(code=CLOSE_OVERLOADED, reason=f"too many streams (limit {s.max_streams})")
         return
+    client = client_id(s, ws)
+    if client is not None and state.client_streams[client] >= s.max_streams_per_key:
+        who = "this API key" if client.startswith("key:") else "this client address"
+        reason = f"too many streams for {who} (HOTPOSE_MAX_STREAMS_PER_KEY={s.max_streams_per_key})"
+        await ws.close(code=CLOSE_OVERLOADED, reason=reason)
+        return
     sid = uuid.uuid4().hex[:12]
     state.streams.add(sid)
+    if client is not None:
+        state.client_streams[client] += 1
     metrics.ACTIVE_STREAMS.inc()
     try:
         await serve_stream(ws, StreamContext(s, state.engine, state.executor), sid)
     finally:
         state.streams.discard(sid)
+        if client is not None:
+            state.client_streams[client] -= 1
+            if state.client_streams[client] <= 0:
+                del state.client_streams[client]
         metrics.ACTIVE_STREAMS.dec()
