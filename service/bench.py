@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
@@ -97,6 +98,66 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def encode_jpegs(clip: Path, quality: int = 85) -> list[bytes]:
+    """Every frame of `clip` as the JPEG a live client sends."""
+    return [
+        cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
+        for _, _, f in iter_frames(clip)
+    ]
+
+
+async def live_stream(
+    url: str,
+    jpegs: list[bytes],
+    k: int,
+    frames: int,
+    fps: float,
+    emit: str = "causal",
+    stride: int | None = None,
+) -> dict[str, Any]:
+    """One live client: `frames` JPEGs paced at `fps` with capture times (client `k` starts 7k frames into
+    the clip), then `end`; what the server answered. `sent` = `answered` + `dropped` + `errors` when the
+    server keeps its accounting and closes normally (`close_code` 1000)."""
+    import websockets
+
+    async with websockets.connect(url, max_size=None) as ws:
+        cfg: dict[str, Any] = {"type": "config", "emit": emit}
+        if stride:
+            cfg["stride"] = stride
+        await ws.send(json.dumps(cfg))
+        json.loads(await ws.recv())
+        lat: list[float] = []
+        dropped: list[int] = []
+        errors: list[int] = []
+
+        async def reader() -> None:
+            with contextlib.suppress(websockets.ConnectionClosed):
+                async for raw in ws:
+                    m = json.loads(raw)
+                    if m["type"] == "pose":
+                        lat.append(m["latency_ms"])
+                    elif m["type"] == "dropped":
+                        dropped.extend(m["indexes"])
+                    elif m["type"] == "error" and m.get("index") is not None:
+                        errors.append(m["index"])
+
+        task = asyncio.create_task(reader())
+        t0 = time.perf_counter()
+        sent = 0
+        with contextlib.suppress(websockets.ConnectionClosed):  # the server closed early: close_code says why
+            for i in range(frames):
+                await ws.send(json.dumps({"type": "frame", "t": i / fps}))
+                await ws.send(jpegs[(i + 7 * k) % len(jpegs)])
+                sent += 1
+                await asyncio.sleep(max(t0 + (i + 1) / fps - time.perf_counter(), 0))
+            await ws.send(json.dumps({"type": "end"}))
+        await task
+        return {
+            "sent": sent, "answered": len(lat), "dropped": len(dropped), "errors": len(errors),
+            "latency_ms": lat, "close_code": ws.close_code, "seconds": time.perf_counter() - t0,
+        }  # fmt: skip
+
+
 def bench_live(
     settings: Settings,
     clip: Path,
@@ -107,56 +168,20 @@ def bench_live(
     stride: int | None = None,
 ) -> dict[str, Any]:
     import uvicorn
-    import websockets
 
     from hotpose.service.app import create_app
 
-    jpegs = [
-        cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
-        for _, _, f in iter_frames(clip)
-    ]
+    jpegs = encode_jpegs(clip)
     port = free_port()
     app = create_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     n = int(seconds * fps)
-
-    async def one(k: int) -> dict[str, Any]:
-        async with websockets.connect(f"ws://127.0.0.1:{port}/v1/stream", max_size=None) as ws:
-            cfg: dict[str, Any] = {"type": "config", "emit": emit}
-            if stride:
-                cfg["stride"] = stride
-            await ws.send(json.dumps(cfg))
-            json.loads(await ws.recv())
-            lat: list[float] = []
-            dropped: list[int] = []
-
-            async def reader() -> None:
-                async for raw in ws:
-                    m = json.loads(raw)
-                    if m["type"] == "pose":
-                        lat.append(m["latency_ms"])
-                    elif m["type"] == "dropped":
-                        dropped.extend(m["indexes"])
-
-            task = asyncio.create_task(reader())
-            t0 = time.perf_counter()
-            for i in range(n):
-                await ws.send(json.dumps({"type": "frame", "t": i / fps}))
-                await ws.send(jpegs[(i + 7 * k) % len(jpegs)])
-                await asyncio.sleep(max(t0 + (i + 1) / fps - time.perf_counter(), 0))
-            await ws.send(json.dumps({"type": "end"}))
-            await task
-            return {
-                "latency_ms": lat,
-                "dropped": len(dropped),
-                "answered": len(lat),
-                "seconds": time.perf_counter() - t0,
-            }
+    url = f"ws://127.0.0.1:{port}/v1/stream"
 
     async def main() -> list[dict[str, Any]]:
-        return await asyncio.gather(*(one(k) for k in range(streams)))
+        return await asyncio.gather(*(live_stream(url, jpegs, k, n, fps, emit, stride) for k in range(streams)))
 
     try:
         while not server.started:

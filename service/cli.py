@@ -10,6 +10,7 @@ hotpose eval-2d --videos DIR   2D stages on the shared several-people clips (rag
 hotpose bench lifter [...]     every lifter: params, FLOPs, latency, pruned/host ratios
 hotpose bench detector [...]   2D models alone and whole 2D stages per frame (1 and 3 people)
 hotpose bench service [...]    clip throughput vs decode, live-stream latency
+hotpose bench soak [...]       N live streams for S seconds: accounting, latency, server memory over time
 hotpose doctor                 what this installation has and lacks, each with its fix
 """
 

@@ -97,6 +97,11 @@ class RootPlacer:
             if f is None or f.t is None or fp.time - f.t > ROOT_GAP_S:
                 f = self._filters[p.track_id] = OneEuroFilter(ROOT_FILTER)
             p.root_3d = f(fp.time, r).astype(np.float32)
+        # a person unseen past the gap would start afresh anyway: their filter goes, so a long stream
+        # whose people come and go (a new track id each time) keeps only the filters of those in view
+        gone = [tid for tid, f in self._filters.items() if f.t is None or fp.time - f.t > ROOT_GAP_S]
+        for tid in gone:
+            del self._filters[tid]
 
     def _release(self) -> FramePoses:
         """The oldest waiting frame, its roots the triangular-weighted mean over the frames held around it."""

@@ -279,6 +279,7 @@ class TopDown:
         for tid in set(st.hits) - set(hits) - st.confirmed:  # unconfirmed and not found again
             st.tracker.drop(tid)
         st.hits = hits
+        st.confirmed &= st.tracker.kept()  # an id the tracker let go never comes back: a long stream forgets it
         st.frame_index += 1
         return out
 

@@ -1,4 +1,4 @@
-"""`hotpose bench lifter|detector|pose2d|render|service`: the benchmarks behind docs/benchmarks.md."""
+"""`hotpose bench lifter|detector|pose2d|render|service|soak`: the benchmarks behind docs/benchmarks.md."""
 
 from __future__ import annotations
 
@@ -73,6 +73,21 @@ def add_parsers(sub: Subparsers) -> None:
     bs.add_argument("--json", action="store_true")
     bs.add_argument("--quiet", action="store_true", help="no progress bar (none is drawn off a terminal either)")
     bs.set_defaults(func=_bench_service)
+
+    bk = bsub.add_parser(
+        "soak",
+        help="N live streams for S seconds against a server process on loopback: per-stream accounting, "
+        "latency, the server's memory over time; exit 1 when it grows 5%% or more after warm-up",
+    )
+    bk.add_argument("--streams", type=int, default=4, help="live clients at once (at most 64)")
+    bk.add_argument("--fps", type=float, default=10.0, help="frame rate each client sends at (at most 60)")
+    bk.add_argument("--seconds", type=float, default=180.0, help="how long each client sends (at most 3600)")
+    bk.add_argument(
+        "--warmup", type=float, default=None, help="seconds left out of the memory verdict (default: S/6, at most 30)"
+    )
+    bk.add_argument("--json", action="store_true", help="print the raw report (memory samples included) as JSON")
+    bk.add_argument("--quiet", action="store_true", help="no progress bar (none is drawn off a terminal either)")
+    bk.set_defaults(func=_bench_soak)
 
 
 def _bench_command(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -188,3 +203,17 @@ def _bench_service(args: argparse.Namespace) -> int:
         )
     print(json.dumps(report) if args.json else format_service_report(report))
     return 0
+
+
+def _bench_soak(args: argparse.Namespace) -> int:
+    from hotpose.service.soak import SoakError, format_soak_report, soak
+    from hotpose_client.progress import bar
+
+    try:
+        with bar(args.seconds, "bench soak", unit="s", quiet=args.quiet) as b:
+            report = soak(args.streams, args.fps, args.seconds, warmup_s=args.warmup, on_second=lambda: b.update(1))
+    except SoakError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(report) if args.json else format_soak_report(report))
+    return 0 if report["ok"] else 1

@@ -91,3 +91,16 @@ def test_people_without_3d_or_2d_have_no_root() -> None:
 def test_a_bad_camera_request_says_why(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         CameraRequest(**bad)
+
+
+def test_causal_filters_of_people_gone_are_let_go() -> None:
+    # a long stream whose people come and go gets a new track id each time: no filter outlives its person
+    placer = RootPlacer(CameraRequest(), 0)
+    frames, _ = walk(200)
+    for i, fp in enumerate(frames):
+        fp.people = [p for p in fp.people if p.track_id == 1 or i < 5]  # person 0 leaves after frame 4
+        for p in fp.people:
+            p.track_id = 1000 + i // 20 if p.track_id == 1 else p.track_id  # person 1: a new id every 20 frames
+        placer.push([fp], W, H)
+    assert set(placer._filters) == {1000 + 199 // 20}
+    assert frames[-1].people[0].root_3d is not None

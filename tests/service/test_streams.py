@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -14,8 +17,10 @@ import uvicorn
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from hotpose.service import metrics
 from hotpose.service.app import create_app
 from hotpose.service.bench import free_port
+from hotpose.service.engine import Engine
 from hotpose.service.pipeline import PosePipeline
 from hotpose.service.settings import Settings
 from tests.conftest import astronaut_frames, fail_stream_frame
@@ -398,3 +403,38 @@ def test_a_bad_camera_in_the_config_closes_with_the_reason(make_settings: Callab
         with pytest.raises(WebSocketDisconnect) as e:
             ws.receive_json()
         assert e.value.code == 1008 and "fov_deg must be in" in e.value.reason
+
+
+def test_a_closed_stream_leaves_no_state_behind(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # what a server running for days would accumulate (`hotpose bench soak` watches its memory): each
+    # stream's pipeline (tracking, lifter buffers, filters) goes with the stream, ended or dropped by the client
+    made: list[weakref.ref[PosePipeline]] = []
+    pipeline = Engine.pipeline
+
+    def tracked(self: Engine, *args: Any, **kw: Any) -> PosePipeline:
+        made.append(weakref.ref(p := pipeline(self, *args, **kw)))
+        return p
+
+    monkeypatch.setattr(Engine, "pipeline", tracked)
+    frames = [jpeg(f) for f in astronaut_frames(6)]
+    open_before = metrics.ACTIVE_STREAMS._value.get()
+    app = create_app(make_settings(live_queue=64))
+    with TestClient(app) as client:
+        for ends in (True, False, True):  # False: the client goes without `end`
+            with client.websocket_connect("/v1/stream") as ws:
+                ws.send_text(json.dumps({"type": "config", "fps": 15, "stride": 2}))
+                assert ws.receive_json()["type"] == "ready"
+                for f in frames:
+                    ws.send_bytes(f)
+                if ends:
+                    ws.send_text(json.dumps({"type": "end"}))
+                    assert [m["type"] for m in collect(ws)] == ["pose"] * len(frames)
+        for _ in range(200):  # the server notices the last client gone
+            if not app.state.hotpose.streams:
+                break
+            time.sleep(0.05)
+        assert not app.state.hotpose.streams and metrics.ACTIVE_STREAMS._value.get() == open_before
+        gc.collect()
+        assert len(made) == 3 and [r for r in made if r() is not None] == []

@@ -43,6 +43,7 @@ def test_a_person_hidden_longer_than_the_gap_gets_a_new_id(stage: TopDown, astro
     before = {p.track_id for p in people[4]}
     after = {p.track_id for p in people[-1]}
     assert len(before) == len(after) == 1 and before != after
+    assert stage.state.confirmed == after and set(stage.state.good) == after  # the first id's state went
 
 
 def test_nothing_in_empty_or_flat_images(stage: TopDown) -> None:
