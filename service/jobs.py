@@ -33,9 +33,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from hotpose.models.keypoints import H36M_EDGES, H36M_JOINTS
 from hotpose.service import metrics
-from hotpose.service.pipeline import FramePoses, PosePipeline, iter_poses
+from hotpose.service.pipeline import FramePoses, PosePipeline, iter_poses, result_meta
 from hotpose.service.placing import CameraRequest
 from hotpose.service.video import VideoError, iter_frames, probe
 
@@ -314,12 +313,8 @@ class JobRunner:
             raise ClipLimitError(f"the clip lasts {info.frames / info.fps:.0f} s; the limit is {lim.max_seconds:.0f} s")
         d = self.store.dir(job_id)
         camera = read_camera_request(self.store, job_id)
-        meta = {
-            "fps": info.fps, "width": info.width, "height": info.height, "joint_names": list(H36M_JOINTS),
-            "skeleton_edges": [list(e) for e in H36M_EDGES],
-            "camera": camera.camera(info.width, info.height).to_dict(),
-        }  # fmt: skip
-        (d / "meta.json").write_text(json.dumps(meta))
+        meta = result_meta(info.fps, info.width, info.height, camera.camera(info.width, info.height))
+        (d / "meta.json").write_text(json.dumps(meta))  # the result's head (`hotpose_client.schema.ResultHead`)
         total = max(info.frames, 1)
         self.store.update(job_id, status="running", frames_total=info.frames, progress=0.0, frames_done=0, error=None)
         pipeline = self.make_pipeline(camera)
@@ -364,7 +359,7 @@ class FramesWriter:
         self._out: IO[str] = open(self.part, "w")  # noqa: SIM115 - closed by __exit__
 
     def write(self, fp: FramePoses) -> None:
-        self._out.write(json.dumps(fp.to_dict(), separators=(",", ":")) + "\n")
+        self._out.write(fp.to_json() + "\n")  # one `hotpose_client.schema.Frame`
         self._out.flush()
 
     def commit(self) -> None:
