@@ -17,7 +17,8 @@ from starlette.websockets import WebSocketDisconnect
 from hotpose.service.app import create_app
 from hotpose.service.pipeline import FramePoses, PersonPose
 from hotpose.service.settings import Settings
-from hotpose_client import Frame, schema
+from hotpose_client import Frame, JobFailed, PoseSequence, ProtocolError, schema
+from hotpose_client._base import StreamState, stream_line
 from tests.conftest import astronaut_frames
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "websocket.md"
@@ -220,3 +221,17 @@ def test_the_openapi_document_shows_the_schema_models(make_settings: Callable[..
     components = doc["components"]["schemas"]
     for model in (schema.Result, schema.Frame, schema.Person, schema.Camera, schema.JobResponse, schema.ErrorResponse):
         assert set(components[model.__name__]["properties"]) == set(model.model_fields), model.__name__
+
+
+def test_the_sdk_refuses_a_malformed_answer_naming_the_field() -> None:
+    with pytest.raises(ValueError, match=r"(?s)not a hotpose result: .*\nfps\n  Field required"):
+        PoseSequence.from_dict({"width": 640, "height": 480, "joint_names": [], "frames": []})
+    bad_line = json.dumps({"index": 0, "time": 0.0, "people": [{**PERSON, "bbox": [1, 2]}]})
+    with pytest.raises(ProtocolError, match=r"(?s)job j: bad stream .*people\.0\.bbox\n  List should have at least 4"):
+        stream_line(bad_line, "j")
+    with pytest.raises(JobFailed, match="out of memory"):
+        stream_line('{"error": "out of memory"}', "j")
+    state = StreamState()
+    with pytest.raises(ProtocolError, match=r"(?s)bad 'ack' message from the server: .*\nack.index\n  Field required"):
+        state.on_message('{"type": "ack"}')
+    assert state.on_message('{"type": "hint", "text": "a newer server"}') is None and state.acked == 0
