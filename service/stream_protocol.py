@@ -19,10 +19,17 @@ CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008  # a bad config, a wrong API key, an idle stream
 CLOSE_INTERNAL = 1011  # a failure inside the models
 CLOSE_OVERLOADED = 1013  # "try again later": too many streams, models loading
+MAX_CLOSE_REASON = 123  # bytes of UTF-8: a close frame carries at most 125, two of them the code
 
 Emit = Literal["causal", "delayed"]
 WINDOW_WITHOUT_LIFTER = 243  # the bound of stride and delay_frames on a server with no lifter (2D only)
 PARSE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError)
+
+
+def close_reason(text: str) -> str:
+    """`text` cut to what a close frame can carry, never inside a character (a longer reason is not
+    sent at all: the WebSocket library refuses the frame and the client sees the connection drop)."""
+    return text.encode()[:MAX_CLOSE_REASON].decode(errors="ignore")
 
 
 class ProtocolError(ValueError):
@@ -67,9 +74,11 @@ class StreamConfig:
         return replace(cfg, emit="delayed", delay_frames=max(cfg.delay_frames, min_delay))
 
     def parse_fields(self, msg: dict[str, Any], window: int) -> StreamConfig:
-        cfg = replace(self, ack=bool(msg.get("ack", False)))
+        cfg = self
+        if msg.get("ack") is not None:
+            cfg = replace(cfg, ack=_flag(msg, "ack"))
         if msg.get("fps") is not None:
-            fps = float(msg["fps"])
+            fps = _number(msg, "fps")
             if not 0 < fps <= 240:
                 raise ProtocolError("fps must be in (0, 240]")
             cfg = replace(cfg, fps=fps)
@@ -78,18 +87,18 @@ class StreamConfig:
                 raise ProtocolError("emit must be 'causal' or 'delayed'")
             cfg = replace(cfg, emit=msg["emit"])
         if "delay_frames" in msg:
-            delay = int(msg["delay_frames"])
+            delay = _whole(msg, "delay_frames")
             if not 1 <= delay <= window - 1:
                 raise ProtocolError(f"delay_frames must be in [1, {window - 1}]")
             cfg = replace(cfg, delay_frames=delay)
         if "stride" in msg:
-            stride = int(msg["stride"])
+            stride = _whole(msg, "stride")
             if not 1 <= stride <= window:
                 raise ProtocolError(f"stride must be in [1, {window}] (the lifter's window)")
             cfg = replace(cfg, stride=stride)
-        if "smoothing" in msg:
-            cfg = replace(cfg, smoothing=bool(msg["smoothing"]))
-        given = {k: float(msg[k]) for k in ("focal_px", "fov_deg", "person_height_m") if msg.get(k) is not None}
+        if msg.get("smoothing") is not None:
+            cfg = replace(cfg, smoothing=_flag(msg, "smoothing"))
+        given = {k: _number(msg, k) for k in ("focal_px", "fov_deg", "person_height_m") if msg.get(k) is not None}
         if given:
             try:
                 cfg = replace(cfg, camera=CameraRequest(**given))
@@ -105,15 +114,39 @@ class StreamConfig:
         return LiftPolicy(stride=self.stride, delay=delay, max_gap_s=self.max_gap_s, hold_s=hold)
 
 
+def _flag(msg: dict[str, Any], key: str) -> bool:
+    """A JSON true or false (bool("false") is True: a string is refused, not read as the opposite)."""
+    value = msg[key]
+    if not isinstance(value, bool):
+        raise ProtocolError(f"{key} must be true or false, got {type(value).__name__}")
+    return value
+
+
+def _number(msg: dict[str, Any], key: str) -> float:
+    """A JSON number (not a string or a bool); OverflowError for an integer too large for a float."""
+    value = msg[key]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ProtocolError(f"{key} must be a number, got {type(value).__name__}")
+    return float(value)
+
+
+def _whole(msg: dict[str, Any], key: str) -> int:
+    """A JSON number with no fraction (3 or 3.0, not 2.9: no silent rounding)."""
+    value = _number(msg, key)
+    if not value.is_integer():
+        raise ProtocolError(f"{key} must be a whole number, got {value}")
+    return int(value)
+
+
 def config_message(text: str) -> dict[str, Any] | None:
     """The first text message as a config (its fields), or None when it is some other message."""
     try:
         msg = json.loads(text)
-        if msg.get("type") == "config":
-            return dict(msg)
     except PARSE_ERRORS as e:
         raise ProtocolError(str(e)) from e
-    return None
+    if not isinstance(msg, dict):
+        raise ProtocolError(f"the first message is text but not a JSON object (a config): {type(msg).__name__}")
+    return msg if msg.get("type") == "config" else None
 
 
 @dataclass(frozen=True)
@@ -129,19 +162,24 @@ class End:
 
 
 def parse_text(text: str) -> FrameTime | End:
-    """A text message after the config -> its typed value; `ProtocolError` says what is wrong."""
+    """A text message after the config -> its typed value; `ProtocolError` says what is wrong (a
+    `BadFrameTimeError` for a frame message without a usable `t`: no time is announced then)."""
     try:
         m = json.loads(text)
         kind = m.get("type")
-        if kind == "frame":
-            t = float(m["t"])
-            if not math.isfinite(t):
-                raise BadFrameTimeError("t must be a finite number of seconds")
-            return FrameTime(t)
-        if kind == "end":
-            return End()
-        raise ProtocolError(f"unknown message type {kind!r}")
-    except ProtocolError:
-        raise
     except PARSE_ERRORS as e:
         raise ProtocolError(str(e)) from e
+    if kind == "frame":
+        t = m.get("t")
+        try:
+            ok = isinstance(t, int | float) and not isinstance(t, bool) and math.isfinite(t)
+        except OverflowError:  # an integer too large for a float
+            ok = False
+        if not ok:
+            raise BadFrameTimeError(f"t must be a finite number of seconds, got {str(t)[:40]}")
+        return FrameTime(float(t))
+    if kind == "end":
+        return End()
+    if kind == "config":
+        raise ProtocolError("a config is only read as the stream's first message: this one is ignored")
+    raise ProtocolError(f"unknown message type {kind!r}"[:200])

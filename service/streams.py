@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -66,6 +67,7 @@ from hotpose.service.stream_protocol import (
     End,
     ProtocolError,
     StreamConfig,
+    close_reason,
     config_message,
     parse_text,
 )
@@ -156,7 +158,10 @@ class FrameClock:
         """The time used for this frame, and the message to send when the client's clock went back."""
         t = t_client + self.shift
         note = None
-        if t <= self.last:  # went back or stood still: continue one step after the last frame
+        if not math.isfinite(t):  # index / a vanishing fps (5e-324), or a shift past the float range
+            t = self.last + self.step if self.last > -math.inf else 0.0
+            note = f"frame {index}: its time is not a finite number of seconds; it is placed one step after the last"
+        elif t <= self.last:  # went back or stood still: continue one step after the last frame
             self.shift = self.last + self.step - t_client
             if t < self.last - 0.5 or self.shifts == 0:
                 note = (f"frame {index}: t = {t_client:.3f} s is not after the previous frame's; this stream's times "
@@ -225,7 +230,7 @@ async def _open(ws: WebSocket, ctx: StreamContext, sid: str) -> tuple[_Session, 
         # no config message: the defaults, which a seq2frame lifter turns into delayed emission
         cfg = cfg.parse(msg or {}, engine.window or WINDOW_WITHOUT_LIFTER, engine.min_delay)
     except PARSE_ERRORS as e:  # a ProtocolError, or a number int() or float() cannot take
-        await ws.close(code=CLOSE_POLICY, reason=f"bad config: {e}"[:120])
+        await ws.close(code=CLOSE_POLICY, reason=close_reason(f"bad config: {e}"))
         return None
     smoothing = OneEuroConfig() if cfg.smoothing else None
     pipeline = engine.pipeline(cfg.policy(), smoothing, flip=s.live_flip, camera=cfg.camera)
@@ -356,7 +361,7 @@ async def _fail(ws: WebSocket, session: _Session, index: int | None, e: Exceptio
     reason = f"internal error at {where}: {type(e).__name__}"
     with contextlib.suppress(WebSocketDisconnect, RuntimeError):  # the client may be gone already
         await _say(ws, schema.ErrorMessage(index=index, message=f"{reason}: {e}"))
-        await ws.close(code=CLOSE_INTERNAL, reason=reason[:120])
+        await ws.close(code=CLOSE_INTERNAL, reason=close_reason(reason))
 
 
 class _NotAnImageError(ValueError):

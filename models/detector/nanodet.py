@@ -14,8 +14,10 @@ Class 0 is person. Overlapping boxes are suppressed with plain NMS.
 Wide frames: letterboxed whole, a 16:9 frame shrinks to 416 px wide and a person 100 px tall in a
 720p frame becomes 33 px, below what NanoDet finds. A frame whose sides differ by `tile_ratio` or
 more is also run as square tiles (side = the short side, overlapping, in the same batch): the same
-person is 58 px there. Tile boxes that touch a tile's inner edge are people cut by the tile (the
-whole frame or the overlapping tile has them whole) and are dropped before NMS.
+person is 58 px there. At most `max_tiles`: a longer strip's tiles are longer than wide (a client's
+1x5000 image must not become 5001 network inputs). Tile boxes that touch a tile's inner edge are
+people cut by the tile (the whole frame or the overlapping tile has them whole) and are dropped
+before NMS.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class NanoDetConfig:
     max_detections: int = 32
     min_size_px: float = 8.0  # boxes smaller than this (in the frame) are noise
     tile_ratio: float = 1.5  # frames at least this much wider than tall (or taller than wide) also run as tiles
+    max_tiles: int = 8  # a strip longer than 7:1 gets longer tiles, not one per short side (1x5000: 8, not 5001)
 
 
 def _nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
@@ -121,9 +124,10 @@ class NanoDet:
         short, long = min(h, w), max(h, w)
         if long < self.config.tile_ratio * short:
             return []
-        n = -(-long // short) + 1  # overlapping: one more than would tile it edge to edge
-        starts = np.linspace(0, long - short, n).round().astype(int)
-        return [(int(s), 0, int(s) + short, h) if w >= h else (0, int(s), w, int(s) + short) for s in starts]
+        n = min(-(-long // short) + 1, self.config.max_tiles)  # overlapping: one more than would tile it edge to edge
+        side = max(short, -(-long // (n - 1)))  # square, unless there would be more than `max_tiles`
+        starts = np.linspace(0, long - side, n).round().astype(int)
+        return [(int(s), 0, int(s) + side, h) if w >= h else (0, int(s), w, int(s) + side) for s in starts]
 
     def detect_batch(self, frames: list[np.ndarray]) -> list[list[Detection]]:
         """People per frame (one model call for all frames and their tiles), best first; frame pixels."""

@@ -14,6 +14,7 @@ from hotpose.service.stream_protocol import (
     FrameTime,
     ProtocolError,
     StreamConfig,
+    close_reason,
     config_message,
     parse_text,
 )
@@ -56,6 +57,35 @@ def test_a_config_out_of_range_is_refused_with_the_reason(msg: dict[str, object]
         StreamConfig.from_settings(Settings()).parse(msg, window=27)
 
 
+@pytest.mark.parametrize(
+    ("msg", "error"),
+    [
+        ({"ack": "false"}, "ack must be true or false, got str"),  # bool("false") was True: acks turned on
+        ({"smoothing": 0}, "smoothing must be true or false, got int"),
+        ({"stride": 2.9}, "stride must be a whole number, got 2.9"),  # was rounded down to 2
+        ({"stride": "5"}, "stride must be a number, got str"),
+        ({"delay_frames": True}, "delay_frames must be a number, got bool"),
+        ({"fps": [30]}, "fps must be a number, got list"),
+        ({"focal_px": "600"}, "focal_px must be a number, got str"),
+    ],
+)
+def test_a_config_field_of_the_wrong_json_type_is_refused(msg: dict[str, object], error: str) -> None:
+    """Found by tests/service/test_stream_fuzz.py: the server read "false" as true and 2.9 as 2."""
+    with pytest.raises(ProtocolError, match=error):
+        StreamConfig.from_settings(Settings()).parse(msg, window=27)
+    cfg = StreamConfig.from_settings(Settings()).parse({"stride": 3.0, "ack": None, "smoothing": None}, window=27)
+    assert (cfg.stride, cfg.ack, cfg.smoothing) == (3, False, True)  # a whole 3.0 is 3; null is the default
+
+
+def test_a_close_reason_fits_a_close_frame() -> None:
+    """Found by the fuzz: "bad config: " + a non-ASCII value cut to 120 characters was up to 480 bytes;
+    the WebSocket library refused the close frame and the client saw the connection drop (1006)."""
+    for text in ["é" * 200, "x" * 500, "bad config: " + "€" * 50, "short"]:
+        reason = close_reason(text)
+        assert len(reason.encode()) <= 123 and text.startswith(reason)
+    assert close_reason("short") == "short"
+
+
 def test_the_first_message_is_a_config_or_not() -> None:
     assert config_message('{"type": "config", "fps": 30}') == {"type": "config", "fps": 30}
     assert config_message('{"type": "frame", "t": 0}') is None
@@ -70,6 +100,13 @@ def test_text_messages_parse_to_typed_values() -> None:
         parse_text('{"type": "frame", "t": NaN}')
     with pytest.raises(ProtocolError, match="unknown message type 'hello'"):
         parse_text('{"type": "hello"}')
+    with pytest.raises(ProtocolError, match="only read as the stream's first message"):
+        parse_text('{"type": "config", "fps": 30}')  # a config twice: said so, not "unknown type 'config'"
+    # every frame message without a usable t cancels the time it would have announced, not only NaN
+    for bad in ['{"type": "frame"}', '{"type": "frame", "t": "1.5"}', '{"type": "frame", "t": true}',
+                '{"type": "frame", "t": 1' + "0" * 400 + "}", '{"type": "frame", "t": [1]}']:  # fmt: skip
+        with pytest.raises(BadFrameTimeError, match="t must be a finite number of seconds"):
+            parse_text(bad)
     for bad in ('{"type": "frame"}', "[1, 2]", "nope", '{"type": "frame", "t": "soon"}', "[" * 100_000):
         with pytest.raises(ProtocolError):
             parse_text(bad)
@@ -90,6 +127,16 @@ def test_frame_times_always_increase_and_a_clock_going_back_is_reported() -> Non
     assert all(b > a for a, b in zip(used, used[1:], strict=False))
     assert [note is not None for _, note in times] == [False, False, False, True, False, False]
     assert math.isclose(used[3], 0.3) and "frame 3" in (times[3][1] or "") and clock.shifts == 2
+
+
+def test_a_time_that_is_not_finite_is_placed_one_step_on() -> None:
+    """Found by the fuzz: `fps: 5e-324` (in (0, 240]) made frame 1's time 1 / 5e-324 = inf, and the lifter's
+    grid failed on it (NaN to int): 1011, an internal error, for a client's config."""
+    clock = FrameClock()
+    used = [clock.order(i, t) for i, t in enumerate([0.0, 0.1, math.inf, 0.3, -math.inf])]
+    assert [t for t, _ in used][:4] == pytest.approx([0.0, 0.1, 0.2, 0.3]) and math.isfinite(used[4][0])
+    assert used[2][1] is not None and "frame 2" in used[2][1] and "not a finite number" in used[2][1]
+    assert FrameClock().order(0, math.inf)[0] == 0.0
 
 
 def test_api_keys_as_bearer_token_or_query_parameter() -> None:

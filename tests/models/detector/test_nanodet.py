@@ -30,6 +30,20 @@ def test_boxes_follow_the_letterbox_and_batches_agree(nanodet: NanoDet, astronau
     np.testing.assert_allclose(alone[0].box, two[0].box, atol=1e-3)
 
 
+def test_a_thin_strip_is_covered_by_a_bounded_number_of_tiles(nanodet: NanoDet) -> None:
+    """A 1x5000 image (a live client may send one) once became 5001 network inputs of 416x416: ~10 GB."""
+    for h, w in [(1, 5000), (5000, 3), (100, 750)]:
+        tiles = nanodet.tiles(np.zeros((h, w), np.uint8))
+        long = max(h, w)
+        assert 3 <= len(tiles) <= nanodet.config.max_tiles
+        spans = sorted((x0, x1) if w >= h else (y0, y1) for x0, y0, x1, y1 in tiles)
+        assert spans[0][0] == 0 and spans[-1][1] == long  # the strip is covered end to end, overlapping
+        assert all(b[0] < a[1] for a, b in zip(spans, spans[1:], strict=False))
+    square = nanodet.tiles(np.zeros((100, 700), np.uint8))  # ceil(700 / 100) + 1 = 8 tiles: still square
+    assert len(square) == 8 and all(x1 - x0 == 100 for x0, _, x1, _ in square)
+    assert len(nanodet.detect_batch([np.zeros((1, 5000, 3), np.uint8)])[0]) == 0
+
+
 def test_nothing_in_an_empty_frame(nanodet: NanoDet) -> None:
     assert nanodet.detect_batch([np.zeros((432, 768, 3), np.uint8)]) == [[]]
     assert nanodet.detect_batch([]) == []
