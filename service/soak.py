@@ -154,6 +154,7 @@ def soak(
             server.wait_ready(START_TIMEOUT_S)
             pid = server.proc.pid
             idle = rss_mb(pid)
+            load = [os.getloadavg()[0]]  # the CPU this soak shares: 1-min load average at start and end
             samples: list[tuple[float, float]] = []
             done = threading.Event()
             t0 = time.perf_counter()
@@ -178,12 +179,14 @@ def soak(
             finally:
                 done.set()
                 sampler.join()
+            load.append(os.getloadavg()[0])
             time.sleep(2.0)  # the server lets go of the closed streams
             after = rss_mb(pid)
             active_after = server.active_streams()
         finally:
             server.stop()
-    return _report(streams, fps, seconds, source, results, samples, idle, after, active_after, warmup)
+    report = _report(streams, fps, seconds, source, results, samples, idle, after, active_after, warmup)
+    return report | {"load_1m": [round(x, 2) for x in load]}
 
 
 def _report(
@@ -211,7 +214,7 @@ def _report(
                    "peak_mb": max((mb for _, mb in samples), default=idle), **growth, "samples": samples},
         "active_streams_after": active_after, "growth_limit": GROWTH_LIMIT,
         "accounted": accounted, "closed_normally": closed, "memory_flat": flat, "ok": accounted and closed and flat,
-        "cpu_count": os.cpu_count(),
+        "cpu_count": os.cpu_count(), "load_1m": None,
     }  # fmt: skip
 
 
@@ -220,6 +223,9 @@ def format_soak_report(r: dict[str, Any]) -> str:
     lines = [
         f"soak: {r['streams']} stream(s) x {r['fps']:g} fps x {r['seconds']:g} s on loopback; clip {r['clip_source']}",
     ]
+    if r["load_1m"]:
+        start, end = r["load_1m"]
+        lines.append(f"host: {r['cpu_count']} CPUs, 1-min load average {start:.1f} at the start, {end:.1f} at the end")
     for s in r["per_stream"]:
         lat = "no answer" if s["p50_ms"] is None else f"p50 {s['p50_ms']:.0f} ms, p95 {s['p95_ms']:.0f} ms"
         lines.append(
