@@ -25,14 +25,14 @@ State-dict keys and shapes equal the official `model/mixste/hot_mixste.py` and
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 import torch
 from torch import Tensor, nn
 
 from hotpose.models.kind import SEQ2SEQ, LifterKind
 from hotpose.models.layers import Block, CrossAttention
-from hotpose.models.token_pruning import TokenPruningCluster, gather_frames
+from hotpose.models.token_pruning import TokenPruningCluster, check_pruning, gather_frames
 
 
 @dataclass(frozen=True)
@@ -55,10 +55,7 @@ class LifterConfig:
         if self.dim % self.num_heads:
             raise ValueError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}")
         if self.hot:
-            if not 0 < self.token_num <= self.frames:
-                raise ValueError(f"token_num {self.token_num} must be in 1..frames ({self.frames})")
-            if not 1 <= self.layer_index < self.depth:
-                raise ValueError(f"layer_index {self.layer_index} must be in 1..depth-1 ({self.depth - 1})")
+            check_pruning(self.token_num, self.frames, self.layer_index, range(1, self.depth))
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -99,6 +96,25 @@ def mixste_head(dim: int) -> nn.Sequential:
     return nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 3))
 
 
+class TrunkSizes(Protocol):
+    """What `MixSTETrunk` reads of a host's config (`LifterConfig`, `TPCMixSTEConfig`)."""
+
+    @property
+    def dim(self) -> int: ...
+    @property
+    def depth(self) -> int: ...
+    @property
+    def num_heads(self) -> int: ...
+    @property
+    def mlp_hidden_dim(self) -> int: ...
+    @property
+    def frames(self) -> int: ...
+    @property
+    def joints(self) -> int: ...
+    @property
+    def drop_path_rate(self) -> float: ...
+
+
 class MixSTETrunk(nn.Module):
     """MixSTE's embedding and its `depth` spatial-temporal block pairs, with the official names.
 
@@ -108,26 +124,17 @@ class MixSTETrunk(nn.Module):
     frames between blocks as they do.
     """
 
-    def __init__(
-        self,
-        *,
-        dim: int,
-        depth: int,
-        num_heads: int,
-        mlp_hidden_dim: int,
-        frames: int,
-        joints: int,
-        drop_path_rate: float,
-    ) -> None:
+    def __init__(self, sizes: TrunkSizes) -> None:
         super().__init__()
-        self.window = (frames, joints)  # the input shape [B, T, J, 2] every forward checks
+        dim, depth, heads, hidden = sizes.dim, sizes.depth, sizes.num_heads, sizes.mlp_hidden_dim
+        self.window = (sizes.frames, sizes.joints)  # the input shape [B, T, J, 2] every forward checks
         self.Spatial_patch_to_embedding = nn.Linear(2, dim)
-        self.Spatial_pos_embed = nn.Parameter(torch.zeros(1, joints, dim))
-        self.Temporal_pos_embed = nn.Parameter(torch.zeros(1, frames, dim))
+        self.Spatial_pos_embed = nn.Parameter(torch.zeros(1, sizes.joints, dim))
+        self.Temporal_pos_embed = nn.Parameter(torch.zeros(1, sizes.frames, dim))
 
-        dpr = [r.item() for r in torch.linspace(0, drop_path_rate, depth)]
-        self.STEblocks = nn.ModuleList(Block(dim, num_heads, mlp_hidden_dim, drop_path=dpr[i]) for i in range(depth))
-        self.TTEblocks = nn.ModuleList(Block(dim, num_heads, mlp_hidden_dim, drop_path=dpr[i]) for i in range(depth))
+        dpr = [r.item() for r in torch.linspace(0, sizes.drop_path_rate, depth)]
+        self.STEblocks = nn.ModuleList(Block(dim, heads, hidden, drop_path=dpr[i]) for i in range(depth))
+        self.TTEblocks = nn.ModuleList(Block(dim, heads, hidden, drop_path=dpr[i]) for i in range(depth))
         self.Spatial_norm = nn.LayerNorm(dim, eps=1e-6)
         self.Temporal_norm = nn.LayerNorm(dim, eps=1e-6)
 
@@ -164,15 +171,7 @@ class HoTMixSTE(MixSTETrunk):
 
     def __init__(self, config: LifterConfig) -> None:
         cfg = config
-        super().__init__(
-            dim=cfg.dim,
-            depth=cfg.depth,
-            num_heads=cfg.num_heads,
-            mlp_hidden_dim=cfg.mlp_hidden_dim,
-            frames=cfg.frames,
-            joints=cfg.joints,
-            drop_path_rate=cfg.drop_path_rate,
-        )
+        super().__init__(cfg)
         self.config = config
         if cfg.hot:
             self.pos_embed_token = nn.Parameter(torch.zeros(1, cfg.token_num, cfg.dim))

@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 from hotpose.models.kind import SEQ2FRAME, LifterKind
 from hotpose.models.layers import Attention, Block, CrossAttention, DropPath, Mlp
-from hotpose.models.token_pruning import gather_frames, kept_position, select_frames
+from hotpose.models.token_pruning import check_pruning, gather_frames, kept_position, select_frames
 
 # Windows up to this length embed each hypothesis with a BatchNorm and ReLU after the 1x1
 # convolution (the official code's branch for its 9- and 27-frame models); longer ones without.
@@ -74,12 +74,7 @@ class MHFormerConfig:
         if self.hypothesis_depth < 2:
             raise ValueError(f"hypothesis_depth {self.hypothesis_depth} must be at least 2 (SHR blocks + 1 CHI)")
         if self.tpc:
-            if not 0 < self.token_num <= self.frames:
-                raise ValueError(f"token_num {self.token_num} must be in 1..frames ({self.frames})")
-            if not 0 <= self.layer_index < self.hypothesis_depth - 1:
-                raise ValueError(
-                    f"layer_index {self.layer_index} must be in 0..{self.hypothesis_depth - 2} (an SHR block)"
-                )
+            check_pruning(self.token_num, self.frames, self.layer_index, range(self.hypothesis_depth - 1), "SHR block")
 
     @property
     def centre(self) -> int:

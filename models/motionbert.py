@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from hotpose.models.hot import from_spatial, from_temporal, to_spatial, to_temporal
 from hotpose.models.kind import LifterKind
 from hotpose.models.layers import Attention, CrossAttention, DropPath, Mlp
-from hotpose.models.token_pruning import TokenPruningCluster
+from hotpose.models.token_pruning import TokenPruningCluster, check_pruning
 
 # --- blocks --------------------------------------------------------------------
 
@@ -127,10 +127,7 @@ class MotionBERTConfig:
         if self.dim_feat % self.num_heads:
             raise ValueError(f"dim_feat {self.dim_feat} is not divisible by num_heads {self.num_heads}")
         if self.hot:
-            if not 0 < self.token_num <= self.frames:
-                raise ValueError(f"token_num {self.token_num} must be in 1..frames ({self.frames})")
-            if not 1 <= self.layer_index < self.depth:
-                raise ValueError(f"layer_index {self.layer_index} must be in 1..depth-1 ({self.depth - 1})")
+            check_pruning(self.token_num, self.frames, self.layer_index, range(1, self.depth))
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -22,6 +22,14 @@ import torch
 from torch import Tensor, nn
 
 
+def check_pruning(token_num: int, frames: int, layer_index: int, blocks: range, what: str = "block") -> None:
+    """A host's pruning settings: keep 1..frames frames, before one of `blocks` (ValueError otherwise)."""
+    if not 0 < token_num <= frames:
+        raise ValueError(f"token_num {token_num} must be in 1..frames ({frames})")
+    if layer_index not in blocks:
+        raise ValueError(f"layer_index {layer_index} must be in {blocks.start}..{blocks.stop - 1} (a {what})")
+
+
 @torch.no_grad()
 def dpc_knn_select(x: Tensor, cluster_num: int, k: int, exclude: int | None = None) -> Tensor:
     """Density-peak clustering (DPC-kNN) centres of the tokens x [B, N, C].

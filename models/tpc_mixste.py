@@ -27,7 +27,7 @@ from torch import Tensor
 
 from hotpose.models.hot import MixSTETrunk, mixste_head
 from hotpose.models.kind import SEQ2FRAME, LifterKind
-from hotpose.models.token_pruning import TokenPruningCluster, gather_frames, kept_position
+from hotpose.models.token_pruning import TokenPruningCluster, check_pruning, gather_frames, kept_position
 
 
 @dataclass(frozen=True)
@@ -50,10 +50,7 @@ class TPCMixSTEConfig:
             object.__setattr__(self, "mlp_hidden_dim", 2 * self.dim)
         if self.dim % self.num_heads:
             raise ValueError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}")
-        if not 0 < self.token_num <= self.frames:
-            raise ValueError(f"token_num {self.token_num} must be in 1..frames ({self.frames})")
-        if not 1 <= self.layer_index < self.depth:
-            raise ValueError(f"layer_index {self.layer_index} must be in 1..depth-1 ({self.depth - 1})")
+        check_pruning(self.token_num, self.frames, self.layer_index, range(1, self.depth))
 
     @property
     def centre(self) -> int:
@@ -71,15 +68,7 @@ class TPCMixSTE(MixSTETrunk):
 
     def __init__(self, config: TPCMixSTEConfig) -> None:
         cfg = config
-        super().__init__(
-            dim=cfg.dim,
-            depth=cfg.depth,
-            num_heads=cfg.num_heads,
-            mlp_hidden_dim=cfg.mlp_hidden_dim,
-            frames=cfg.frames,
-            joints=cfg.joints,
-            drop_path_rate=cfg.drop_path_rate,
-        )
+        super().__init__(cfg)
         self.config = config
         self.token_pruning = TokenPruningCluster(cfg.token_num, cfg.knn_k, keep=cfg.centre)
         self.head = mixste_head(cfg.dim)
