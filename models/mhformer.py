@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 from hotpose.models.kind import SEQ2FRAME, LifterKind
 from hotpose.models.layers import Attention, Block, CrossAttention, DropPath, Mlp
-from hotpose.models.token_pruning import check_pruning, gather_frames, kept_position, select_frames
+from hotpose.models.token_pruning import check_pruning, gather_frames, kept_frame, select_frames
 
 # Windows up to this length embed each hypothesis with a BatchNorm and ReLU after the 1x1
 # convolution (the official code's branch for its 9- and 27-frame models); longer ones without.
@@ -282,7 +282,7 @@ class MHFormer(nn.Module):
     def predict_centre(self, x: Tensor) -> Tensor:
         """[B, T, J, 2] -> [B, J, 3]: the pose of the window's centre frame, the model's prediction."""
         out, index = self.forward_with_index(x)
-        return gather_frames(out, kept_position(index, self.config.centre)[:, None])[:, 0]
+        return kept_frame(out, index, self.config.centre)
 
 
 __all__ = ["MHFormer", "MHFormerConfig"]

@@ -106,6 +106,12 @@ def kept_position(index: Tensor, frame: int) -> Tensor:
     return (index == frame).int().argmax(dim=1)
 
 
+def kept_frame(out: Tensor, index: Tensor, frame: int) -> Tensor:
+    """Frame `frame`'s row of a host's output over its kept frames: out [B, t, ...], index [B, t]
+    -> [B, ...] (a seq2frame host's prediction, with `frame` its centre)."""
+    return gather_frames(out, kept_position(index, frame)[:, None])[:, 0]
+
+
 class TokenPruningCluster(nn.Module):
     """`token_pruning_cluster` as a module with no parameters (the checkpoint is unchanged), so
     training can read the kept frames with a forward hook instead of the model storing them."""
@@ -122,8 +128,10 @@ class TokenPruningCluster(nn.Module):
 
 __all__ = [
     "TokenPruningCluster",
+    "check_pruning",
     "dpc_knn_select",
     "gather_frames",
+    "kept_frame",
     "kept_position",
     "select_frames",
     "token_pruning_cluster",

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from hotpose.models.hot import MixSTETrunk, mixste_head
 from hotpose.models.kind import SEQ2FRAME, LifterKind
-from hotpose.models.token_pruning import TokenPruningCluster, check_pruning, gather_frames, kept_position
+from hotpose.models.token_pruning import TokenPruningCluster, check_pruning, gather_frames, kept_frame
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class TPCMixSTE(MixSTETrunk):
     def predict_centre(self, x: Tensor) -> Tensor:
         """[B, T, J, 2] -> [B, J, 3]: the pose of the window's centre frame, the model's prediction."""
         out, index = self.forward_with_index(x)
-        return gather_frames(out, kept_position(index, self.config.centre)[:, None])[:, 0]
+        return kept_frame(out, index, self.config.centre)
 
 
 __all__ = ["TPCMixSTE", "TPCMixSTEConfig"]
