@@ -14,11 +14,11 @@ from typing import Any, Literal
 from hotpose.service.lifting import LiftPolicy
 from hotpose.service.placing import CameraRequest
 from hotpose.service.settings import Settings
+from hotpose_client.schema import CLOSE_INTERNAL as CLOSE_INTERNAL  # the close codes: one definition, the schema's
+from hotpose_client.schema import CLOSE_NORMAL as CLOSE_NORMAL
+from hotpose_client.schema import CLOSE_OVERLOADED as CLOSE_OVERLOADED
+from hotpose_client.schema import CLOSE_POLICY as CLOSE_POLICY
 
-CLOSE_NORMAL = 1000
-CLOSE_POLICY = 1008  # a bad config, a wrong API key, an idle stream
-CLOSE_INTERNAL = 1011  # a failure inside the models
-CLOSE_OVERLOADED = 1013  # "try again later": too many streams, models loading
 MAX_CLOSE_REASON = 123  # bytes of UTF-8: a close frame carries at most 125, two of them the code
 
 Emit = Literal["causal", "delayed"]
