@@ -36,6 +36,7 @@ __all__ = [
     "CLOSE_NORMAL",
     "CLOSE_OVERLOADED",
     "CLOSE_POLICY",
+    "CLOSE_TOO_BIG",
     "CLIENT_MESSAGES",
     "SERVER_MESSAGES",
     "AckMessage",
@@ -67,6 +68,7 @@ __all__ = [
 # WebSocket close codes of `/v1/stream`
 CLOSE_NORMAL = 1000  # after the client's `end`, every held frame answered
 CLOSE_POLICY = 1008  # a bad config, a wrong API key, an idle stream
+CLOSE_TOO_BIG = 1009  # a message over the server's size limit (closed by uvicorn, not by hotpose's code)
 CLOSE_INTERNAL = 1011  # a failure inside the models
 CLOSE_OVERLOADED = 1013  # "try again later": too many streams, models loading
 
