@@ -36,6 +36,11 @@ class LifterKind:
         """The window position whose pose a seq2frame model predicts (the official (F - 1) // 2)."""
         return (frames - 1) // 2
 
+    def future(self, frames: int) -> int:
+        """The frames after the centre in a window: the future context a seq2frame model's frame waits
+        for (F - 1 - centre; equal to the centre for odd F, one more for even F)."""
+        return frames - 1 - self.centre(frames)
+
 
 @runtime_checkable
 class CentrePredictor(Protocol):

@@ -80,7 +80,7 @@ def lift_root_relative(lifter: Lifter, windows: np.ndarray, flip: bool = True) -
 
 def min_delay(frames: int, kind: LifterKind) -> int:
     """The least delay (grid frames) a lifter of this kind needs: half a window for seq2frame, else 0."""
-    return kind.centre(frames) if kind.seq2frame else 0
+    return kind.future(frames) if kind.seq2frame else 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,7 +123,8 @@ class TrackBuffer:
         self.frames = frames
         self.policy = policy
         self.seq2frame = kind.seq2frame
-        self.centre = kind.centre(frames)  # seq2frame: the window position whose pose is predicted
+        # seq2frame: the window ending at grid frame `end` predicts frame `end - future` (its centre)
+        self.future = kind.future(frames)
         # the newest grid samples [17, C]: one window, or (seq2frame) a window plus the new samples
         # since the last lift (at most one window: `can_bridge`), each of which gets its own window
         self.samples: deque[np.ndarray] = deque(maxlen=2 * frames if self.seq2frame else frames)
@@ -185,7 +186,7 @@ class TrackBuffer:
             return []
         if self.seq2frame:
             # one window per new grid frame whose centred window is complete
-            first = max(self.last_lift + 1, self.centre + self.next_final)
+            first = max(self.last_lift + 1, self.next_final + self.future)
             return [(self._window(end), end) for end in range(first, newest + 1)]
         due_uncovered = self.policy.delay > 0 and any(
             self.cnt.get(g, 0) == 0 for g in range(self.next_final, newest - self.policy.delay + 1)
@@ -211,7 +212,7 @@ class TrackBuffer:
         newest = self.newest
         self.last_lift = max(self.last_lift, min(end, newest))
         if self.seq2frame:
-            self._add(end - self.centre, out)
+            self._add(end - self.future, out)
         else:
             for g in range(max(self.next_final, end - self.frames + 1), newest + 1):
                 self._add(g, out[self.frames - 1 - (end - g)])
@@ -241,8 +242,8 @@ class TrackBuffer:
         if self.next_final > newest:
             return []
         if self.seq2frame:
-            first = max(self.last_lift + 1, self.centre + self.next_final)
-            return [(self._window(end), end) for end in range(first, newest + self.centre + 1)]
+            first = max(self.last_lift + 1, self.next_final + self.future)
+            return [(self._window(end), end) for end in range(first, newest + self.future + 1)]
         out = [] if newest == self.last_lift else [(self._window(newest), newest)]
         if self.policy.delay > 0:
             step = self.policy.stride

@@ -311,3 +311,20 @@ def test_a_three_channel_lifter_gets_the_keypoint_confidences() -> None:
     sl.push(1, 1 / 30, [(0, pose(1 / 30))], W, H)  # no confidences given: 1
     np.testing.assert_allclose(seen[0][0, -1, :, 2], conf[:, 0], atol=1e-6)
     np.testing.assert_allclose(seen[1][0, -1, :, 2], 1.0)
+
+
+@pytest.mark.parametrize("frames", [27, 28])
+def test_seq2frame_gives_each_frame_the_window_whose_centre_it_is_for_odd_and_even_windows(frames: int) -> None:
+    """The window ending at grid frame e has its centre ((F - 1) // 2, as the models' predict_centre)
+    at e - (F - 1 - centre): for an even F that is not e - centre."""
+    c = SEQ2FRAME.centre(frames)
+
+    def lift(windows: np.ndarray) -> np.ndarray:  # the centre sample itself: frame i must get frame i's 2D
+        return np.concatenate([windows[:, c], np.zeros_like(windows[:, c, :, :1])], axis=-1)
+
+    n = 50
+    times = np.arange(n) / 30
+    xy = np.stack([pose(t) for t in times])
+    y = lift_sequence(lift, xy, times, LiftPolicy.clip(frames, max_gap_s=3.0), W, H, frames, SEQ2FRAME)
+    np.testing.assert_allclose(y[..., :2], np.stack([expected(t) for t in times]), atol=1e-5)
+    assert SEQ2FRAME.future(frames) == frames - 1 - c
