@@ -69,11 +69,13 @@ class PolicyError(ValueError):
     """A lifting policy the lifter cannot serve (a seq2frame lifter asked for causal emission)."""
 
 
-def lift_root_relative(lifter: Lifter, windows: np.ndarray, flip: bool = True) -> np.ndarray:
+def lift_root_relative(lifter: Lifter, windows: np.ndarray, flip: bool = True, batch: int | None = None) -> np.ndarray:
     """Normalised 2D windows [N, F, 17, C] -> root-relative 3D (the pelvis is the origin): [N, F, 17, 3]
-    from a seq2seq lifter, [N, 17, 3] (the centre frames) from a seq2frame one, in one model call, with
-    test-time flip averaging or not (`hotpose.models.evaluate.lift_windows`)."""
-    y = lift_windows(lifter, windows, flip, batch=max(len(windows), 1))
+    from a seq2seq lifter, [N, 17, 3] (the centre frames) from a seq2frame one, with test-time flip
+    averaging or not (`hotpose.models.evaluate.lift_windows`); `batch` windows per model call (None:
+    all in one, for a caller that bounds its batches itself, as the service's scheduler does; a
+    seq2frame track's end asks for half a window of windows at once)."""
+    y = lift_windows(lifter, windows, flip, batch=batch or max(len(windows), 1))
     out: np.ndarray = y - y[..., :1, :]
     return out
 

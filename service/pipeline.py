@@ -191,17 +191,22 @@ def iter_poses(frames: Iterable[tuple[int, float, np.ndarray]], pipeline: PosePi
 
 
 def clip_pipeline(
-    detector: Detector, lifter: Lifter | None, max_gap_s: float, camera: CameraRequest | None = None
+    detector: Detector,
+    lifter: Lifter | None,
+    max_gap_s: float,
+    camera: CameraRequest | None = None,
+    batch: int | None = None,
 ) -> PosePipeline:
     """The pipeline of one whole video with the models called directly (the `hotpose run` command);
-    `max_gap_s`: the tracker's gap (`Settings.track_max_gap_s`); `camera`: what the user says of it."""
+    `max_gap_s`: the tracker's gap (`Settings.track_max_gap_s`); `camera`: what the user says of it;
+    `batch`: windows per lifter call (`Settings.lifter_max_batch`; None: all that fall due at once)."""
     detector.reset()
     lift: LiftFn | None = None
     window = 0
     kind = SEQ2SEQ
     if lifter is not None:
         window, kind = lifter.config.frames, lifter.KIND
-        lift = partial(lift_root_relative, lifter)
+        lift = partial(lift_root_relative, lifter, batch=batch)
     policy = LiftPolicy.clip(max(window, 1), max_gap_s)
     return PosePipeline(detector.process, lift, window, policy, camera=camera, kind=kind)
 

@@ -236,8 +236,9 @@ async def _open(ws: WebSocket, ctx: StreamContext, sid: str) -> tuple[_Session, 
     pipeline = engine.pipeline(cfg.policy(), smoothing, flip=s.live_flip, camera=cfg.camera)
     session = _Session(sid, cfg, pipeline, FrameQueue(s.live_queue), s.max_frame_pixels)
     log.info("stream %s: open (%s)", sid, cfg)
+    stride = 1 if engine.kind.seq2frame else cfg.stride  # a seq2frame lifter lifts every frame's own window
     await _say(ws, schema.ReadyMessage(
-        stream_id=sid, emit=cfg.emit, stride=cfg.stride, delay_frames=cfg.policy().delay, window=engine.window,
+        stream_id=sid, emit=cfg.emit, stride=stride, delay_frames=cfg.policy().delay, window=engine.window,
         smoothing=cfg.smoothing, queue=s.live_queue, lifter=engine.lifter is not None, flip=s.live_flip,
         root_lag_frames=pipeline.placer.lag,
     ))  # fmt: skip

@@ -253,7 +253,7 @@ def _service_lifting(model: Any, args: argparse.Namespace) -> tuple[Callable[[An
         )
 
     def lift(w: Any) -> Any:  # [N, F, 17, 2] -> [N, F, 17, 3], the whole batch the service would send
-        return lift_root_relative(model, w, flip)
+        return lift_root_relative(model, w, flip, batch=defaults.lifter_max_batch)
 
     def run(x: Any) -> Any:  # normalised 2D of the protocol's square image -> 3D
         px = np.asarray(denormalize_screen(x, EVAL_IMAGE, EVAL_IMAGE))
@@ -298,7 +298,7 @@ def _eval_root(args: argparse.Namespace) -> int:
     log = logging.getLogger("hotpose.eval-root")
 
     def lift(w: Any) -> Any:
-        return lift_root_relative(model, w, s.flip)
+        return lift_root_relative(model, w, s.flip, batch=s.lifter_max_batch)
 
     report = evaluate_roots(views, lift, policy, frames, pairs=args.pairs, progress=log.debug)
     header = {"model": name, "weights": str(weights), "data": str(args.data), "split": args.split,

@@ -206,7 +206,7 @@ def _run(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         # frames go to the file as they are final; only --render keeps the people of every frame
         request = CameraRequest(args.focal_px, args.fov_deg, args.person_height_m)
-        pipeline = clip_pipeline(detector, lifter, s.track_max_gap_s, request)
+        pipeline = clip_pipeline(detector, lifter, s.track_max_gap_s, request, batch=s.lifter_max_batch)
         poses = iter_poses(iter_frames(args.video), pipeline)
         drawn: dict[int, list[PersonPose]] = {}
         n = people = 0

@@ -102,3 +102,12 @@ def test_the_service_lifts_a_seq2frame_track_as_the_offline_protocol_does(name: 
     x = normalize_image(pixels, 640, 480).astype(np.float32)
     offline = predict(model, x)
     np.testing.assert_allclose(served, offline, atol=1e-5)
+
+
+def test_lift_root_relative_gives_the_same_in_bounded_batches() -> None:
+    from hotpose.service.lifting import lift_root_relative
+
+    model = create_lifter("tpc_mixste", device="cpu", **SMALL["tpc_mixste"])
+    w = np.random.default_rng(2).normal(0, 0.3, (5, 27, 17, 2)).astype(np.float32)
+    whole = lift_root_relative(model, w, flip=True)
+    np.testing.assert_allclose(lift_root_relative(model, w, flip=True, batch=2), whole, atol=1e-6)

@@ -44,7 +44,7 @@ def test_a_stream_that_asks_nothing_is_delayed_by_half_the_window_and_every_fram
         ws.send_text(json.dumps({"type": "config"}))
         ready = ws.receive_json()
         # at least half the window (13 of 27 frames), the server's default delay if longer
-        assert (ready["emit"], ready["window"]) == ("delayed", 27)
+        assert (ready["emit"], ready["window"], ready["stride"]) == ("delayed", 27, 1)  # every frame its window
         assert ready["delay_frames"] == max(tpc_settings.live_delay_frames, 13)
         for i, f in enumerate(frames):
             ws.send_text(json.dumps({"type": "frame", "t": i / 15}))
