@@ -161,12 +161,28 @@ def _lifter_weights(s: Settings) -> list[Finding]:
 
 
 def _keypoint_weights(s: Settings) -> list[Finding]:
-    path = getattr(s, "keypoints_weights", None)
-    if path is None:
+    """A heatmap keypoint model (TransPose, TokenPose, UniFormer) needs its authors' checkpoint, as
+    `hotpose serve` checks before it starts; the other keypoint models take no weights file."""
+    from hotpose.models.detector import HEATMAP_KEYPOINT_MODELS
+    from hotpose.models.detector.heatmap_pose import require_weights
+    from hotpose.models.detector.weights import WeightsError
+
+    if s.keypoints not in HEATMAP_KEYPOINT_MODELS:
+        if s.keypoints_weights is not None:
+            return [
+                Finding(
+                    "keypoints",
+                    "fail",
+                    f"HOTPOSE_KEYPOINTS_WEIGHTS is set but {s.keypoints} takes no weights file",
+                    "unset it, or set HOTPOSE_KEYPOINTS to a heatmap model (docs/pose2d.md)",
+                )
+            ]
         return []
-    if not Path(path).is_file():
-        return [Finding("keypoints", "fail", f"HOTPOSE_KEYPOINTS_WEIGHTS={path} is not a file", "fix the path")]
-    return [Finding("keypoints", "ok", f"{s.keypoints}: {Path(path).name}")]
+    try:
+        path = require_weights(s.keypoints, s.keypoints_weights)
+    except WeightsError as e:
+        return [Finding("keypoints", "fail", f"{s.keypoints}: no usable weights", str(e))]
+    return [Finding("keypoints", "ok", f"{s.keypoints}: {path.name}")]
 
 
 def _data_dir(s: Settings) -> list[Finding]:

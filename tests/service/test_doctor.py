@@ -52,3 +52,13 @@ def test_the_command_exits_1_on_a_failure_and_prints_json_lines(
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert {"check", "status", "detail", "fix"} <= set(lines[0])
     assert any(x["status"] == "fail" and x["check"].startswith("weights") for x in lines)
+
+
+def test_a_heatmap_keypoint_model_without_weights_fails_saying_where_to_get_them(tmp_path: Path) -> None:
+    s = Settings(data_dir=tmp_path / "data", port=0, keypoints="transpose_r_a3")
+    found = by_check(run_checks(s))["keypoints"]
+    assert found.status == "fail" and "HOTPOSE_KEYPOINTS_WEIGHTS" in found.fix and "TransPose" in found.fix
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"")
+    stray = by_check(run_checks(Settings(data_dir=tmp_path / "data", port=0, keypoints_weights=weights)))
+    assert stray["keypoints"].status == "fail" and "takes no weights" in stray["keypoints"].detail
