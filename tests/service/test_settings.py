@@ -44,3 +44,18 @@ def test_write_settings_table_replaces_only_the_table(tmp_path: Path) -> None:
     doc.write_text("no markers\n")
     with pytest.raises(ValueError, match="settings:begin"):
         write_settings_table(doc)
+
+
+def test_the_model_names_the_settings_list_are_the_registered_ones() -> None:
+    """The descriptions of HOTPOSE_LIFTER and HOTPOSE_KEYPOINTS (docs/configuration.md) name every
+    registered model and nothing else."""
+    import re
+
+    from hotpose.models import LIFTERS
+    from hotpose.models.detector import HEATMAP_KEYPOINT_MODELS, KEYPOINT_MODELS
+
+    def named(field: str) -> set[str]:
+        return set(re.findall(r"`([a-z0-9_]+)`", Settings.model_fields[field].description or ""))
+
+    assert named("lifter") == set(LIFTERS)
+    assert named("keypoints") == set(KEYPOINT_MODELS) | set(HEATMAP_KEYPOINT_MODELS)
