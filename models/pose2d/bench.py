@@ -67,6 +67,7 @@ def bench_pose2d(
     device: str = "cpu",
     batches: tuple[int, ...] = BATCHES,
     blazepose: bool = True,
+    on_round: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Params, multiply-adds per crop and median ms per crop at each batch size of the named models
     (default all of `hotpose.models.pose2d.names()`), and of BlazePose's landmark model when cached."""
@@ -102,7 +103,7 @@ def bench_pose2d(
             name: partial(model, x.expand(b, -1, -1, -1).contiguous()) for name, (model, x) in inputs.items()
         }
         with torch.inference_mode():
-            times = time_interleaved(fns, rounds)
+            times = time_interleaved(fns, rounds, on_round=on_round)
         for name, ts in times.items():
             report["models"][name][f"ms_per_crop_b{b}"] = 1000 * statistics.median(ts) / b
     return report

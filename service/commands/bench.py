@@ -111,16 +111,18 @@ def _bench_lifter(args: argparse.Namespace) -> int:
     from hotpose_client.progress import bar
 
     if args.dim is None:
+        from hotpose.models import LIFTERS
+
         names = tuple(args.names) if args.names else None
+        unknown = sorted(set(names or ()) - set(LIFTERS))
+        if unknown:
+            print(f"error: unknown lifters {unknown}; known: {', '.join(sorted(LIFTERS))}", file=sys.stderr)
+            return 1
         batches = tuple(args.batch or [1])
         with bar(args.rounds * len(batches), "bench lifter", unit="round", quiet=args.quiet) as b:
-            try:
-                family = bench_lifters(
-                    names, batches=batches, rounds=args.rounds, threads=args.threads, on_round=lambda: b.update(1)
-                )
-            except KeyError as exc:
-                print(f"error: {exc.args[0]}", file=sys.stderr)
-                return 1
+            family = bench_lifters(
+                names, batches=batches, rounds=args.rounds, threads=args.threads, on_round=lambda: b.update(1)
+            )
         print(json.dumps(family) if args.json else format_lifters_report(family))
         return 0
     batches = tuple(args.batch or [1, 4])
@@ -155,15 +157,19 @@ def _bench_detector(args: argparse.Namespace) -> int:
 
 
 def _bench_pose2d(args: argparse.Namespace) -> int:
+    from hotpose.models.pose2d import names
     from hotpose.models.pose2d.bench import bench_pose2d, format_pose2d_report
+    from hotpose_client.progress import bar
 
-    try:
-        report = bench_pose2d(
-            args.names, rounds=args.rounds, threads=args.threads, device=args.device, batches=tuple(args.batch)
-        )
-    except KeyError as exc:
-        print(f"error: {exc.args[0]}", file=sys.stderr)
+    unknown = sorted(set(args.names or ()) - set(names()))
+    if unknown:
+        print(f"error: unknown 2D pose models {unknown}; known: {', '.join(names())}", file=sys.stderr)
         return 1
+    with bar(args.rounds * len(args.batch), "bench pose2d", unit="round", quiet=args.quiet) as b:
+        report = bench_pose2d(
+            args.names, rounds=args.rounds, threads=args.threads, device=args.device, batches=tuple(args.batch),
+            on_round=lambda: b.update(1),
+        )  # fmt: skip
     print(json.dumps(report) if args.json else format_pose2d_report(report))
     return 0
 
