@@ -1,7 +1,12 @@
-"""The FastAPI application factory: settings in, app out (routes in `hotpose.service.routes`).
+"""The FastAPI application factories (routes in `hotpose.service.routes`).
+
+`build_app` makes the app over backend objects: a 2D stage and a lifter (`hotpose.service.backends`:
+this process's batching schedulers, or Ray Serve handles) and the job and result stores
+(`hotpose.service.stores`); no route knows which it has. `create_app(settings)` is the single-process
+server: local models, SQLite or PostgreSQL, a directory or S3, as the settings say.
 
 Models load in the lifespan (never at import) and a warm-up inference runs through both
-batching schedulers before `/healthz` reports ready. Every route but `/livez`, `/healthz` and
+backends before `/healthz` reports ready. Every route but `/livez`, `/healthz` and
 `/metrics` needs an API key when `HOTPOSE_API_KEYS` is set.
 """
 
@@ -14,6 +19,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -25,12 +31,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from hotpose.service import __version__, metrics
+from hotpose.service.backends import DetectorBackend, LifterBackend
 from hotpose.service.deps import AppState
-from hotpose.service.engine import Engine, EngineConfig
-from hotpose.service.jobs import ClipLimits, JobRunner, JobStore
+from hotpose.service.engine import Engine, EngineConfig, local_backends
+from hotpose.service.jobs import ClipLimits, JobRunner, Jobs, RunnerConfig
 from hotpose.service.routes import ROUTERS
 from hotpose.service.routes.info import STATIC, check_three
 from hotpose.service.settings import Settings
+from hotpose.service.stores import JobStore, ResultStore, open_job_store, open_result_store
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +46,32 @@ EXPIRE_EVERY_S = 3600  # how often finished jobs past the retention are deleted
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    state = AppState(settings=settings or Settings())
+    """The single-process server: this process's models and clip workers, the stores the settings name."""
+    s = settings or Settings()
+    detector, lifter = local_backends(EngineConfig.from_settings(s))
+    return build_app(
+        s, detector=detector, lifter=lifter, jobs=open_job_store(s.job_db, s.data_dir),
+        results=open_result_store(s.results, s.data_dir),
+    )  # fmt: skip
+
+
+def build_app(
+    settings: Settings,
+    *,
+    detector: DetectorBackend,
+    lifter: LifterBackend | None,
+    jobs: JobStore,
+    results: ResultStore,
+    workers: int | None = None,
+) -> FastAPI:
+    """The app over these backends; `workers` clip workers in this process (default `HOTPOSE_JOB_WORKERS`;
+    0 where other processes take the queued jobs from the store)."""
+    state = AppState(settings=settings)
+    parts = _Parts(detector, lifter, jobs, results, settings.job_workers if workers is None else workers)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await asyncio.to_thread(_start, state)
+        await asyncio.to_thread(_start, state, parts)
         cleaner = asyncio.create_task(_expire_periodically(state))
         try:
             yield
@@ -66,27 +95,52 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def _start(state: AppState) -> None:
+@dataclass(frozen=True)
+class _Parts:
+    detector: DetectorBackend
+    lifter: LifterBackend | None
+    jobs: JobStore
+    results: ResultStore
+    workers: int
+
+
+def _start(state: AppState, parts: _Parts) -> None:
     s = state.settings
     s.data_dir.mkdir(parents=True, exist_ok=True)
     check_three(s.home)
-    engine = Engine(EngineConfig.from_settings(s))
+    parts.detector.start()
+    if parts.lifter is not None:
+        parts.lifter.start()
+    engine = Engine(detector=parts.detector, lifter=parts.lifter, flip=s.flip, track_max_gap_s=s.track_max_gap_s)
+    state.engine = engine
     if engine.window and s.live_stride > engine.window:
         raise ValueError(f"HOTPOSE_LIVE_STRIDE={s.live_stride} exceeds the lifter's window of {engine.window} frames")
-    engine.warm_up()
-    state.engine = engine
-    state.store = JobStore(s.data_dir)
-    expired = state.store.expire(s.retention_hours * 3600)
+    jobs = Jobs(parts.jobs, parts.results, s.data_dir / "uploads")
+    state.jobs = jobs
+    expired = jobs.expire(s.retention_hours * 3600)
     if expired:
         log.info("deleted %d jobs older than the retention", expired)
-    limits = ClipLimits(s.max_clip_frames, s.max_clip_seconds, s.max_frame_pixels)
-    state.runner = JobRunner(state.store, lambda camera: engine.pipeline(camera=camera), limits, workers=s.job_workers)
-    resumed = state.runner.recover()
-    if resumed:
-        log.info("queued again after a restart: %s", resumed)
+    if parts.workers > 0:
+        limits = ClipLimits(s.max_clip_frames, s.max_clip_seconds, s.max_frame_pixels)
+        runner = JobRunner(jobs, lambda camera: engine.pipeline(camera=camera), limits, runner_config(s, parts.workers))
+        resumed = runner.recover()
+        if resumed:
+            log.info("queued again after a restart: %s", resumed)
+        runner.start()
+        state.runner = runner
+    else:
+        swept = jobs.sweep()
+        if swept:
+            log.info("deleted %d half-received uploads", swept)
     state.executor = ThreadPoolExecutor(max_workers=s.max_streams, thread_name_prefix="stream")
     state.ready = True
-    log.info("ready: lifter %s (%s) on %s", s.lifter, engine.weights, engine.device)
+    weights = parts.lifter.info.weights if parts.lifter is not None else None
+    log.info("ready: lifter %s (%s) on %s; jobs in %s, results in %s", s.lifter, weights, engine.device,
+             parts.jobs.url, parts.results.url)  # fmt: skip
+
+
+def runner_config(s: Settings, workers: int) -> RunnerConfig:
+    return RunnerConfig(workers=workers, lease_s=s.job_lease_s, poll_s=s.job_poll_s)
 
 
 def _stop(state: AppState) -> None:
@@ -97,8 +151,8 @@ def _stop(state: AppState) -> None:
         state.runner.close()
     if state.engine is not None:
         state.engine.close()
-    if state.store is not None:
-        state.store.close()
+    if state.jobs is not None:
+        state.jobs.close()
 
 
 async def _count_requests(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -120,8 +174,8 @@ async def _count_requests(request: Request, call_next: Callable[[Request], Await
 async def _expire_periodically(state: AppState) -> None:
     while True:
         await asyncio.sleep(EXPIRE_EVERY_S)
-        if state.store is not None:
-            n = await asyncio.to_thread(state.store.expire, state.settings.retention_hours * 3600)
+        if state.jobs is not None:
+            n = await asyncio.to_thread(state.jobs.expire, state.settings.retention_hours * 3600)
             if n:
                 log.info("deleted %d expired jobs", n)
 

@@ -207,7 +207,7 @@ def bench_render(
     import torch
 
     from hotpose.models import create_lifter, resolve_weights
-    from hotpose.service.engine import create_2d_stage
+    from hotpose.service.backends import create_2d_stage
     from hotpose.service.pipeline import process_frames
     from hotpose.service.render import render_video
     from hotpose.service.video import iter_frames
@@ -215,7 +215,7 @@ def bench_render(
     if threads:
         torch.set_num_threads(threads)
     s = Settings()  # the default 2D stage and lifter
-    detector = create_2d_stage(EngineConfig.from_settings(s), "cpu")
+    detector = create_2d_stage(EngineConfig.from_settings(s).detector, "cpu")
     lifter = create_lifter(s.lifter, weights=resolve_weights(s.lifter, s.lifter_weights), device="cpu")
     lift_s, render_s = [], []
     with tempfile.TemporaryDirectory() as tmp:

@@ -18,7 +18,7 @@ from fastapi import Depends, HTTPException, Query, Request
 from starlette.requests import HTTPConnection
 
 from hotpose.service.engine import Engine
-from hotpose.service.jobs import JobRunner, JobStore
+from hotpose.service.jobs import JobRunner, Jobs
 from hotpose.service.settings import Settings
 
 
@@ -26,8 +26,8 @@ from hotpose.service.settings import Settings
 class AppState:
     settings: Settings
     engine: Engine | None = None
-    store: JobStore | None = None
-    runner: JobRunner | None = None
+    jobs: Jobs | None = None
+    runner: JobRunner | None = None  # None where other processes run the clips (Ray ClipWorkers)
     executor: ThreadPoolExecutor | None = None  # live sessions' blocking steps
     ready: bool = False
     streams: set[str] = field(default_factory=set)  # ids of the open live streams
@@ -41,8 +41,7 @@ class Ready:
 
     settings: Settings
     engine: Engine
-    store: JobStore
-    runner: JobRunner
+    jobs: Jobs
     uploads: Counter[str | None]
 
 
@@ -100,9 +99,9 @@ def require_key(request: Request, api_key: Annotated[str | None, Query()] = None
 
 def ready_state(request: Request) -> Ready:
     s = app_state(request)
-    if not s.ready or s.engine is None or s.store is None or s.runner is None:
+    if not s.ready or s.engine is None or s.jobs is None:
         raise HTTPException(status_code=503, detail="models are loading")
-    return Ready(s.settings, s.engine, s.store, s.runner, s.uploads)
+    return Ready(s.settings, s.engine, s.jobs, s.uploads)
 
 
 State = Annotated[Ready, Depends(ready_state)]

@@ -1,7 +1,8 @@
-"""The models of a running service and their batching schedulers (no web import).
+"""The models of a running service as its routes, live sessions and clip workers use them: a 2D stage
+and an optional lifter (`hotpose.service.backends`), run in this process or by Ray Serve.
 
-One detector scheduler batches the next frame of every clip job and live stream (each with its
-own tracking state); one lifter scheduler batches the windows of every person of every stream.
+Locally one detector scheduler batches the next frame of every clip job and live stream (each with
+its own tracking state) and one lifter scheduler batches the windows of every person of every stream.
 """
 
 from __future__ import annotations
@@ -14,16 +15,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hotpose.models import Lifter, create_lifter, resolve_weights
-from hotpose.models.detector import Person, create_detector
-from hotpose.models.detector.topdown import StreamState, TopDown
-from hotpose.models.device import pick_device
+from hotpose.models import resolve_weights
 from hotpose.models.kind import SEQ2SEQ, LifterKind
 from hotpose.service import metrics
-from hotpose.service.lifting import LiftPolicy, lift_root_relative, min_delay
-from hotpose.service.pipeline import DetectFn, PosePipeline
+from hotpose.service.backends import (
+    DetectorBackend,
+    DetectorConfig,
+    LifterBackend,
+    LifterConfig,
+    LocalDetector,
+    LocalLifter,
+    StreamDetect,
+)
+from hotpose.service.lifting import LiftPolicy, min_delay
+from hotpose.service.pipeline import PosePipeline
 from hotpose.service.placing import CameraRequest
-from hotpose.service.scheduler import BatchConfig, BatchScheduler
+from hotpose.service.scheduler import BatchConfig
 from hotpose.service.settings import Settings
 from hotpose.service.smoothing import OneEuroConfig
 
@@ -63,90 +70,90 @@ class EngineConfig:
             lifter_batch=BatchConfig(s.lifter_max_batch, s.lifter_max_wait_ms),
         )  # fmt: skip
 
+    @property
+    def detector(self) -> DetectorConfig:
+        return DetectorConfig(
+            person_detector=self.person_detector, keypoints=self.keypoints, keypoints_weights=self.keypoints_weights,
+            tracker=self.tracker, redetect_every=self.redetect_every, lost_redetect_every=self.lost_redetect_every,
+            idle_redetect_every=self.idle_redetect_every, track_max_gap_s=self.track_max_gap_s, home=self.home,
+            device=self.device, batch=self.detector_batch,
+        )  # fmt: skip
 
-def create_2d_stage(config: EngineConfig, device: str) -> TopDown:
-    """The 2D stage the config names (detector, keypoints, tracker and their schedule) on `device`."""
-    stage = create_detector(
-        config.person_detector, config.keypoints, config.tracker, device=device, home=config.home,
-        tracker_config={"max_gap_s": config.track_max_gap_s},
-        keypoint_config={"weights": config.keypoints_weights} if config.keypoints_weights is not None else None,
-        redetect_every=config.redetect_every, lost_redetect_every=config.lost_redetect_every,
-        idle_redetect_every=config.idle_redetect_every,
-    )  # fmt: skip
-    assert isinstance(stage, TopDown)
-    return stage
+    def lifter_config(self) -> LifterConfig | None:
+        """The lifter to load, or None (with a warning) when there are no trained weights for it: 2D only."""
+        weights = resolve_weights(self.lifter, self.lifter_weights)
+        if weights is None:
+            log.warning("no trained weights for lifter %r: 2D only (set HOTPOSE_LIFTER_WEIGHTS)", self.lifter)
+            return None
+        return LifterConfig(self.lifter, weights, self.device, self.lifter_batch)
+
+
+def local_backends(config: EngineConfig) -> tuple[DetectorBackend, LifterBackend | None]:
+    """The 2D stage and the lifter in this process (not started)."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    lifter = config.lifter_config()
+    return LocalDetector(config.detector), LocalLifter(lifter) if lifter is not None else None
 
 
 class Engine:
-    def __init__(self, config: EngineConfig) -> None:
-        self.config = config
-        if config.threads:
-            torch.set_num_threads(config.threads)
-        device = str(pick_device(config.device))
-        self.device = device
-        self.detector = create_2d_stage(config, device)
-        weights = resolve_weights(config.lifter, config.lifter_weights)
-        self.weights = weights
-        self.lifter: Lifter | None = None
-        if weights is None:
-            log.warning("no trained weights for lifter %r: 2D only (set HOTPOSE_LIFTER_WEIGHTS)", config.lifter)
-        else:
-            self.lifter = create_lifter(config.lifter, weights=weights, device=device)
-        self.window = self.lifter.config.frames if self.lifter is not None else 0
-        self.kind: LifterKind = self.lifter.KIND if self.lifter is not None else SEQ2SEQ
-        self.min_delay = min_delay(self.window, self.kind)  # future context the lifter needs (seq2frame)
-        self.det_scheduler: BatchScheduler[tuple[np.ndarray, StreamState, float], list[Person]] = BatchScheduler(
-            "detector", self._detect_batch, config.detector_batch
-        )
-        self.lift_scheduler: BatchScheduler[tuple[np.ndarray, bool], np.ndarray] = BatchScheduler(
-            "lifter", self._lift_batch, config.lifter_batch
-        )
+    """A 2D stage and an optional lifter behind one interface (`Engine(config)` loads both here)."""
+
+    def __init__(
+        self,
+        config: EngineConfig | None = None,
+        *,
+        detector: DetectorBackend | None = None,
+        lifter: LifterBackend | None = None,
+        flip: bool = True,
+        track_max_gap_s: float = 1.0,
+    ) -> None:
+        if config is not None:  # this process's own models, loaded now
+            detector, lifter = local_backends(config)
+            flip, track_max_gap_s = config.flip, config.track_max_gap_s
+            detector.start()
+            if lifter is not None:
+                lifter.start()
+        assert detector is not None, "give a config or a detector backend"
+        self.detector = detector
+        self.lifter = lifter
+        self.flip = flip
+        self.track_max_gap_s = track_max_gap_s
+
+    @property
+    def device(self) -> str:
+        return self.detector.device
+
+    @property
+    def window(self) -> int:
+        """The lifter's frames per window (0 without a lifter)."""
+        return self.lifter.info.window if self.lifter is not None else 0
+
+    @property
+    def kind(self) -> LifterKind:
+        return self.lifter.info.kind if self.lifter is not None else SEQ2SEQ
+
+    @property
+    def min_delay(self) -> int:
+        """The future context the lifter needs (seq2frame), in frames."""
+        return min_delay(self.window, self.kind)
 
     def warm_up(self) -> None:
-        """One inference through each model (and its scheduler) before the service reports ready."""
-        st = self.detector.new_stream()
-        self.det_scheduler.submit((np.zeros((256, 256, 3), np.uint8), st, 0.0)).result()
-        if self.lifter is not None:
-            warm = np.zeros((self.window, 17, self.kind.channels), np.float32)
-            self.lift_scheduler.submit((warm, self.config.flip)).result()
+        """Kept for callers of older versions: the backends warm up as they start."""
 
     def close(self) -> None:
-        self.det_scheduler.close()
-        self.lift_scheduler.close()
+        self.detector.close()
+        if self.lifter is not None:
+            self.lifter.close()
 
-    # --- model calls (run on the scheduler threads) -----------------------------------
-
-    def _detect_batch(self, items: list[tuple[np.ndarray, StreamState, float]]) -> list[list[Person]]:
-        return self.detector.process_batch([(f, st) for f, st, _ in items], [t for _, _, t in items])
-
-    def _lift_batch(self, items: list[tuple[np.ndarray, bool]]) -> list[np.ndarray]:
-        """Windows [F, 17, C] with their flip flag -> 3D ([F, 17, 3], or [17, 3] from a seq2frame lifter);
-        one model call per flag present."""
-        assert self.lifter is not None
-        out: list[np.ndarray | None] = [None] * len(items)
-        for flip in (False, True):
-            idx = [i for i, (_, f) in enumerate(items) if f == flip]
-            if idx:
-                y = lift_root_relative(self.lifter, np.stack([items[i][0] for i in idx]), flip=flip)
-                for i, yi in zip(idx, y, strict=True):
-                    out[i] = yi
-        return [o for o in out if o is not None]
-
-    # --- per-stream functions (blocking: call from worker threads) --------------------
-
-    def detect_fn(self) -> DetectFn:
+    def detect_fn(self) -> StreamDetect:
         """A detect function bound to a new stream's tracking state."""
-        st = self.detector.new_stream()
-
-        def detect(frame: np.ndarray, t: float) -> list[Person]:
-            return self.det_scheduler.submit((frame, st, t)).result()
-
-        return detect
+        return self.detector.new_stream()
 
     def lift(self, windows: np.ndarray, flip: bool | None = None) -> np.ndarray:
+        assert self.lifter is not None, "no lifter"
         t0 = time.perf_counter()
-        f = self.config.flip if flip is None else flip
-        out = np.stack(self.lift_scheduler.run([(w, f) for w in windows]))
+        out = self.lifter.lift(windows, self.flip if flip is None else flip)
         metrics.STAGE_SECONDS.labels("lift_wait").observe(time.perf_counter() - t0)
         return out
 
@@ -157,26 +164,14 @@ class Engine:
         flip: bool | None = None,
         camera: CameraRequest | None = None,
     ) -> PosePipeline:
-        """A pipeline for one clip or stream (default policy: offline clip quality; flip: the config's;
+        """A pipeline for one clip or stream (default policy: offline clip quality; flip: the engine's;
         camera: what the client says of its camera, for placing people)."""
         lift = (lambda w: self.lift(w, flip)) if self.lifter is not None else None
         window = self.window or 1
-        policy = policy or LiftPolicy.clip(window, self.config.track_max_gap_s)
-        return PosePipeline(self.detect_fn(), lift, window, policy, smoothing, camera, self.kind)
+        policy = policy or LiftPolicy.clip(window, self.track_max_gap_s)
+        detect = self.detect_fn()
+        return PosePipeline(detect, lift, window, policy, smoothing, camera, self.kind, detect_encoded=detect)
 
     def describe_2d(self) -> dict[str, object]:
         """What runs in the 2D stage (`/v1/info`)."""
-        d = self.detector
-        return {
-            "person_detector": {"name": d.person_detector.name, **_fields(getattr(d.person_detector, "config", None))},
-            "keypoints": {
-                "name": d.keypoint_model.name, "layout": d.keypoint_model.layout,
-                **_fields(getattr(d.keypoint_model, "config", None)),
-            },
-            "tracker": {"name": self.config.tracker, "max_gap_s": self.config.track_max_gap_s},
-            "schedule": _fields(d.config),
-        }  # fmt: skip
-
-
-def _fields(config: object) -> dict[str, object]:
-    return dict(vars(config)) if config is not None else {}
+        return self.detector.describe()

@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 FILTER_RESET_S = 0.25  # a person unseen for longer starts a fresh 2D filter (no pull to where they were)
 
 DetectFn = Callable[[np.ndarray, float], list[Person]]  # the next RGB frame of this stream, its time (s) -> people
+# the same, also given the frame as the client sent it (JPEG/PNG bytes): a remote 2D stage is sent those
+EncodedDetectFn = Callable[[np.ndarray, float, bytes], list[Person]]
 
 
 @dataclass
@@ -124,8 +126,10 @@ class PosePipeline:
         smoothing: OneEuroConfig | None = None,
         camera: CameraRequest | None = None,
         kind: LifterKind = SEQ2SEQ,
+        detect_encoded: EncodedDetectFn | None = None,
     ) -> None:
         self.detect = detect
+        self.detect_encoded = detect_encoded
         self.streamer = StreamLifter(window, lift, policy, kind) if lift is not None else None
         # roots wait for future context when the poses do (clips, delayed streams); causal ones are filtered
         self.placer = RootPlacer(camera or CameraRequest(), ROOT_LAG_FRAMES if policy.delay > 0 else 0)
@@ -133,10 +137,15 @@ class PosePipeline:
         self.filters: dict[int, OneEuroFilter] = {}
         self.width = self.height = 0
 
-    def push(self, index: int, t: float, frame: np.ndarray) -> list[FramePoses]:
-        """One RGB uint8 frame [H, W, 3] at time t (seconds, non-decreasing)."""
+    def push(self, index: int, t: float, frame: np.ndarray, encoded: bytes | None = None) -> list[FramePoses]:
+        """One RGB uint8 frame [H, W, 3] at time t (seconds, non-decreasing); `encoded`: the same frame as
+        the client sent it, when it came encoded (a live stream's JPEG)."""
         self.height, self.width = frame.shape[:2]
-        return self.push_people(index, t, self.detect(frame, t), self.width, self.height)
+        if encoded is not None and self.detect_encoded is not None:
+            people = self.detect_encoded(frame, t, encoded)
+        else:
+            people = self.detect(frame, t)
+        return self.push_people(index, t, people, self.width, self.height)
 
     def push_people(self, index: int, t: float, people: list[Person], width: int, height: int) -> list[FramePoses]:
         self.width, self.height = width, height

@@ -100,6 +100,26 @@ class Settings(BaseSettings):
         description="Most pixels in one frame or image (3840x2160), for clips and live streams alike.",
     )
     job_workers: int = Field(default=1, description="Clips processed at once (they share the models' batches).")
+    job_db: str | None = Field(
+        default=None,
+        description="Where the jobs table lives: unset, SQLite in `HOTPOSE_DATA_DIR`; `postgresql://user@host/db` "
+        "for servers on several machines (its queue uses SELECT ... FOR UPDATE SKIP LOCKED).",
+    )
+    results: str | None = Field(
+        default=None,
+        description="Where each job's upload and results live: unset, `HOTPOSE_DATA_DIR`/jobs; a directory; or "
+        "`s3://bucket/prefix` (S3-compatible storage through boto3: credentials and `AWS_ENDPOINT_URL` as boto3 "
+        "reads them) for servers on several machines.",
+    )
+    job_lease_s: float = Field(
+        default=30.0,
+        description="A clip worker renews its lease on its job twice a second; a job whose worker has renewed "
+        "nothing for this long (a killed process, a lost machine) is taken by another worker.",
+        gt=0,
+    )
+    job_poll_s: float = Field(
+        default=0.5, description="How often an idle clip worker looks for jobs queued by other servers.", gt=0
+    )
     max_pending_jobs: int = Field(
         default=32, description="Clips queued or running at most; a new upload over this gets 429."
     )

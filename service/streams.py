@@ -378,7 +378,7 @@ def _step(pipeline: PosePipeline, index: int, t: float, data: bytes, max_pixels:
         raise _NotAnImageError(f"frame {index}: {e}") from None
     metrics.STAGE_SECONDS.labels("decode").observe(time.perf_counter() - t0)
     metrics.FRAMES.labels("live").inc()
-    return pipeline.push(index, t, rgb)
+    return pipeline.push(index, t, rgb, data)
 
 
 async def _say(ws: WebSocket, msg: BaseModel) -> None:

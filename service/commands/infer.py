@@ -82,7 +82,8 @@ def _create_2d(args: argparse.Namespace, s: Settings) -> TopDown:
     from dataclasses import replace
 
     from hotpose.models.device import pick_device
-    from hotpose.service.engine import EngineConfig, create_2d_stage
+    from hotpose.service.backends import create_2d_stage
+    from hotpose.service.engine import EngineConfig
 
     config = EngineConfig.from_settings(s)
     keypoints = args.keypoints or s.keypoints
@@ -90,7 +91,7 @@ def _create_2d(args: argparse.Namespace, s: Settings) -> TopDown:
     weights = args.keypoints_weights or (s.keypoints_weights if keypoints == s.keypoints else None)
     config = replace(config, person_detector=args.person_detector or s.person_detector,
                      keypoints=keypoints, keypoints_weights=weights)  # fmt: skip
-    return create_2d_stage(config, str(pick_device(args.device or s.device)))
+    return create_2d_stage(config.detector, str(pick_device(args.device or s.device)))
 
 
 def _joint_index(joint: str) -> int:

@@ -7,7 +7,7 @@ stored. One that trickles in slower than `HOTPOSE_MIN_UPLOAD_KBPS` (after `HOTPO
 is cut off with 408 (slow-client protection). Admission counts the clips queued or running and the
 uploads still being received, in all and per client (`deps.client_id`), so parallel uploads cannot
 pass a limit together. No job is left behind half-written: the upload is received into the data
-directory's `uploads/` and becomes a job only once whole (`JobStore.create`); any failure, a client
+directory's `uploads/` and becomes a job only once whole (`Jobs.create`); any failure, a client
 that goes away included, deletes what was received.
 """
 
@@ -89,7 +89,6 @@ async def create_clip(request: Request, state: State) -> JSONResponse:
             await form.close()
     finally:
         slot.release()
-    state.runner.submit(job_id)
     log.info("job %s: %s (%d bytes) queued", job_id, name, size)
     return JSONResponse({"job_id": job_id, "status": "queued"}, status_code=202)
 
@@ -97,7 +96,7 @@ async def create_clip(request: Request, state: State) -> JSONResponse:
 def _admit(state: Ready, client: str | None) -> None:
     """429 when the clips queued, running or being uploaded reach the limit, in all or for this client."""
     s = state.settings
-    pending = len(state.store.with_status("queued", "running")) + sum(state.uploads.values())
+    pending = len(state.jobs.with_status("queued", "running")) + sum(state.uploads.values())
     if pending >= s.max_pending_jobs:
         raise HTTPException(
             status_code=429,
@@ -106,7 +105,7 @@ def _admit(state: Ready, client: str | None) -> None:
         )
     if client is None:  # a loopback client of a server without API keys: no per-client limit
         return
-    mine = len(state.store.with_status("queued", "running", owner=client)) + state.uploads[client]
+    mine = len(state.jobs.with_status("queued", "running", owner=client)) + state.uploads[client]
     if mine >= s.max_pending_jobs_per_key:
         who = "this API key" if client.startswith("key:") else "this client address"
         raise HTTPException(
@@ -171,12 +170,12 @@ async def _store_upload(
     """Receive the upload into `uploads/`, then make it a job -> (job id, file name, bytes).
     Nothing is kept on failure; `slot` is released as the job takes its place among the pending ones."""
     name = Path(upload.filename or "upload").name
-    staged = state.store.staging_file()
+    staged = state.jobs.staging_file()
     try:
         size = await asyncio.to_thread(_copy_upload, upload, staged, limit)
         if size == 0:
             raise HTTPException(status_code=422, detail="the uploaded file is empty")
-        job = state.store.create(name, owner=client, upload=staged, camera=camera)
+        job = await asyncio.to_thread(state.jobs.create, name, client, staged, camera)
     except _UploadTooLargeError:
         raise too_large from None
     except OSError as e:

@@ -79,12 +79,12 @@ async def info(state: State) -> InfoResponse:
     engine, s = state.engine, state.settings
     lifter: dict[str, Any] = {
         "name": s.lifter,
-        "weights": engine.weights.name if engine.weights else None,  # the file's name: no server paths
+        "weights": engine.lifter.info.weights if engine.lifter else None,  # the file's name: no server paths
         "trained": engine.lifter is not None,
         "flip": s.flip,
     }
     if engine.lifter is not None:
-        lifter.update(engine.lifter.config.to_dict())
+        lifter.update(engine.lifter.info.config)
     return InfoResponse(
         version=__version__, device=engine.device,
         detector=engine.describe_2d(),

@@ -11,7 +11,6 @@ computed by the SDK's `hotpose_client.angles`, as `PoseSequence.joint_angles` do
 from __future__ import annotations
 
 import asyncio
-import json
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -23,9 +22,10 @@ from fastapi.responses import Response, StreamingResponse
 
 from hotpose.models.keypoints import H36M_JOINTS
 from hotpose.service.deps import Auth, Ready, State
-from hotpose.service.jobs import Job, JobStore, frames_file
+from hotpose.service.jobs import Job, Jobs
 from hotpose.service.pipeline import COORDINATES
 from hotpose.service.schemas import AnglesResponse, JobDeleted, JobResponse, PersonAngles, content, responses
+from hotpose.service.stores.base import iter_frame_lines
 from hotpose_client import PoseSequence, angles, formats, schema
 
 router = APIRouter(prefix="/v1/jobs", dependencies=[Auth])
@@ -49,15 +49,13 @@ NDJSON = content(
 
 @router.get("/{job_id}", response_model=JobResponse, responses=responses(401, 404, 422, 503))
 async def get_job(job_id: str, state: State) -> JobResponse:
-    return JobResponse(**_job_or_404(state.store, job_id).public())
+    return JobResponse(**_job_or_404(state.jobs, job_id).public())
 
 
 @router.delete("/{job_id}", response_model=JobDeleted, responses=responses(401, 404, 422, 503))
 async def delete_job(job_id: str, state: State) -> JobDeleted:
-    job = _job_or_404(state.store, job_id)
-    if job.status in ("queued", "running"):
-        state.runner.cancel(job_id)
-    await asyncio.to_thread(state.store.delete, job_id)
+    _job_or_404(state.jobs, job_id)
+    await asyncio.to_thread(state.jobs.delete, job_id)  # a worker running it stops at its next frame or update
     return JobDeleted(job_id=job_id, status="deleted")
 
 
@@ -67,7 +65,7 @@ async def delete_job(job_id: str, state: State) -> JobDeleted:
 async def job_result(
     job_id: str, state: State, format: Literal["json", "npz", "csv", "bvh"] = "json", track_id: int | None = None
 ) -> Response:
-    meta, lines = _result_or_409(state.store, job_id)
+    meta, lines = _result_or_409(state.jobs, job_id)
     if format == "json":
         return StreamingResponse(_json_result(meta, lines), media_type="application/json")
     if format == "csv":
@@ -102,7 +100,7 @@ async def job_angles(
     accept: Annotated[str | None, Header()] = None,
 ) -> Response | AnglesResponse:
     """Knee, hip, elbow and shoulder angles in degrees (definitions: `hotpose_client.angles`)."""
-    meta, lines = _result_or_409(state.store, job_id)
+    meta, lines = _result_or_409(state.jobs, job_id)
     if format == "csv" or (format is None and "text/csv" in (accept or "")):
         csv = (chunk.encode() for chunk in angles.angles_csv_chunks(_frames(lines)))
         return StreamingResponse(csv, media_type="text/csv", headers=_attachment(f"{job_id}_angles.csv"))
@@ -111,28 +109,40 @@ async def job_angles(
 
 @router.get("/{job_id}/stream", response_class=StreamingResponse, responses={**NDJSON, **responses(401, 404, 422, 503)})
 async def job_stream(job_id: str, state: State) -> StreamingResponse:
-    _job_or_404(state.store, job_id)
+    _job_or_404(state.jobs, job_id)
     return StreamingResponse(_tail(state, job_id), media_type="application/x-ndjson")
 
 
-def _job_or_404(store: JobStore, job_id: str) -> Job:
-    job = store.get(job_id)
+def _job_or_404(jobs: Jobs, job_id: str) -> Job:
+    job = jobs.get(job_id)
     if job is None:
         raise HTTPException(status_code=404, detail=f"no job {job_id}")
     return job
 
 
-def _result_or_409(store: JobStore, job_id: str) -> tuple[dict[str, Any], Path]:
-    """A finished job's meta and its frames' file; 409 while it waits or runs, and when it failed."""
-    job = _job_or_404(store, job_id)
+def _result_or_409(jobs: Jobs, job_id: str) -> tuple[dict[str, Any], Lines]:
+    """A finished job's meta and its frames' lines; 409 while it waits or runs, and when it failed."""
+    job = _job_or_404(jobs, job_id)
     if job.status != "done":
         detail = f"job is {job.status}" + (f": {job.error}" if job.error else "")
         raise HTTPException(status_code=409, detail=detail)  # no result in this state: queued, running or failed
-    d = store.dir(job_id)
-    return json.loads((d / "meta.json").read_text()), d / "frames.ndjson"
+    meta = jobs.meta(job_id)
+    if meta is None:  # deleted between the two reads
+        raise HTTPException(status_code=404, detail=f"no job {job_id}")
+    return meta, Lines(jobs, job_id)
 
 
-def _angles_result(meta: dict[str, Any], lines: Path) -> AnglesResponse:
+class Lines:
+    """A finished job's NDJSON frame lines, read from its result store each time they are iterated."""
+
+    def __init__(self, jobs: Jobs, job_id: str) -> None:
+        self.jobs, self.job_id = jobs, job_id
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter_frame_lines(self.jobs.files, self.job_id)
+
+
+def _angles_result(meta: dict[str, Any], lines: Lines) -> AnglesResponse:
     seq = PoseSequence.from_wire(schema.ResultHead.model_validate(meta), _frames(lines))
     lifted = sorted({p.track_id for f in seq.frames for p in f.people if p.joints_3d is not None})
     people = []
@@ -154,32 +164,30 @@ def _attachment(filename: str) -> dict[str, str]:
     return {"content-disposition": f'attachment; filename="{filename}"'}
 
 
-def _json_result(meta: dict[str, Any], lines: Path) -> Iterator[bytes]:
+def _json_result(meta: dict[str, Any], lines: Lines) -> Iterator[bytes]:
     yield formats.json_head({**meta, "coordinates": COORDINATES}).encode()
-    with open(lines, "rb") as f:
-        for i, line in enumerate(f):
-            yield (b"," if i else b"") + line.rstrip(b"\n")
+    for i, line in enumerate(lines):
+        yield (b"," if i else b"") + line.rstrip(b"\n")
     yield b"]}"
 
 
-def _frames(lines: Path) -> Iterator[schema.Frame]:
-    with open(lines, "rb") as f:
-        for line in f:
-            yield schema.Frame.model_validate_json(line)
+def _frames(lines: Lines) -> Iterator[schema.Frame]:
+    for line in lines:
+        yield schema.Frame.model_validate_json(line)
 
 
-def _csv_result(lines: Path, camera: dict[str, Any] | None) -> Iterator[bytes]:
+def _csv_result(lines: Lines, camera: dict[str, Any] | None) -> Iterator[bytes]:
     for chunk in formats.csv_chunks(_frames(lines), H36M_JOINTS, camera=camera):
         yield chunk.encode()
 
 
-def _npz_result(meta: dict[str, Any], lines: Path) -> bytes:
+def _npz_result(meta: dict[str, Any], lines: Lines) -> bytes:
     """One row per person-frame (`hotpose_client.formats.NPZ_ARRAYS`)."""
     data: bytes = formats.npz_bytes(formats.npz_arrays({**meta, "coordinates": COORDINATES}, _frames(lines)))
     return data
 
 
-def _bvh_result(meta: dict[str, Any], lines: Path, track_id: int | None) -> bytes:
+def _bvh_result(meta: dict[str, Any], lines: Lines, track_id: int | None) -> bytes:
     """One person's animation (`hotpose_client.bvh`); `track_id` may be omitted when there is one person."""
     ids: set[int] = set()
 
@@ -200,37 +208,20 @@ def _bvh_result(meta: dict[str, Any], lines: Path, track_id: int | None) -> byte
 
 
 async def _tail(state: Ready, job_id: str) -> AsyncIterator[bytes]:
-    """The job's frames as NDJSON, as they are written; ends when the job ends."""
-    f = None
-    pending = b""
-    try:
-        while True:
-            job = state.store.get(job_id)
-            if f is None:
-                path = frames_file(state.store, job_id)
-                if path.exists():
-                    f = open(path, "rb")  # noqa: SIM115 - kept open across renames while the job writes
-            if f is not None:
-                chunk = f.read(1 << 16)
-                if chunk:
-                    pending += chunk
-                    cut = pending.rfind(b"\n") + 1
-                    if cut:
-                        yield pending[:cut]
-                        pending = pending[cut:]
-                    continue
-            if job is None:
-                return
-            if job.status in ("done", "failed") and (f is not None or job.status == "failed"):
-                if f is not None:
-                    rest = f.read()
-                    if rest or pending:
-                        yield pending + rest
-                if job.status == "failed":
-                    last = schema.JobStreamError(error=job.error or "failed, no reason recorded")
-                    yield (last.model_dump_json() + "\n").encode()
-                return
-            await asyncio.sleep(TAIL_POLL_S)
-    finally:
-        if f is not None:
-            f.close()
+    """The job's frames as NDJSON, as they are written (read from the result store, so any server of a
+    shared store answers for any job); ends when the job ends."""
+    jobs, cursor = state.jobs, 0
+    while True:
+        job = await asyncio.to_thread(jobs.get, job_id)  # before reading: a job done now has all its frames
+        chunk, cursor = await asyncio.to_thread(jobs.files.read_frames, job_id, cursor)
+        if chunk:
+            yield chunk
+            continue
+        if job is None:
+            return
+        if job.status in ("done", "failed"):
+            if job.status == "failed":
+                last = schema.JobStreamError(error=job.error or "failed, no reason recorded")
+                yield (last.model_dump_json() + "\n").encode()
+            return
+        await asyncio.sleep(TAIL_POLL_S)

@@ -12,15 +12,16 @@ class StoreURLError(ValueError):
     """A `HOTPOSE_JOB_DB` / `HOTPOSE_RESULTS` value that names no store we have."""
 
 
-def open_job_store(url: str | None, data_dir: Path) -> JobStore:
-    """None or `sqlite:///path`: SQLite (default `<data_dir>/jobs.sqlite3`); `postgresql://...`: PostgreSQL."""
+def open_job_store(url: str | None, data_dir: Path, shared: bool = False) -> JobStore:
+    """None or `sqlite:///path`: SQLite (default `<data_dir>/jobs.sqlite3`); `postgresql://...`: PostgreSQL.
+    `shared`: processes other than this one run jobs from an SQLite table too (Ray replicas on one machine)."""
     if url is None or url.startswith("sqlite:"):
         from hotpose.service.stores.sqlite import SQLiteJobStore
 
         path = Path(url.removeprefix("sqlite://").removeprefix("/")) if url else data_dir / "jobs.sqlite3"
         if url and url.startswith("sqlite:////"):
             path = Path("/" + url.removeprefix("sqlite:////"))
-        return SQLiteJobStore(path)
+        return SQLiteJobStore(path, shared=shared)
     if url.startswith(("postgresql://", "postgres://")):
         from hotpose.service.stores.postgres import PostgresJobStore
 

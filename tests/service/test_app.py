@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from starlette.requests import Request
 
 from hotpose.service.app import create_app
-from hotpose.service.jobs import JobStore
+from hotpose.service.jobs import Jobs
 from hotpose.service.routes.clips import _limited, _UploadTooLargeError
 from hotpose.service.settings import Settings
 from tests.service.test_video import huge_png_header
@@ -181,12 +181,13 @@ def test_jobs_survive_a_restart(make_settings: Callable[..., Settings], astronau
         done_id = submit(client, astronaut_clip.read_bytes())
         assert wait_job(client, done_id)["status"] == "done"
     # a job the previous server accepted but never finished (killed while running)
-    store = JobStore(settings.data_dir)
-    job = store.create("interrupted.mp4")
-    (store.dir(job.job_id) / "input.mp4").write_bytes(astronaut_clip.read_bytes())
-    store.update(job.job_id, status="running", progress=0.3)
+    store = Jobs.open(settings.data_dir)
+    staged = store.staging_file()
+    staged.write_bytes(astronaut_clip.read_bytes())
+    job = store.create("interrupted.mp4", upload=staged)
+    store.table.update(job.job_id, status="running", progress=0.3)
     lost = store.create("lost.mp4")
-    store.update(lost.job_id, status="running")
+    store.table.update(lost.job_id, status="running")
     store.close()
     with TestClient(create_app(settings)) as client:
         assert len(client.get(f"/v1/jobs/{done_id}/result").json()["frames"]) == 30
@@ -198,10 +199,11 @@ def test_jobs_survive_a_restart(make_settings: Callable[..., Settings], astronau
 def test_retention_deletes_old_jobs(make_settings: Callable[..., Settings]) -> None:
     settings = make_settings(retention_hours=1.0)
     settings.data_dir.mkdir(parents=True)
-    store = JobStore(settings.data_dir)
+    store = Jobs.open(settings.data_dir)
     old = store.create("old.mp4")
-    store.update(old.job_id, status="done")
-    store._db.execute("UPDATE jobs SET updated = ? WHERE job_id = ?", (time.time() - 7200, old.job_id))
+    store.files.put_json(old.job_id, "meta.json", {})
+    store.table.update(old.job_id, status="done")
+    store.table._db.execute("UPDATE jobs SET updated = ? WHERE job_id = ?", (time.time() - 7200, old.job_id))  # type: ignore[attr-defined]
     store.close()
     with TestClient(create_app(settings)) as client:
         assert client.get(f"/v1/jobs/{old.job_id}").status_code == 404

@@ -30,9 +30,9 @@ from starlette.websockets import WebSocketDisconnect
 from hotpose.service.app import create_app
 from hotpose.service.bench import free_port
 from hotpose.service.deps import AppState, client_id
-from hotpose.service.jobs import STATUSES, FramesWriter, JobRunner, JobStore
-from hotpose.service.pipeline import FramePoses
+from hotpose.service.jobs import STATUSES, JobRunner, Jobs, RunnerConfig
 from hotpose.service.settings import Settings
+from hotpose.service.stores.directory import _FileFrames
 from tests.conftest import astronaut_frames, serve
 from tests.service.test_app import submit, wait_job
 from tests.service.test_jobs import LIMITS, SlowPipeline, queue_clip, wait_status
@@ -45,8 +45,8 @@ def _state(app: object) -> AppState:
 
 def _nothing_kept(settings: Settings, state: AppState) -> None:
     """No job, no job folder, no upload being received, no upload counted."""
-    assert state.store is not None
-    assert state.store.with_status(*STATUSES) == []
+    assert state.jobs is not None
+    assert state.jobs.with_status(*STATUSES) == []
     assert list((settings.data_dir / "jobs").iterdir()) == []
     assert list((settings.data_dir / "uploads").iterdir()) == []
     assert not state.uploads
@@ -92,7 +92,7 @@ def test_one_key_cannot_take_every_pending_job_slot(
         assert client.post("/v1/clips", files=clip, headers=b).status_code == 202  # another key still gets in
         everyone = client.post("/v1/clips", files=clip, headers=b)
         assert everyone.status_code == 429 and "(limit 3)" in everyone.json()["detail"]
-        job = _state(app).store.get(first.json()["job_id"])  # type: ignore[union-attr]
+        job = _state(app).jobs.get(first.json()["job_id"])  # type: ignore[union-attr]
         assert job is not None and job.owner == "key:" + hashlib.sha256(b"secret-a").hexdigest()[:16]
         assert client.delete(f"/v1/jobs/{job.job_id}", headers=a).status_code == 200  # a slot comes back
         assert client.post("/v1/clips", files=clip, headers=a).status_code == 202
@@ -255,10 +255,10 @@ def test_what_a_killed_server_left_half_written_is_deleted_at_start(
     make_settings: Callable[..., Settings], astronaut_clip: Path
 ) -> None:
     settings = make_settings()
-    store = JobStore(settings.data_dir)
-    (store.uploads / "0123.part").write_bytes(b"half an upload")  # killed while receiving it
-    (store.root / "4567").mkdir()  # killed while making it a job, before its row
-    (store.root / "4567" / "input.mp4").write_bytes(b"a whole upload")
+    store = Jobs.open(settings.data_dir)
+    (store.staging / "0123.part").write_bytes(b"half an upload")  # killed while receiving it
+    (settings.data_dir / "jobs" / "4567").mkdir()  # killed while making it a job, before its row
+    (settings.data_dir / "jobs" / "4567" / "input.mp4").write_bytes(b"a whole upload")
     kept = queue_clip(store, astronaut_clip)  # a job it had accepted
     store.close()
     with TestClient(create_app(settings)) as client:
@@ -272,17 +272,17 @@ def test_what_a_killed_server_left_half_written_is_deleted_at_start(
 
 def _fail_writes_of_job(monkeypatch: pytest.MonkeyPatch, nth: int, after_frames: int) -> None:
     """The `nth` job (0-based, in the order they start) hits a full disk after writing `after_frames` frames."""
-    write = FramesWriter.write
+    write = _FileFrames.write
     started: list[Path] = []
 
-    def failing(self: FramesWriter, fp: FramePoses) -> None:
+    def failing(self: _FileFrames, line: str) -> None:
         if self.part not in started:
             started.append(self.part)
-        if started.index(self.part) == nth and fp.index >= after_frames:
+        if started.index(self.part) == nth and json.loads(line)["index"] >= after_frames:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.part))
-        write(self, fp)
+        write(self, line)
 
-    monkeypatch.setattr(FramesWriter, "write", failing)
+    monkeypatch.setattr(_FileFrames, "write", failing)
 
 
 def test_a_full_disk_fails_that_job_and_loses_no_other(
@@ -309,19 +309,18 @@ def test_a_worker_whose_bookkeeping_fails_goes_on_with_the_next_job(
 ) -> None:
     """A disk so full that even SQLite cannot record the failure: the worker thread survives it."""
     _fail_writes_of_job(monkeypatch, nth=0, after_frames=0)
-    store = JobStore(tmp_path)
-    update = store.update
+    store = Jobs.open(tmp_path)
+    update = store.table.update
 
-    def full_db(job_id: str, **fields: object) -> None:
+    def full_db(job_id: str, **fields: object) -> bool:
         if fields.get("status") == "failed":
             raise sqlite3.OperationalError("database or disk is full")
-        update(job_id, **fields)
+        return update(job_id, **fields)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(store, "update", full_db)
-    runner = JobRunner(store, lambda camera: SlowPipeline(threading.Event(), 0.0), LIMITS, workers=1)  # type: ignore[arg-type, return-value]
+    monkeypatch.setattr(store.table, "update", full_db)
+    runner = JobRunner(store, lambda camera: SlowPipeline(threading.Event(), 0.0), LIMITS, RunnerConfig(1))  # type: ignore[arg-type, return-value]
     stuck, next_one = queue_clip(store, astronaut_clip), queue_clip(store, astronaut_clip)
-    runner.submit(stuck)
-    runner.submit(next_one)
+    runner.start()
     assert wait_status(store, next_one, ("done", "failed")) == "done"
     job = store.get(stuck)
     assert job is not None and job.status == "running"  # unrecorded: queued again at the next start
@@ -397,7 +396,7 @@ def test_a_job_killed_mid_run_is_rerun_after_a_restart_to_the_same_result(
         _job_when(url, job_id, lambda j: j["status"] != "queued" and j["frames_done"] > 0)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-    store = JobStore(data)  # what the killed server left
+    store = Jobs.open(data)  # what the killed server left
     killed = store.get(job_id)
     store.close()
     assert killed is not None and killed.status == "running", f"the job was not killed mid-run: {killed}"
