@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.hotpose-installed
 
-.PHONY: install serve test browser lint bench clean
+.PHONY: install serve test browser postgres lint bench clean
 
 install: $(STAMP)
 
@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml client/pyproject.toml
 serve: install
 	$(VENV)/bin/hotpose serve
 
-test: install browser
+test: install browser postgres
 	$(PY) -m pytest -q
 
 # The web page's tests drive a real Chromium: install Debian's package when it is missing and we
@@ -39,6 +39,15 @@ browser:
 	       && { DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 \
 	            || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; } \
 	       || echo "chromium is not installable here: the browser tests will skip"; }
+
+# The PostgreSQL job store's tests start a real server (initdb, pg_ctl): install Debian's package when
+# it is missing and we can (root with apt); otherwise those tests skip with the reason.
+postgres:
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	       && { DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null 2>&1 \
+	            || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null; }; } \
+	       || echo "PostgreSQL is not installable here: the PostgreSQL tests will skip"; }
 
 lint: install
 	$(VENV)/bin/ruff check models service client tests
