@@ -1,9 +1,13 @@
-"""A real, throw-away PostgreSQL server for the store tests (Debian's `postgresql` package: `make test`
-installs it where it can; the tests skip with the reason where there is none).
+"""The stores' backing services for their tests: a real, throw-away PostgreSQL server (Debian's
+`postgresql` package: `make test` installs it where it can) and moto's S3 server; the tests that need
+one skip with the reason where it cannot start.
 
 initdb and postgres refuse to run as root, so as root the server runs as the `postgres` user (or
 `nobody`) through `runuser`, in a temporary directory that user owns; it listens on 127.0.0.1 only,
 on a free port, with trust authentication, and is stopped and deleted after the session.
+
+`job_store` is an empty jobs table of each kind in turn (SQLite, PostgreSQL): the tests that take it
+are the behaviour every `JobStore` shares (test_job_stores.py).
 """
 
 from __future__ import annotations
@@ -15,17 +19,22 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-if TYPE_CHECKING:  # psycopg is imported where a PostgreSQL test needs it: the S3 tests here run without it
-    from hotpose.service.stores.postgres import PostgresJobStore
+from hotpose.service.stores import open_job_store
+
+if TYPE_CHECKING:
+    from hotpose.service.stores.base import JobStore
 
 DATABASE = "hotpose_test"
 SUPERUSER = "hotpose"
+BUCKET = "hotpose-results"  # made in moto's server by `s3_endpoint`
+NO_PSYCOPG = "the PostgreSQL job store needs psycopg: pip install 'hotpose[postgres]'"
 
 
 def _pg_bin() -> Path | None:
@@ -88,7 +97,7 @@ def postgres_url() -> Iterator[str]:
             )
         run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "-t", "30", "start")
         started = True
-        import psycopg
+        psycopg = pytest.importorskip("psycopg", reason=NO_PSYCOPG)
 
         with psycopg.connect(f"postgresql://{SUPERUSER}@127.0.0.1:{port}/postgres", autocommit=True) as conn:
             conn.execute(f"CREATE DATABASE {DATABASE}")
@@ -108,11 +117,64 @@ def drop_jobs_table(url: str) -> None:
 
 
 @pytest.fixture
-def job_store(postgres_url: str) -> Iterator[PostgresJobStore]:
-    """A store on an empty database (the table made afresh: no rows of another test)."""
-    from hotpose.service.stores.postgres import PostgresJobStore
+def postgres_database(postgres_url: str) -> Iterator[str]:
+    """The URL of a database of this test's own on the session's server (dropped afterwards)."""
+    import psycopg
 
-    drop_jobs_table(postgres_url)
-    store = PostgresJobStore(postgres_url)
+    name = f"hotpose_{uuid.uuid4().hex[:12]}"
+    admin = postgres_url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield f"{postgres_url.rsplit('/', 1)[0]}/{name}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")  # connections a failed test left open too
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def job_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """`HOTPOSE_JOB_DB` of an empty jobs table: a new SQLite file, or the session's PostgreSQL database
+    with the table dropped (made afresh by the first store opened: no rows of another test)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'jobs.sqlite3'}"  # an absolute path: sqlite:////tmp/...
+    pytest.importorskip("psycopg", reason=NO_PSYCOPG)
+    url: str = request.getfixturevalue("postgres_url")
+    drop_jobs_table(url)
+    return url
+
+
+@pytest.fixture
+def job_store(job_db: str, tmp_path: Path) -> Iterator[JobStore]:
+    """A store on `job_db`, opened as a server opens it (`shared`: as Ray replicas open SQLite)."""
+    store = open_job_store(job_db, tmp_path, shared=True)
     yield store
     store.close()
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 on a free loopback port, the bucket `BUCKET` in it and dummy credentials in the
+    environment (no real AWS, no ~/.aws) while the module's tests run."""
+    boto3 = pytest.importorskip("boto3", reason="the S3 result store needs boto3: pip install 'hotpose[s3]'")
+    moto_server = pytest.importorskip("moto.server", reason="the S3 tests need moto: pip install 'moto[server]'")
+    with pytest.MonkeyPatch.context() as mp:
+        for name in list(os.environ):
+            if name.startswith("AWS_"):
+                mp.delenv(name)
+        mp.setenv("AWS_ACCESS_KEY_ID", "test")
+        mp.setenv("AWS_SECRET_ACCESS_KEY", "test")
+        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        mp.setenv("AWS_CONFIG_FILE", os.devnull)
+        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        try:
+            server.start()
+        except OSError as e:
+            pytest.skip(f"moto's S3 server did not start on 127.0.0.1: {e}")
+        host, port = server.get_host_and_port()
+        url = f"http://{host}:{port}"
+        try:
+            boto3.client("s3", endpoint_url=url).create_bucket(Bucket=BUCKET)
+            yield url
+        finally:
+            server.stop()

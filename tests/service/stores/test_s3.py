@@ -1,4 +1,5 @@
-"""The S3 result store against moto's server on loopback (real HTTP, boto3 as in production)."""
+"""The S3 result store against moto's server on loopback (`s3_endpoint` in conftest.py: real HTTP,
+boto3 as in production)."""
 
 from __future__ import annotations
 
@@ -7,56 +8,29 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.service.stores.conftest import BUCKET
 from tests.service.stores.result_store_contract import check_result_store
 
-boto3 = pytest.importorskip("boto3", reason="the S3 result store needs boto3 (pip install 'hotpose[s3]')")
-moto_server = pytest.importorskip("moto.server", reason="these tests need moto's server: pip install 'moto[server]'")
+boto3 = pytest.importorskip("boto3", reason="the S3 result store needs boto3: pip install 'hotpose[s3]'")
 
 from hotpose.service.stores import open_result_store  # noqa: E402 - after the skips
 from hotpose.service.stores.base import iter_frame_lines  # noqa: E402
 from hotpose.service.stores.s3 import ResultStoreUnavailableError, S3ResultStore  # noqa: E402
 
-BUCKET = "hotpose-results"
-
-
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    """moto's S3 on a free loopback port, a bucket in it and dummy credentials (no real AWS, no ~/.aws)."""
-    with pytest.MonkeyPatch.context() as mp:
-        for name in list(os.environ):
-            if name.startswith("AWS_"):
-                mp.delenv(name)
-        mp.setenv("AWS_ACCESS_KEY_ID", "test")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", "test")
-        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        mp.setenv("AWS_CONFIG_FILE", os.devnull)
-        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        url = f"http://{host}:{port}"
-        boto3.client("s3", endpoint_url=url).create_bucket(Bucket=BUCKET)
-        try:
-            yield url
-        finally:
-            server.stop()
-
 
 @pytest.fixture
-def s3(endpoint: str) -> Any:
-    return boto3.client("s3", endpoint_url=endpoint)
+def s3(s3_endpoint: str) -> Any:
+    return boto3.client("s3", endpoint_url=s3_endpoint)
 
 
-def _store(endpoint: str, **kw: Any) -> S3ResultStore:
+def _store(s3_endpoint: str, **kw: Any) -> S3ResultStore:
     """A store under a fresh prefix: each test sees only its own jobs."""
-    return S3ResultStore(f"s3://{BUCKET}/t-{uuid.uuid4().hex[:8]}", endpoint_url=endpoint, **kw)
+    return S3ResultStore(f"s3://{BUCKET}/t-{uuid.uuid4().hex[:8]}", endpoint_url=s3_endpoint, **kw)
 
 
 def _keys(s3: Any, prefix: str) -> list[str]:
@@ -72,28 +46,28 @@ def _read_all(store: S3ResultStore, job: str) -> list[str]:
     return [b.decode().removesuffix("\n") for b in iter_frame_lines(store, job)]
 
 
-def test_contract(endpoint: str) -> None:
-    store = _store(endpoint, chunk_bytes=1024)  # the frames span many chunks
+def test_contract(s3_endpoint: str) -> None:
+    store = _store(s3_endpoint, chunk_bytes=1024)  # the frames span many chunks
     check_result_store(store)
     store.close()
 
 
 def test_contract_at_the_bucket_root_with_the_endpoint_from_the_environment(
-    endpoint: str, s3: Any, monkeypatch: pytest.MonkeyPatch
+    s3_endpoint: str, s3: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     s3.create_bucket(Bucket="hotpose-root")
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)  # boto3 reads it itself
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_endpoint)  # boto3 reads it itself
     store = open_result_store("s3://hotpose-root", Path("/nonexistent"))
     assert isinstance(store, S3ResultStore)
-    assert store.endpoint_url == endpoint
+    assert store.endpoint_url == s3_endpoint
     check_result_store(store)
     store.put_json("j1", "meta.json", {"fps": 30})
     assert [o["Key"] for o in s3.list_objects_v2(Bucket="hotpose-root").get("Contents", [])] == ["jobs/j1/meta.json"]
     store.close()
 
 
-def test_layout(endpoint: str, s3: Any, tmp_path: Path) -> None:
-    store = _store(endpoint, chunk_bytes=64, flush_s=60)
+def test_layout(s3_endpoint: str, s3: Any, tmp_path: Path) -> None:
+    store = _store(s3_endpoint, chunk_bytes=64, flush_s=60)
     root = store.url.removeprefix(f"s3://{BUCKET}/") + "/jobs/j1/"
     upload = tmp_path / "u.part"
     upload.write_bytes(b"video")
@@ -118,8 +92,8 @@ def test_layout(endpoint: str, s3: Any, tmp_path: Path) -> None:
     store.close()
 
 
-def test_a_chunk_is_put_once_flush_s_has_passed_at_a_write(endpoint: str) -> None:
-    store = _store(endpoint, flush_s=0.2)
+def test_a_chunk_is_put_once_flush_s_has_passed_at_a_write(s3_endpoint: str) -> None:
+    store = _store(s3_endpoint, flush_s=0.2)
     out = store.frames_writer("j")
     out.write("1")
     assert store.read_frames("j") == (b"", 0)  # buffered
@@ -137,10 +111,10 @@ def test_a_chunk_is_put_once_flush_s_has_passed_at_a_write(endpoint: str) -> Non
     store.close()
 
 
-def test_read_frames_returns_at_most_read_chunks_per_call(endpoint: str) -> None:
+def test_read_frames_returns_at_most_read_chunks_per_call(s3_endpoint: str) -> None:
     from hotpose.service.stores import s3 as s3_module
 
-    store = _store(endpoint, chunk_bytes=1)  # a chunk per line
+    store = _store(s3_endpoint, chunk_bytes=1)  # a chunk per line
     out = store.frames_writer("j")
     n = s3_module.READ_CHUNKS + 10
     for i in range(n):
@@ -156,8 +130,8 @@ def test_read_frames_returns_at_most_read_chunks_per_call(endpoint: str) -> None
     store.close()
 
 
-def test_a_tailing_reader_sees_frames_while_they_are_written(endpoint: str) -> None:
-    store = _store(endpoint, chunk_bytes=512, flush_s=0.05)
+def test_a_tailing_reader_sees_frames_while_they_are_written(s3_endpoint: str) -> None:
+    store = _store(s3_endpoint, chunk_bytes=512, flush_s=0.05)
     lines = _lines(600)
     written = threading.Event()
     reads: list[tuple[bool, bytes]] = []  # (written done at the read, what it returned)
@@ -189,8 +163,8 @@ def test_a_tailing_reader_sees_frames_while_they_are_written(endpoint: str) -> N
     assert sum(1 for finished, c in reads if c and not finished) > 1  # seen while being written
 
 
-def test_many_writers_share_one_store(endpoint: str) -> None:
-    store = _store(endpoint, chunk_bytes=300)
+def test_many_writers_share_one_store(s3_endpoint: str) -> None:
+    store = _store(s3_endpoint, chunk_bytes=300)
     jobs = [f"j{i}" for i in range(6)]
 
     def write(job: str) -> None:
@@ -211,8 +185,8 @@ def test_many_writers_share_one_store(endpoint: str) -> None:
     store.close()
 
 
-def test_a_retaken_job_starts_its_frames_afresh(endpoint: str, s3: Any) -> None:
-    store = _store(endpoint, chunk_bytes=1)
+def test_a_retaken_job_starts_its_frames_afresh(s3_endpoint: str, s3: Any) -> None:
+    store = _store(s3_endpoint, chunk_bytes=1)
     out = store.frames_writer("j")
     for i in range(10):
         out.write(f"old {i}")
@@ -229,8 +203,8 @@ def test_a_retaken_job_starts_its_frames_afresh(endpoint: str, s3: Any) -> None:
     store.close()
 
 
-def test_close_after_a_failure_keeps_what_was_written(endpoint: str) -> None:
-    store = _store(endpoint, flush_s=60)
+def test_close_after_a_failure_keeps_what_was_written(s3_endpoint: str) -> None:
+    store = _store(s3_endpoint, flush_s=60)
     out = store.frames_writer("j")
     with pytest.raises(RuntimeError, match="lifter crashed"):
         try:
@@ -245,8 +219,8 @@ def test_close_after_a_failure_keeps_what_was_written(endpoint: str) -> None:
     store.close()
 
 
-def test_input_roundtrip_keeps_suffix_and_bytes_and_removes_the_download(endpoint: str, tmp_path: Path) -> None:
-    store = _store(endpoint)
+def test_input_roundtrip_keeps_suffix_and_bytes_and_removes_the_download(s3_endpoint: str, tmp_path: Path) -> None:
+    store = _store(s3_endpoint)
     data = os.urandom(9 * 1024 * 1024)  # above boto3's 8 MiB multipart threshold
     upload = tmp_path / "abc.part"
     upload.write_bytes(data)
@@ -273,12 +247,12 @@ def test_input_roundtrip_keeps_suffix_and_bytes_and_removes_the_download(endpoin
 
 
 def test_delete_removes_every_object_in_batches(
-    endpoint: str, s3: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    s3_endpoint: str, s3: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from hotpose.service.stores import s3 as s3_module
 
     monkeypatch.setattr(s3_module, "DELETE_BATCH", 7)
-    store = _store(endpoint, chunk_bytes=1)
+    store = _store(s3_endpoint, chunk_bytes=1)
     out = store.frames_writer("j")
     for i in range(30):
         out.write(str(i))
@@ -301,14 +275,14 @@ def test_delete_removes_every_object_in_batches(
     store.close()
 
 
-def test_a_missing_bucket_is_refused_at_once(endpoint: str) -> None:
+def test_a_missing_bucket_is_refused_at_once(s3_endpoint: str) -> None:
     t0 = time.monotonic()
     with pytest.raises(ResultStoreUnavailableError, match="s3://no-such-bucket/x.*no such bucket"):
-        S3ResultStore("s3://no-such-bucket/x", endpoint_url=endpoint)
+        S3ResultStore("s3://no-such-bucket/x", endpoint_url=s3_endpoint)
     assert time.monotonic() - t0 < 3
 
 
-def test_an_endpoint_that_does_not_answer_is_refused_within_seconds(endpoint: str) -> None:
+def test_an_endpoint_that_does_not_answer_is_refused_within_seconds(s3_endpoint: str) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # free, and nothing listens once closed
@@ -318,11 +292,11 @@ def test_an_endpoint_that_does_not_answer_is_refused_within_seconds(endpoint: st
     assert time.monotonic() - t0 < 8
 
 
-def test_missing_credentials_are_named(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_credentials_are_named(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     with pytest.raises(ResultStoreUnavailableError, match="no credentials"):
-        S3ResultStore(f"s3://{BUCKET}", endpoint_url=endpoint)
+        S3ResultStore(f"s3://{BUCKET}", endpoint_url=s3_endpoint)
 
 
 @pytest.mark.parametrize("url", ["s3://", "s3:///prefix", "https://bucket/x", "s3://bucket/x?versionId=1"])
@@ -331,9 +305,9 @@ def test_a_malformed_url_is_refused(url: str) -> None:
         S3ResultStore(url)
 
 
-def test_a_reader_stops_at_a_missing_chunk(endpoint: str, s3: Any) -> None:
+def test_a_reader_stops_at_a_missing_chunk(s3_endpoint: str, s3: Any) -> None:
     """Chunks seen out of order (a drop half done, a listing racing a put) are not read past a gap."""
-    store = _store(endpoint)
+    store = _store(s3_endpoint)
     root = store.url.removeprefix(f"s3://{BUCKET}/") + "/jobs/j/frames/"
     for i in (0, 1, 3):
         s3.put_object(Bucket=BUCKET, Key=f"{root}{i:010d}.ndjson", Body=f"{i}\n".encode())
