@@ -62,7 +62,7 @@ CLAIMABLE = sql.SQL(
 ).format(now=NOW)
 CLAIM = sql.SQL(
     "UPDATE jobs SET status = 'running', worker = %s, lease_until = {now} + %s, updated = %s,"
-    " attempts = attempts + 1 WHERE job_id = %s RETURNING {columns}"
+    " progress = 0, frames_done = 0, attempts = attempts + 1 WHERE job_id = %s RETURNING {columns}"
 ).format(now=NOW, columns=sql.SQL(", ").join(map(sql.Identifier, COLUMNS)))
 
 

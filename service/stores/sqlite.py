@@ -76,7 +76,7 @@ class SQLiteJobStore:
                 if row is not None:
                     self._db.execute(
                         "UPDATE jobs SET status = 'running', worker = ?, lease_until = ?, updated = ?,"
-                        " attempts = COALESCE(attempts, 0) + 1 WHERE job_id = ?",
+                        " progress = 0, frames_done = 0, attempts = COALESCE(attempts, 0) + 1 WHERE job_id = ?",
                         (worker, now + lease_s, now, row[0]),
                     )
                 self._db.execute("COMMIT")
