@@ -26,6 +26,10 @@ from hotpose.service.scheduler import BatchConfig, BatchScheduler
 JPEG_QUALITY = 95  # frames a clip worker sends to a remote 2D stage (live frames go as the client sent them)
 
 
+class BackendError(RuntimeError):
+    """A model backend could not answer: a remote replica died or cannot be reached (not a bad input)."""
+
+
 class StreamDetect(Protocol):
     """The 2D stage bound to one stream's tracking state: the next RGB uint8 frame [H, W, 3] at time t
     (seconds) -> its people. `encoded`, the same frame as the client sent it (JPEG/PNG bytes), lets a

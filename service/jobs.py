@@ -41,6 +41,7 @@ CAMERA_FILE = "camera.json"  # the upload's focal_px / fov_deg / person_height_m
 META_FILE = "meta.json"  # the result's head (`hotpose_client.schema.ResultHead`)
 PROGRESS_EVERY_S = 0.5  # how often a running job's progress is written (and its lease renewed)
 LOST_UPLOAD = "the upload was lost when the server restarted"
+STALE_UPLOAD_S = 3600.0  # an upload in the staging folder untouched this long was left by a killed server
 
 __all__ = ["STATUSES", "ClipLimits", "Job", "JobRunner", "Jobs"]
 
@@ -110,9 +111,12 @@ class Jobs:
         return CameraRequest(**stored) if stored else CameraRequest()
 
     def sweep(self) -> int:
-        """Delete what a killed server left half-written: uploads being received and, for a store of this
-        server's own, job files without a row. Call before serving; returns how many."""
-        stale: list[Path] = list(self.staging.iterdir())
+        """Delete what a killed server left half-written: uploads being received (of a shared store: those
+        untouched for `STALE_UPLOAD_S`) and, for a store of this server's own, job files without a row.
+        Call before serving; returns how many."""
+        stale = list(self.staging.iterdir())
+        if self.table.shared:  # other servers on this machine may be receiving uploads here now
+            stale = [p for p in stale if p.stat().st_mtime < time.time() - STALE_UPLOAD_S]
         for path in stale:
             path.unlink(missing_ok=True)
         orphans: set[str] = set()
@@ -197,6 +201,10 @@ class JobRunner:
             log.info("job %s: queued again after a restart", job_id)
             resumed.append(job_id)
         return resumed
+
+    def alive(self) -> bool:
+        """Every worker thread is running (after `start`, before `close`)."""
+        return all(t.is_alive() for t in self._threads)
 
     def submit(self, job_id: str) -> None:
         """A job was queued: wake a worker (it claims from the store, so any queued job may be the one taken)."""

@@ -117,6 +117,13 @@ class Settings(BaseSettings):
         "nothing for this long (a killed process, a lost machine) is taken by another worker.",
         gt=0,
     )
+    gpu_memory_fraction: float | None = Field(
+        default=None,
+        description="The share of the GPU's memory one process may use (torch's per-process cap), for model "
+        "replicas sharing a GPU (Ray Serve `num_gpus` < 1); unset: no cap.",
+        gt=0,
+        le=1,
+    )
     job_poll_s: float = Field(
         default=0.5, description="How often an idle clip worker looks for jobs queued by other servers.", gt=0
     )

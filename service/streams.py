@@ -53,6 +53,7 @@ from starlette.types import Message
 from starlette.websockets import WebSocketState
 
 from hotpose.service import metrics
+from hotpose.service.backends import BackendError
 from hotpose.service.engine import Engine
 from hotpose.service.pipeline import FramePoses, PosePipeline
 from hotpose.service.settings import Settings
@@ -356,12 +357,22 @@ async def _process(ws: WebSocket, session: _Session, executor: ThreadPoolExecuto
 
 
 async def _fail(ws: WebSocket, session: _Session, index: int | None, e: Exception) -> None:
-    """A failure in the models: tell the client which frame and why, then close with 1011."""
+    """A failure in the models: tell the client which frame and why, and the same for every other frame it
+    sent that will not be answered now (held for context, or queued), then close with 1011."""
     where = "the end of the stream" if index is None else f"frame {index}"
-    log.error("stream %s: %s failed", session.sid, where, exc_info=e)
-    reason = f"internal error at {where}: {type(e).__name__}"
+    if isinstance(e, BackendError):  # a remote model replica died or is unreachable: not a bug of ours
+        log.warning("stream %s: %s failed: %s", session.sid, where, e)
+        reason = f"the models failed at {where}"
+    else:
+        log.error("stream %s: %s failed", session.sid, where, exc_info=e)
+        reason = f"internal error at {where}: {type(e).__name__}"
+    lost = sorted({*session.received, *(fr.index for fr in session.queue.frames)} - {index})
+    session.received.clear()
+    session.queue.frames.clear()
     with contextlib.suppress(WebSocketDisconnect, RuntimeError):  # the client may be gone already
         await _say(ws, schema.ErrorMessage(index=index, message=f"{reason}: {e}"))
+        for i in lost:
+            await _say(ws, schema.ErrorMessage(index=i, message=f"not answered: {reason}"))
         await ws.close(code=CLOSE_INTERNAL, reason=close_reason(reason))
 
 

@@ -17,6 +17,14 @@ def add_parsers(sub: Subparsers) -> None:
     s = sub.add_parser("serve", help="start the HTTP/WebSocket server")
     s.add_argument("--host", default=None, help=setting_help("host"))
     s.add_argument("--port", type=int, default=None, help=setting_help("port"))
+    s.add_argument(
+        "--ray", action="store_true",
+        help="run on Ray Serve (pip install 'hotpose[ray]'): a local cluster, or the one RAY_ADDRESS names",
+    )  # fmt: skip
+    s.add_argument(
+        "--ray-config", type=Path, default=None,
+        help="a Serve config giving the deployments' options (replicas, CPUs, GPUs); default: deploy/serve.yaml",
+    )  # fmt: skip
     s.set_defaults(func=_serve)
 
     f = sub.add_parser(
@@ -39,11 +47,38 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
     host = args.host or settings.host
     port = args.port or settings.port
+    if args.ray:
+        return _serve_ray(host, port, args.ray_config)
     # uvicorn closes a WebSocket (1009) on a message over its own limit (16 MiB by default): keep it
     # well above ours, so that an oversized frame gets the per-frame error and the stream goes on
     ws_max = max(2 * int(settings.max_message_mb * (1 << 20)), 16 << 20)
     # no uvicorn access log: it prints query strings, `?api_key=` included; the app logs each request without
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info", ws_max_size=ws_max, access_log=False)
+    return 0
+
+
+def _serve_ray(host: str, port: int, config: Path | None) -> int:
+    """Deploy on Ray Serve and stay in the foreground until interrupted (the deployment then goes)."""
+    import time
+
+    try:
+        from hotpose.service.deploy import ray_run
+    except ImportError as exc:
+        print(f"error: Ray Serve is not installed ({exc}): pip install 'hotpose[ray]'", file=sys.stderr)
+        return 1
+    try:
+        url = ray_run.start(host, port, config or ray_run.CONFIG)
+    except ray_run.ServeConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"hotpose on Ray Serve at {url} (Ctrl-C stops it)", file=sys.stderr)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        ray_run.stop()
     return 0
 
 
