@@ -167,29 +167,42 @@ def bench_live(
     emit: str = "causal",
     stride: int | None = None,
 ) -> dict[str, Any]:
+    """`streams` live clients against a single-process server started for the run."""
     import uvicorn
 
     from hotpose.service.app import create_app
 
-    jpegs = encode_jpegs(clip)
     port = free_port()
     app = create_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    n = int(seconds * fps)
-    url = f"ws://127.0.0.1:{port}/v1/stream"
-
-    async def main() -> list[dict[str, Any]]:
-        return await asyncio.gather(*(live_stream(url, jpegs, k, n, fps, emit, stride) for k in range(streams)))
-
     try:
         while not server.started:
             time.sleep(0.05)
-        results = asyncio.run(main())
+        return measure_live(f"http://127.0.0.1:{port}", encode_jpegs(clip), streams, fps, seconds, emit, stride)
     finally:
         server.should_exit = True
         thread.join(timeout=60)
+
+
+def measure_live(
+    url: str,
+    jpegs: list[bytes],
+    streams: int,
+    fps: float,
+    seconds: float,
+    emit: str = "causal",
+    stride: int | None = None,
+) -> dict[str, Any]:
+    """`streams` live clients against the server at `url` (http://host:port), paced at `fps` for `seconds`."""
+    n = int(seconds * fps)
+    ws_url = url.replace("http://", "ws://", 1) + "/v1/stream"
+
+    async def main() -> list[dict[str, Any]]:
+        return await asyncio.gather(*(live_stream(ws_url, jpegs, k, n, fps, emit, stride) for k in range(streams)))
+
+    results = asyncio.run(main())
     lat = sorted(x for r in results for x in r["latency_ms"])
     answered = sum(r["answered"] for r in results)
     wall = max(r["seconds"] for r in results)
@@ -198,6 +211,27 @@ def bench_live(
         "dropped": sum(r["dropped"] for r in results), "p50_ms": float(np.percentile(lat, 50)) if lat else None,
         "p95_ms": float(np.percentile(lat, 95)) if lat else None, "answered_fps": answered / wall,
     }  # fmt: skip
+
+
+def clip_job_fps(url: str, clip: Path, timeout: float = 600) -> float:
+    """POST `clip` to the server at `url` and wait for its job: frames per second from upload to done."""
+    import httpx
+
+    t0 = time.perf_counter()
+    with httpx.Client(base_url=url, timeout=60) as c:
+        r = c.post("/v1/clips", files={"file": (clip.name, clip.read_bytes(), "video/mp4")})
+        r.raise_for_status()
+        job_id = r.json()["job_id"]
+        while time.perf_counter() - t0 < timeout:
+            job = c.get(f"/v1/jobs/{job_id}").json()
+            if job["status"] == "done":
+                fps = job["frames_done"] / (time.perf_counter() - t0)
+                c.delete(f"/v1/jobs/{job_id}")
+                return float(fps)
+            if job["status"] == "failed":
+                raise RuntimeError(f"the benchmark's clip job failed: {job['error']}")
+            time.sleep(0.05)
+    raise TimeoutError(f"the benchmark's clip job did not finish in {timeout:g} s")
 
 
 def bench_render(

@@ -99,7 +99,12 @@ class Settings(BaseSettings):
         default=3840 * 2160,
         description="Most pixels in one frame or image (3840x2160), for clips and live streams alike.",
     )
-    job_workers: int = Field(default=1, description="Clips processed at once (they share the models' batches).")
+    job_workers: int = Field(
+        default=1,
+        description="Clips processed at once by this server (they share the models' batches); 0: none here, "
+        "other servers (or Ray ClipWorkers) take the queued clips from a shared job store.",
+        ge=0,
+    )
     job_db: str | None = Field(
         default=None,
         description="Where the jobs table lives: unset, SQLite in `HOTPOSE_DATA_DIR`; `postgresql://user@host/db` "

@@ -72,6 +72,12 @@ def add_parsers(sub: Subparsers) -> None:
     bs.add_argument("--device", default=None)
     bs.add_argument("--json", action="store_true")
     bs.add_argument("--quiet", action="store_true", help="no progress bar (none is drawn off a terminal either)")
+    bs.add_argument(
+        "--ray", action="store_true",
+        help="the single-process server and hotpose on a local Ray Serve cluster side by side, over HTTP: clip "
+        "jobs, one live stream, the handle overhead, each model replica's throughput",
+    )  # fmt: skip
+    bs.add_argument("--ray-config", type=Path, default=None, help="Serve config for --ray (default: deploy/serve.yaml)")
     bs.set_defaults(func=_bench_service)
 
     bk = bsub.add_parser(
@@ -203,6 +209,13 @@ def _bench_service(args: argparse.Namespace) -> int:
 
     given = {"lifter": args.lifter, "lifter_weights": args.weights, "device": args.device, "threads": args.threads}
     settings = Settings(**{k: v for k, v in given.items() if v is not None})  # the rest from HOTPOSE_* / defaults
+    if args.ray:
+        from hotpose.service.deploy.ray_bench import bench_ray, format_ray_report
+
+        with bar(args.rounds + 1, "bench service --ray", unit="part", quiet=args.quiet) as b:
+            ray_report = bench_ray(settings, args.rounds, args.seconds, args.fps, args.ray_config, lambda: b.update(1))
+        print(json.dumps(ray_report) if args.json else format_ray_report(ray_report))
+        return 0
     with bar(args.rounds + 3, "bench service", unit="part", quiet=args.quiet) as b:  # clip rounds, 3 live runs
         report = bench_service(
             settings, rounds=args.rounds, seconds=args.seconds, fps=args.fps, on_step=lambda: b.update(1)

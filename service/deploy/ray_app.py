@@ -75,8 +75,8 @@ class Detector:
         self.config = config.detector
         self._device = str(pick_device(config.device))
         self.stage = create_2d_stage(self.config, self._device)
-        self.detect.set_max_batch_size(s.detector_max_batch)
-        self.detect.set_batch_wait_timeout_s(s.detector_max_wait_ms / 1000)
+        self.detect.set_max_batch_size(s.detector_max_batch)  # type: ignore[attr-defined]  # added by @serve.batch
+        self.detect.set_batch_wait_timeout_s(s.detector_max_wait_ms / 1000)  # type: ignore[attr-defined]  # added by @serve.batch
         self.stage.process_image(np.zeros((256, 256, 3), np.uint8))  # warm-up
 
     def device(self) -> str:
@@ -114,8 +114,8 @@ class Lifter:
         if self.lifter is not None:
             self.lifter.start()  # loads and warms up (its own scheduler is not used: Serve batches)
             self._device = self.lifter.device
-        self.lift.set_max_batch_size(s.lifter_max_batch)
-        self.lift.set_batch_wait_timeout_s(s.lifter_max_wait_ms / 1000)
+        self.lift.set_max_batch_size(s.lifter_max_batch)  # type: ignore[attr-defined]  # added by @serve.batch
+        self.lift.set_batch_wait_timeout_s(s.lifter_max_wait_ms / 1000)  # type: ignore[attr-defined]  # added by @serve.batch
 
     def info(self) -> LifterInfo | None:
         return self.lifter.info if self.lifter is not None else None
@@ -132,7 +132,7 @@ class Lifter:
         return await asyncio.to_thread(lift_batch, self.lifter.model, items)
 
 
-async def _engine(detector: DeploymentHandle, lifter: DeploymentHandle, s: Settings) -> Engine:
+async def _engine(detector: DeploymentHandle[Any], lifter: DeploymentHandle[Any], s: Settings) -> Engine:
     info: LifterInfo | None = await lifter.info.remote()
     det, lif = RayDetector(detector), RayLifter(lifter, info) if info is not None else None
     await asyncio.to_thread(det.start)
@@ -145,7 +145,7 @@ async def _engine(detector: DeploymentHandle, lifter: DeploymentHandle, s: Setti
 class ClipWorker:
     """`HOTPOSE_JOB_WORKERS` threads taking queued clip jobs from the job store."""
 
-    async def __init__(self, detector: DeploymentHandle, lifter: DeploymentHandle) -> None:
+    async def __init__(self, detector: DeploymentHandle[Any], lifter: DeploymentHandle[Any]) -> None:  # type: ignore[misc]
         s = Settings()
         engine = await _engine(detector, lifter, s)
         self.jobs = Jobs.open(s.data_dir, s.job_db, s.results, shared=True)
@@ -173,8 +173,8 @@ class ClipWorker:
 class Ingress:
     """The FastAPI app over the model deployments; the clip workers run elsewhere (`workers=0`)."""
 
-    async def __init__(
-        self, detector: DeploymentHandle, lifter: DeploymentHandle, clip_workers: DeploymentHandle
+    async def __init__(  # type: ignore[misc]  # Serve awaits an async constructor
+        self, detector: DeploymentHandle[Any], lifter: DeploymentHandle[Any], clip_workers: DeploymentHandle[Any]
     ) -> None:
         self.settings = Settings()
         self.detector, self.lifter, self.clip_workers = detector, lifter, clip_workers
@@ -188,7 +188,7 @@ class Ingress:
         return build_app(s, detector=detector, lifter=lifter, jobs=jobs, results=results, workers=0)
 
 
-DEPLOYMENTS = {"Ingress": Ingress, "Detector": Detector, "Lifter": Lifter, "ClipWorker": ClipWorker}
+DEPLOYMENTS: dict[str, Any] = {"Ingress": Ingress, "Detector": Detector, "Lifter": Lifter, "ClipWorker": ClipWorker}
 
 
 def build(options: dict[str, dict[str, Any]] | None = None) -> Any:

@@ -50,8 +50,11 @@ def start(host: str, port: int, config: Path = CONFIG, address: str | None = Non
     env.update({k: v for k, v in os.environ.items() if k.startswith("HOTPOSE_")})  # this process wins
     address = address or os.environ.get("RAY_ADDRESS")
     if not ray.is_initialized():
-        local = {"num_cpus": num_cpus, "include_dashboard": False} if address is None else {}
-        ray.init(address=address, runtime_env={"env_vars": env}, **local)
+        if address is None:  # a local cluster, bound to loopback
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+            ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env={"env_vars": env})
+        else:
+            ray.init(address=address, runtime_env={"env_vars": env})
     from hotpose.service.deploy.ray_app import build
 
     serve.start(http_options={"host": host, "port": port})
@@ -67,5 +70,5 @@ def stop() -> None:
     import ray
     from ray import serve
 
-    serve.shutdown()
+    serve.shutdown()  # type: ignore[no-untyped-call]
     ray.shutdown()

@@ -207,7 +207,10 @@ def test_a_server_failure_mid_stream_is_a_server_error_with_the_reason(
             for f in live:
                 got.append(f.index)
         assert e.value.status_code == 1011 and got == sorted(got) and all(i < 2 for i in got)  # frames before it
-        assert live.errors == [(2, "internal error at frame 2: RuntimeError: CUDA out of memory")]
+        assert live.errors[0] == (2, "internal error at frame 2: RuntimeError: CUDA out of memory")
+        # and each frame sent that will not be answered now (held for context or queued) says so
+        assert all(m == "not answered: internal error at frame 2: RuntimeError" for _, m in live.errors[1:])
+        assert not {i for i, _ in live.errors} & set(got)
 
 
 def test_async_stream_surfaces_a_failing_source(live_server: LiveServer) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from hotpose.models.keypoints import H36M_EDGES, H36M_JOINTS
 from hotpose.service.app import create_app
+from hotpose.service.jobs import Job, Jobs
 from hotpose.service.settings import Settings
 from hotpose_client import PoseSequence
 from hotpose_client.angles import ANGLE_NAMES, CSV_COLUMNS
@@ -32,16 +35,20 @@ FRAMES = [
 
 
 def finished_job(client: TestClient, frames: list[dict[str, Any]]) -> str:
-    """A job as a finished clip leaves it: meta.json and frames.ndjson in its folder, status done."""
-    store = client.app.state.hotpose.store  # type: ignore[attr-defined]
-    job = store.create("hand-made.mp4")
-    d = store.dir(job.job_id)
+    """A job as a finished clip leaves it: its result head and frames in the result store, status done."""
+    jobs: Jobs = client.app.state.hotpose.jobs  # type: ignore[attr-defined]
+    now = time.time()
+    job = Job(uuid.uuid4().hex, "done", "hand-made.mp4", now, now, 1.0, len(frames), len(frames))
     meta = {"fps": 10.0, "width": 64, "height": 48, "joint_names": list(H36M_JOINTS),
             "skeleton_edges": [list(e) for e in H36M_EDGES]}  # fmt: skip
-    (d / "meta.json").write_text(json.dumps(meta))
-    (d / "frames.ndjson").write_text("".join(json.dumps(f) + "\n" for f in frames))
-    store.update(job.job_id, status="done", progress=1.0, frames_done=len(frames), frames_total=len(frames))
-    return str(job.job_id)
+    jobs.files.put_json(job.job_id, "meta.json", meta)
+    out = jobs.files.frames_writer(job.job_id)
+    for f in frames:
+        out.write(json.dumps(f))
+    out.commit()
+    out.close()
+    jobs.table.create(job)  # done: no worker takes it
+    return job.job_id
 
 
 def test_angles_json_and_csv_for_a_finished_clip(make_settings: Callable[..., Settings]) -> None:
@@ -75,9 +82,10 @@ def test_angles_json_and_csv_for_a_finished_clip(make_settings: Callable[..., Se
 
 
 def test_angles_of_a_missing_or_unfinished_job(make_settings: Callable[..., Settings]) -> None:
-    with TestClient(create_app(make_settings())) as client:
+    with TestClient(create_app(make_settings(job_workers=0))) as client:  # no worker: the job stays queued
         assert client.get("/v1/jobs/nope/angles").status_code == 404
-        job = client.app.state.hotpose.store.create("clip.mp4")  # type: ignore[attr-defined]
+        job = Job(uuid.uuid4().hex, "queued", "clip.mp4", time.time(), time.time())
+        client.app.state.hotpose.jobs.table.create(job)  # type: ignore[attr-defined]
         r = client.get(f"/v1/jobs/{job.job_id}/angles")
         assert r.status_code == 409 and r.json()["detail"] == "job is queued"
         assert client.get(f"/v1/jobs/{job.job_id}/angles?format=xml").status_code == 422

@@ -209,7 +209,11 @@ def test_a_failure_in_the_models_ends_the_stream_out_loud(
         msgs, closed = receive_until_closed(ws)
     assert closed.code == 1011 and "internal error at frame 1" in closed.reason
     message = "internal error at frame 1: RuntimeError: CUDA out of memory"
-    assert msgs[-1] == {"type": "error", "index": 1, "message": message}
+    errors = [m for m in msgs if m["type"] == "error"]
+    assert errors[0] == {"type": "error", "index": 1, "message": message}
+    # a frame queued behind it is not answered now, and says so
+    assert all(m["message"] == "not answered: internal error at frame 1: RuntimeError" for m in errors[1:])
+    assert {m["index"] for m in errors[1:]} <= {2}
     assert [m["index"] for m in msgs if m["type"] == "pose"] == [0]
 
     # the frames held for context fail at the end of the stream: the same, with no frame index
@@ -226,7 +230,10 @@ def test_a_failure_in_the_models_ends_the_stream_out_loud(
             while True:
                 msgs.append(ws.receive_json())
     assert e.value.code == 1011 and "internal error at the end of the stream" in e.value.reason
-    assert msgs[-1]["type"] == "error" and msgs[-1]["index"] is None and "lifter gone" in msgs[-1]["message"]
+    errors = [m for m in msgs if m["type"] == "error"]
+    assert errors[0]["index"] is None and "lifter gone" in errors[0]["message"]
+    assert {m["index"] for m in errors[1:]} == {0, 1, 2}  # held for the delay: each told it is not answered
+    assert all(m["message"].startswith("not answered: internal error at the end") for m in errors[1:])
 
 
 def failing_flush(self: PosePipeline) -> list:
