@@ -44,39 +44,22 @@ class EngineConfig:
     lifter: str
     lifter_weights: Path | None  # None: the weights shipped with the package
     device: str | None  # None: CUDA when present
-    home: Path  # 2D weights cache
-    person_detector: str
-    keypoints: str
-    keypoints_weights: Path | None  # the checkpoint of a heatmap keypoint model (hotpose.models.pose2d)
-    tracker: str
-    redetect_every: int
-    lost_redetect_every: int
-    idle_redetect_every: int
-    track_max_gap_s: float
-    detector_batch: BatchConfig
     lifter_batch: BatchConfig
     flip: bool  # test-time flip averaging in the lifter (2x lifter cost)
     threads: int | None  # torch CPU threads (None: torch's default)
+    detector: DetectorConfig  # the 2D stage
 
     @classmethod
     def from_settings(cls, s: Settings) -> EngineConfig:
-        return cls(
-            lifter=s.lifter, lifter_weights=s.lifter_weights, device=s.device, home=s.home, flip=s.flip,
-            threads=s.threads, person_detector=s.person_detector, keypoints=s.keypoints,
-            keypoints_weights=s.keypoints_weights, tracker=s.tracker,
-            redetect_every=s.redetect_every, lost_redetect_every=s.lost_redetect_every,
-            idle_redetect_every=s.idle_redetect_every, track_max_gap_s=s.track_max_gap_s,
-            detector_batch=BatchConfig(s.detector_max_batch, s.detector_max_wait_ms),
-            lifter_batch=BatchConfig(s.lifter_max_batch, s.lifter_max_wait_ms),
+        detector = DetectorConfig(
+            person_detector=s.person_detector, keypoints=s.keypoints, keypoints_weights=s.keypoints_weights,
+            tracker=s.tracker, redetect_every=s.redetect_every, lost_redetect_every=s.lost_redetect_every,
+            idle_redetect_every=s.idle_redetect_every, track_max_gap_s=s.track_max_gap_s, home=s.home,
+            device=s.device, batch=BatchConfig(s.detector_max_batch, s.detector_max_wait_ms),
         )  # fmt: skip
-
-    @property
-    def detector(self) -> DetectorConfig:
-        return DetectorConfig(
-            person_detector=self.person_detector, keypoints=self.keypoints, keypoints_weights=self.keypoints_weights,
-            tracker=self.tracker, redetect_every=self.redetect_every, lost_redetect_every=self.lost_redetect_every,
-            idle_redetect_every=self.idle_redetect_every, track_max_gap_s=self.track_max_gap_s, home=self.home,
-            device=self.device, batch=self.detector_batch,
+        return cls(
+            lifter=s.lifter, lifter_weights=s.lifter_weights, device=s.device, flip=s.flip, threads=s.threads,
+            lifter_batch=BatchConfig(s.lifter_max_batch, s.lifter_max_wait_ms), detector=detector,
         )  # fmt: skip
 
     def lifter_config(self) -> LifterConfig | None:
@@ -110,7 +93,7 @@ class Engine:
     ) -> None:
         if config is not None:  # this process's own models, loaded now
             detector, lifter = local_backends(config)
-            flip, track_max_gap_s = config.flip, config.track_max_gap_s
+            flip, track_max_gap_s = config.flip, config.detector.track_max_gap_s
             detector.start()
             if lifter is not None:
                 lifter.start()

@@ -89,9 +89,9 @@ def _create_2d(args: argparse.Namespace, s: Settings) -> TopDown:
     keypoints = args.keypoints or s.keypoints
     # HOTPOSE_KEYPOINTS_WEIGHTS belongs to HOTPOSE_KEYPOINTS: another --keypoints needs its own --keypoints-weights
     weights = args.keypoints_weights or (s.keypoints_weights if keypoints == s.keypoints else None)
-    config = replace(config, person_detector=args.person_detector or s.person_detector,
-                     keypoints=keypoints, keypoints_weights=weights)  # fmt: skip
-    return create_2d_stage(config.detector, str(pick_device(args.device or s.device)))
+    detector = replace(config.detector, person_detector=args.person_detector or s.person_detector,
+                       keypoints=keypoints, keypoints_weights=weights)  # fmt: skip
+    return create_2d_stage(detector, str(pick_device(args.device or s.device)))
 
 
 def _joint_index(joint: str) -> int:

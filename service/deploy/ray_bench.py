@@ -50,10 +50,10 @@ def bench_ray(
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         env = _settings_env(settings, Path(tmp) / "ray")
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
         try:
-            ray_url = ray_run.start("127.0.0.1", free_port(), config or ray_run.CONFIG, num_cpus=os.cpu_count())
+            ray_url = ray_run.start(
+                "127.0.0.1", free_port(), config or ray_run.CONFIG, num_cpus=os.cpu_count(), env=env
+            )
             while not server.started:
                 time.sleep(0.05)
             urls = {"process": f"http://127.0.0.1:{port}", "ray": ray_url}
@@ -77,11 +77,6 @@ def bench_ray(
             server.should_exit = True
             thread.join(timeout=60)
             ray_run.stop()
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
     report["clip_ratio"] = report["clip_fps"]["ray"] / report["clip_fps"]["process"]
     return report
 

@@ -41,20 +41,29 @@ def read_config(path: Path) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     return options, env
 
 
-def start(host: str, port: int, config: Path = CONFIG, address: str | None = None, num_cpus: int | None = None) -> str:
-    """Deploy hotpose on Ray Serve (blocking until every deployment is ready); returns its URL."""
+def start(
+    host: str,
+    port: int,
+    config: Path = CONFIG,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    env: dict[str, str] | None = None,
+) -> str:
+    """Deploy hotpose on Ray Serve (blocking until every deployment is ready); returns its URL. Every
+    replica gets the config's env_vars, overridden by this process's HOTPOSE_*, overridden by `env`."""
     import ray
     from ray import serve
 
-    options, env = read_config(config)
-    env.update({k: v for k, v in os.environ.items() if k.startswith("HOTPOSE_")})  # this process wins
+    options, replica_env = read_config(config)
+    replica_env.update({k: v for k, v in os.environ.items() if k.startswith("HOTPOSE_")})
+    replica_env.update(env or {})
     address = address or os.environ.get("RAY_ADDRESS")
     if not ray.is_initialized():
         if address is None:  # a local cluster, bound to loopback
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-            ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env={"env_vars": env})
+            ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env={"env_vars": replica_env})
         else:
-            ray.init(address=address, runtime_env={"env_vars": env})
+            ray.init(address=address, runtime_env={"env_vars": replica_env})
     from hotpose.service.deploy.ray_app import build
 
     serve.start(http_options={"host": host, "port": port})

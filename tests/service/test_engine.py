@@ -33,11 +33,12 @@ def test_the_config_is_the_settings() -> None:
                  track_max_gap_s=1.5, detector_max_batch=3, detector_max_wait_ms=1.0, lifter_max_batch=5,
                  lifter_max_wait_ms=9.0)  # fmt: skip
     c = EngineConfig.from_settings(s)
-    for f in fields(EngineConfig):
-        if f.name.endswith("_batch"):
-            continue
-        assert getattr(c, f.name) == getattr(s, f.name), f.name
-    assert (c.detector_batch.max_batch, c.detector_batch.max_wait_ms) == (3, 1.0)
+    for config in (c, c.detector):
+        for f in fields(config):
+            if f.name in ("batch", "lifter_batch", "detector"):
+                continue
+            assert getattr(config, f.name) == getattr(s, f.name), f.name
+    assert (c.detector.batch.max_batch, c.detector.batch.max_wait_ms) == (3, 1.0)
     assert (c.lifter_batch.max_batch, c.lifter_batch.max_wait_ms) == (5, 9.0)
 
 

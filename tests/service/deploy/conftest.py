@@ -3,7 +3,6 @@ single-process server beside it, so the same tests run against both."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,21 +46,13 @@ def ray_server(tiny_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
     data = tmp_path_factory.mktemp("ray-data")
     env = {**RAY_ENV, "HOTPOSE_LIFTER_WEIGHTS": str(tiny_weights), "HOTPOSE_DATA_DIR": str(data)}
-    saved = {k: os.environ.get(k) for k in [*env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"]}
-    os.environ.update(env)
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     config = tmp_path_factory.mktemp("ray-config") / "serve.yaml"
     config.write_text(_config_yaml(ray_app.DEPLOYMENTS))
     try:
-        url = ray_run.start("127.0.0.1", free_port(), config=config, num_cpus=2)
+        url = ray_run.start("127.0.0.1", free_port(), config=config, num_cpus=2, env=env)
         yield Server("ray", url, data)
     finally:
         ray_run.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _config_yaml(deployments: dict[str, object]) -> str:
