@@ -16,6 +16,7 @@ import os
 import platform
 import shutil
 import socket
+import sqlite3
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -61,7 +62,8 @@ def _doctor(args: argparse.Namespace) -> int:
 
 def run_checks(s: Settings) -> list[Finding]:
     checks: list[Callable[[Settings], list[Finding]]] = [
-        _python, _torch_device, _weights_2d, _lifter_weights, _keypoint_weights, _data_dir, _port, _optional,
+        _python, _torch_device, _weights_2d, _lifter_weights, _keypoint_weights, _data_dir, _stores, _port,
+        _optional,
     ]  # fmt: skip
     out: list[Finding] = []
     for check in checks:
@@ -196,6 +198,29 @@ def _data_dir(s: Settings) -> list[Finding]:
     free = shutil.disk_usage(d).free / 1e9
     status: Status = "ok" if free >= 1.0 else "warn"
     return [Finding("data dir", status, f"{d} writable, {free:.1f} GB free", "" if free >= 1.0 else "free space")]
+
+
+def _stores(s: Settings) -> list[Finding]:
+    """The job store and the result store the settings name, opened as the server opens them."""
+    from hotpose.service.stores import open_job_store, open_result_store
+
+    found = []
+    for name, setting, value, opener in (
+        ("job store", "HOTPOSE_JOB_DB", s.job_db, open_job_store),
+        ("result store", "HOTPOSE_RESULTS", s.results, open_result_store),
+    ):
+        try:
+            store = opener(value, s.data_dir)
+        except ImportError as e:
+            extra = "postgres" if name == "job store" else "s3"
+            found.append(Finding(name, "fail", f"{setting}: {e}", f"pip install 'hotpose[{extra}]'"))
+            continue
+        except (OSError, RuntimeError, ValueError, sqlite3.Error) as e:  # unreachable, refused, a bad URL
+            found.append(Finding(name, "fail", str(e), f"check {setting} and that the server is running"))
+            continue
+        found.append(Finding(name, "ok", store.url))
+        store.close()
+    return found
 
 
 def _port(s: Settings) -> list[Finding]:

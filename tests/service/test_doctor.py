@@ -25,6 +25,24 @@ def test_a_fresh_home_lacks_the_weights_and_says_to_fetch_them(tmp_path: Path) -
     assert found["data dir"].status == "ok" and found["port"].status == "ok"
     assert found["lifter"].status == "ok"  # the shipped weights
     assert {"python", "torch", "cuda", "chromium", "ray", "postgresql"} <= set(found)
+    assert found["job store"].status == "ok" and found["job store"].detail.endswith("jobs.sqlite3")
+    assert found["result store"].status == "ok"
+
+
+def test_stores_that_cannot_be_reached_fail_naming_the_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("psycopg")
+    pytest.importorskip("boto3")
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{closed}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    s = Settings(data_dir=tmp_path / "data", job_db=f"postgresql://u:secret@127.0.0.1:{closed}/db", results="s3://b/p")
+    found = by_check(run_checks(s))
+    assert found["job store"].status == "fail" and "HOTPOSE_JOB_DB" in found["job store"].fix
+    assert "secret" not in found["job store"].detail  # the password is never printed
+    assert found["result store"].status == "fail" and "HOTPOSE_RESULTS" in found["result store"].fix
 
 
 def test_an_unwritable_data_dir_a_taken_port_and_a_lifter_without_weights(tmp_path: Path) -> None:
