@@ -1,5 +1,6 @@
-"""One local Ray cluster per test session with hotpose deployed on it (`hotpose.service.deploy`), and the
-single-process server beside it, so the same tests run against both."""
+"""One local Ray cluster per test run with hotpose deployed on it (`hotpose.service.deploy`), and the
+single-process server beside it, so the same tests run against both. The cluster lives for the one
+module that uses it (test_ray_app.py), so its processes are gone before the rest of the suite runs."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ class Server:
     data_dir: Path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_server(tiny_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """hotpose on a local Ray cluster (2 CPUs, loopback), its data in a temporary folder."""
     pytest.importorskip("ray.serve", reason="ray[serve] is not installed (pip install 'hotpose[ray]')")
