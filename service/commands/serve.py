@@ -58,25 +58,28 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _serve_ray(host: str, port: int, config: Path | None) -> int:
-    """Deploy on Ray Serve and stay in the foreground until interrupted (the deployment then goes)."""
-    import time
+    """Deploy on Ray Serve and stay in the foreground until SIGINT or SIGTERM, then remove the deployment
+    and stop the local cluster."""
+    import signal
+    import threading
 
     try:
         from hotpose.service.deploy import ray_run
     except ImportError as exc:
         print(f"error: Ray Serve is not installed ({exc}): pip install 'hotpose[ray]'", file=sys.stderr)
         return 1
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # also when started in the background (SIGINT ignored)
+        signal.signal(sig, lambda *_: stop.set())
     try:
         url = ray_run.start(host, port, config or ray_run.CONFIG)
     except ray_run.ServeConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"hotpose on Ray Serve at {url} (Ctrl-C stops it)", file=sys.stderr)
     try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
+        print(f"hotpose on Ray Serve at {url} (Ctrl-C stops it)", file=sys.stderr)
+        stop.wait()
+        print("stopping: removing the deployment", file=sys.stderr)
     finally:
         ray_run.stop()
     return 0
