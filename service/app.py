@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -39,6 +40,7 @@ from hotpose.service.routes import ROUTERS
 from hotpose.service.routes.info import STATIC, check_three
 from hotpose.service.settings import Settings
 from hotpose.service.stores import JobStore, ResultStore, open_job_store, open_result_store
+from hotpose.service.stores.base import StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,8 @@ def build_app(
         app.include_router(router)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    for kind in _store_errors():
+        app.add_exception_handler(kind, _store_unavailable)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
@@ -122,7 +126,8 @@ def _start(state: AppState, parts: _Parts) -> None:
         log.info("deleted %d jobs older than the retention", expired)
     if parts.workers > 0:
         limits = ClipLimits(s.max_clip_frames, s.max_clip_seconds, s.max_frame_pixels)
-        runner = JobRunner(jobs, lambda camera: engine.pipeline(camera=camera), limits, runner_config(s, parts.workers))
+        config = RunnerConfig.from_settings(s, parts.workers)
+        runner = JobRunner(jobs, lambda camera: engine.pipeline(camera=camera), limits, config)
         resumed = runner.recover()
         if resumed:
             log.info("queued again after a restart: %s", resumed)
@@ -137,10 +142,6 @@ def _start(state: AppState, parts: _Parts) -> None:
     weights = parts.lifter.info.weights if parts.lifter is not None else None
     log.info("ready: lifter %s (%s) on %s; jobs in %s, results in %s", s.lifter, weights, engine.device,
              parts.jobs.url, parts.results.url)  # fmt: skip
-
-
-def runner_config(s: Settings, workers: int) -> RunnerConfig:
-    return RunnerConfig(workers=workers, lease_s=s.job_lease_s, poll_s=s.job_poll_s)
 
 
 def _stop(state: AppState) -> None:
@@ -174,10 +175,34 @@ async def _count_requests(request: Request, call_next: Callable[[Request], Await
 async def _expire_periodically(state: AppState) -> None:
     while True:
         await asyncio.sleep(EXPIRE_EVERY_S)
-        if state.jobs is not None:
+        if state.jobs is None:
+            continue
+        try:
             n = await asyncio.to_thread(state.jobs.expire, state.settings.retention_hours * 3600)
-            if n:
-                log.info("deleted %d expired jobs", n)
+        except Exception:  # a store down for a moment: the next round tries again
+            log.exception("could not delete expired jobs")
+            continue
+        if n:
+            log.info("deleted %d expired jobs", n)
+
+
+def _store_errors() -> list[type[Exception]]:
+    """What a job or result store raises when it cannot be reached: ours, and the database and object-storage
+    clients' own for a connection lost at run time (when those clients are loaded: their store is in use)."""
+    kinds: list[type[Exception]] = [StoreUnavailableError]
+    if "psycopg" in sys.modules:
+        kinds.append(sys.modules["psycopg"].OperationalError)
+    if "botocore.exceptions" in sys.modules:
+        botocore = sys.modules["botocore.exceptions"]
+        kinds += [botocore.BotoCoreError, botocore.ClientError]
+    return kinds
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> Response:
+    """A store that cannot answer: 503 with the reason (never a password: the stores' messages mask it)."""
+    log.error("store unavailable for %s %s: %s", request.method, request.url.path, exc)
+    detail = f"the job store or result store is unavailable ({type(exc).__name__}); try again shortly"
+    return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "5"})
 
 
 async def _invalid_request(request: Request, exc: Exception) -> Response:

@@ -289,7 +289,6 @@ def bench_service(
         clip = Path(tmp) / "clip720.mp4"
         source = make_clip(clip)
         engine = Engine(EngineConfig.from_settings(settings))
-        engine.warm_up()
         try:
             report: dict[str, Any] = {
                 "device": engine.device,

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import ipaddress
@@ -33,6 +34,7 @@ class AppState:
     streams: set[str] = field(default_factory=set)  # ids of the open live streams
     client_streams: Counter[str] = field(default_factory=Counter)  # open live streams per `client_id`
     uploads: Counter[str | None] = field(default_factory=Counter)  # clip uploads being received, per `client_id`
+    admission: asyncio.Lock = field(default_factory=asyncio.Lock)  # a clip's admission: count, check, take a slot
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class Ready:
     engine: Engine
     jobs: Jobs
     uploads: Counter[str | None]
+    admission: asyncio.Lock
 
 
 def app_state(conn: HTTPConnection) -> AppState:
@@ -101,7 +104,7 @@ def ready_state(request: Request) -> Ready:
     s = app_state(request)
     if not s.ready or s.engine is None or s.jobs is None:
         raise HTTPException(status_code=503, detail="models are loading")
-    return Ready(s.settings, s.engine, s.jobs, s.uploads)
+    return Ready(s.settings, s.engine, s.jobs, s.uploads, s.admission)
 
 
 State = Annotated[Ready, Depends(ready_state)]

@@ -121,9 +121,6 @@ class Engine:
         """The future context the lifter needs (seq2frame), in frames."""
         return min_delay(self.window, self.kind)
 
-    def warm_up(self) -> None:
-        """Kept for callers of older versions: the backends warm up as they start."""
-
     def close(self) -> None:
         self.detector.close()
         if self.lifter is not None:

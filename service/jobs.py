@@ -29,8 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from hotpose.service import metrics
+from hotpose.service.backends import BackendError
 from hotpose.service.pipeline import PosePipeline, iter_poses, result_meta
 from hotpose.service.placing import CameraRequest
+from hotpose.service.settings import Settings
 from hotpose.service.stores import open_job_store, open_result_store
 from hotpose.service.stores.base import STATUSES, Job, JobStore, ResultStore
 from hotpose.service.video import VideoError, iter_frames, probe
@@ -41,6 +43,7 @@ CAMERA_FILE = "camera.json"  # the upload's focal_px / fov_deg / person_height_m
 META_FILE = "meta.json"  # the result's head (`hotpose_client.schema.ResultHead`)
 PROGRESS_EVERY_S = 0.5  # how often a running job's progress is written (and its lease renewed)
 LOST_UPLOAD = "the upload was lost when the server restarted"
+TOO_MANY_ATTEMPTS = "the job was started {n} times and its worker stopped each time (killed, or out of memory?)"
 STALE_UPLOAD_S = 3600.0  # an upload in the staging folder untouched this long was left by a killed server
 
 __all__ = ["STATUSES", "ClipLimits", "Job", "JobRunner", "Jobs"]
@@ -120,7 +123,7 @@ class Jobs:
         for path in stale:
             path.unlink(missing_ok=True)
         orphans: set[str] = set()
-        if not self.table.shared:  # a shared store's other servers may be storing an upload right now
+        if not self.table.shared and not self.files.shared:  # others may be storing an upload right now
             orphans = self.files.ids() - self.table.ids()
             for job_id in orphans:
                 self.files.delete(job_id)
@@ -147,9 +150,16 @@ class ClipLimits:
 
 @dataclass(frozen=True)
 class RunnerConfig:
+    """A runner's workers and their leases (from `Settings`: `from_settings`)."""
+
     workers: int  # jobs run at once by this runner
-    lease_s: float = 30.0  # a job whose worker renews nothing for this long is taken again (shared store)
-    poll_s: float = 0.5  # how often an idle worker looks for queued jobs created elsewhere
+    lease_s: float  # a job whose worker renews nothing for this long is taken again
+    poll_s: float  # how often an idle worker looks for queued jobs created elsewhere
+    max_attempts: int  # a job taken more often than this fails (its workers keep dying on it)
+
+    @classmethod
+    def from_settings(cls, s: Settings, workers: int | None = None) -> RunnerConfig:
+        return cls(s.job_workers if workers is None else workers, s.job_lease_s, s.job_poll_s, s.job_max_attempts)
 
 
 class JobRunner:
@@ -250,31 +260,38 @@ class JobRunner:
     def _process(self, job: Job, worker: str) -> None:
         """Run one job and record how it ended."""
         job_id = job.job_id
+        if job.attempts > self.config.max_attempts:
+            log.error("job %s: taken %d times, its worker stopped each time; failed", job_id, job.attempts - 1)
+            self._fail(job, worker, TOO_MANY_ATTEMPTS.format(n=job.attempts - 1))
+            return
         try:
             self._run(job, worker)
-            self.jobs.files.drop_input(job_id)
             metrics.JOBS.labels("done").inc()
         except _CancelledError:
             log.info("job %s: cancelled, or taken by another worker", job_id)
-        except _StoppingError:
+        except (_StoppingError, BackendError) as e:  # not the job's fault: another worker (or this one) runs it again
             self.jobs.table.release(job_id, worker)
-            log.info("job %s: interrupted by the server stopping; queued again", job_id)
+            why = "the server is stopping" if isinstance(e, _StoppingError) else str(e)
+            log.warning("job %s: queued again: %s", job_id, why)
         except (VideoError, ClipLimitError) as e:
             log.info("job %s: failed: %s", job_id, e)
             self._fail(job, worker, self._public(job, str(e)))
         except Exception as e:
             if disk_full(e):
                 log.error("job %s: failed: the disk is full (%s)", job_id, e)
-                self.jobs.files.drop_frames(job_id)  # give the space back
-                self._fail(job, worker, DISK_FULL)
+                self._fail(job, worker, DISK_FULL, drop_frames=True)  # give the space back
             else:
                 log.exception("job %s: failed", job_id)
                 self._fail(job, worker, self._public(job, f"internal error: {type(e).__name__}: {e}"))
 
-    def _fail(self, job: Job, worker: str, error: str) -> None:
+    def _fail(self, job: Job, worker: str, error: str, drop_frames: bool = False) -> None:
+        """Record the failure, then drop its files, only while the job is still this worker's."""
+        if not self.jobs.table.update(job.job_id, worker=worker, status="failed", error=error):
+            return  # deleted, or another worker has it now: its files are not ours to drop
+        metrics.JOBS.labels("failed").inc()
         self._drop_input(job.job_id)
-        if self.jobs.table.update(job.job_id, worker=worker, status="failed", error=error):
-            metrics.JOBS.labels("failed").inc()
+        if drop_frames:
+            self.jobs.files.drop_frames(job.job_id)
 
     def _public(self, job: Job, message: str) -> str:
         """An error as the client may read it: the server's path of the upload says the uploaded file's name."""
@@ -319,38 +336,37 @@ class JobRunner:
         lease = self.config.lease_s
 
         def renew(**fields: object) -> None:
-            if not table.update(job_id, worker=worker, lease_s=lease, **fields):
+            """Progress, and the lease renewed; stops the job once it is no longer this worker's."""
+            if job_id in self._cancelled or not table.update(job_id, worker=worker, lease_s=lease, **fields):
                 raise _CancelledError  # deleted, or its lease ran out and another worker has it
-            if job_id in self._cancelled:
-                raise _CancelledError
 
         renew(frames_total=info.frames, progress=0.0, frames_done=0, error=None)
         pipeline = self.make_pipeline(camera)
+        done = 0
+        last_update = time.monotonic()
 
         def frames() -> Iterator[tuple[int, float, np.ndarray]]:
+            nonlocal last_update
             for index, t, frame in iter_frames(path):
-                if job_id in self._cancelled:
-                    raise _CancelledError
                 if self._stopping.is_set():
                     raise _StoppingError
                 if index >= lim.max_frames:
                     raise ClipLimitError(f"the clip has more than {lim.max_frames} frames")
                 if t > lim.max_seconds:
                     raise ClipLimitError(f"the clip lasts more than {lim.max_seconds:.0f} s")
+                now = time.monotonic()  # renewed per frame read, not per frame out: a clip's first
+                if now - last_update > PROGRESS_EVERY_S or job_id in self._cancelled:  # window holds 243
+                    last_update = now
+                    renew(frames_done=done, progress=min(done / total, 0.99))
                 yield index, t, frame
 
-        done = 0
-        last_update = time.monotonic()
-        out = self.jobs.files.frames_writer(job_id)
+        out = self.jobs.files.frames_writer(job_id, job.attempts)
         try:
             for fp in iter_poses(frames(), pipeline):
                 out.write(fp.to_json())  # one `hotpose_client.schema.Frame`
                 done += 1
                 metrics.FRAMES.labels("clip").inc()
-                now = time.monotonic()
-                if now - last_update > PROGRESS_EVERY_S:
-                    last_update = now
-                    renew(frames_done=done, progress=min(done / total, 0.99))
+            renew(frames_done=done)  # still this worker's: only then is its attempt the result
             out.commit()
         finally:
             out.close()

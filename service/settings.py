@@ -118,14 +118,20 @@ class Settings(BaseSettings):
     )
     job_lease_s: float = Field(
         default=30.0,
-        description="A clip worker renews its lease on its job twice a second; a job whose worker has renewed "
-        "nothing for this long (a killed process, a lost machine) is taken by another worker.",
+        description="A clip worker renews its lease on its job twice a second (as it reads frames); a job whose "
+        "worker has renewed nothing for this long (a killed process, a lost machine) is taken by another worker.",
         gt=0,
+    )
+    job_max_attempts: int = Field(
+        default=3,
+        description="A clip job is taken again when its worker stops (killed, or a model replica lost); one taken "
+        "more often than this fails with the reason, so a clip that kills its workers cannot run forever.",
+        ge=1,
     )
     gpu_memory_fraction: float | None = Field(
         default=None,
-        description="The share of the GPU's memory one process may use (torch's per-process cap), for model "
-        "replicas sharing a GPU (Ray Serve `num_gpus` < 1); unset: no cap.",
+        description="The share of the GPU's memory one model replica may use (torch's per-process cap) when Ray "
+        "Serve replicas share a GPU (`num_gpus` < 1); unset: no cap. Read by the Ray deployments only.",
         gt=0,
         le=1,
     )

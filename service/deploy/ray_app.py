@@ -33,7 +33,7 @@ from ray.serve.handle import DeploymentHandle
 
 from hotpose.models.detector import Person
 from hotpose.models.detector.topdown import StreamState
-from hotpose.service.app import build_app, runner_config
+from hotpose.service.app import build_app
 from hotpose.service.backends import (
     LifterInfo,
     LocalLifter,
@@ -44,7 +44,7 @@ from hotpose.service.backends import (
 )
 from hotpose.service.deploy.ray_backends import RayDetector, RayLifter
 from hotpose.service.engine import Engine, EngineConfig
-from hotpose.service.jobs import ClipLimits, JobRunner, Jobs
+from hotpose.service.jobs import ClipLimits, JobRunner, Jobs, RunnerConfig
 from hotpose.service.settings import Settings
 from hotpose.service.stores import open_job_store, open_result_store
 
@@ -151,7 +151,7 @@ class ClipWorker:
         self.jobs = Jobs.open(s.data_dir, s.job_db, s.results, shared=True)
         limits = ClipLimits(s.max_clip_frames, s.max_clip_seconds, s.max_frame_pixels)
         self.runner = JobRunner(self.jobs, lambda camera: engine.pipeline(camera=camera), limits,
-                                runner_config(s, s.job_workers))  # fmt: skip
+                                RunnerConfig.from_settings(s))  # fmt: skip
         self.runner.start()
         log.info("clip worker %s: %d threads on %s", self.runner.name, s.job_workers, self.jobs.table.url)
 

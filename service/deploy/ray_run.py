@@ -61,7 +61,10 @@ def start(
     if not ray.is_initialized():
         if address is None:  # a local cluster, bound to loopback
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-            ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env={"env_vars": replica_env})
+            ray.init(
+                num_cpus=num_cpus, include_dashboard=False, runtime_env={"env_vars": replica_env},
+                _node_ip_address="127.0.0.1",
+            )  # fmt: skip
         else:
             ray.init(address=address, runtime_env={"env_vars": replica_env})
     from hotpose.service.deploy.ray_app import build

@@ -70,13 +70,15 @@ class _Slot:
 async def create_clip(request: Request, state: State) -> JSONResponse:
     s = state.settings
     client = client_id(s, request)
-    _admit(state, client)  # before reading the upload
     limit = int(s.max_upload_mb * (1 << 20))
     too_large = HTTPException(status_code=413, detail=f"upload larger than {s.max_upload_mb:g} MB")
     length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit + FORM_OVERHEAD:
-        raise too_large
-    slot = _Slot(state.uploads, client)
+    async with state.admission:  # counted and given a slot as one step: parallel uploads cannot pass a limit together
+        counts = await asyncio.to_thread(_pending_jobs, state, client)  # a database query: off the event loop
+        _admit(state, client, *counts)  # before reading the upload
+        if length is not None and length.isdigit() and int(length) > limit + FORM_OVERHEAD:
+            raise too_large
+        slot = _Slot(state.uploads, client)
     try:
         form = await _read_form(request, limit + FORM_OVERHEAD, too_large)
         try:
@@ -93,10 +95,16 @@ async def create_clip(request: Request, state: State) -> JSONResponse:
     return JSONResponse({"job_id": job_id, "status": "queued"}, status_code=202)
 
 
-def _admit(state: Ready, client: str | None) -> None:
+def _pending_jobs(state: Ready, client: str | None) -> tuple[int, int]:
+    """Clips queued or running: in all, and this client's."""
+    mine = len(state.jobs.with_status("queued", "running", owner=client)) if client is not None else 0
+    return len(state.jobs.with_status("queued", "running")), mine
+
+
+def _admit(state: Ready, client: str | None, pending_jobs: int, client_jobs: int) -> None:
     """429 when the clips queued, running or being uploaded reach the limit, in all or for this client."""
     s = state.settings
-    pending = len(state.jobs.with_status("queued", "running")) + sum(state.uploads.values())
+    pending = pending_jobs + sum(state.uploads.values())
     if pending >= s.max_pending_jobs:
         raise HTTPException(
             status_code=429,
@@ -105,7 +113,7 @@ def _admit(state: Ready, client: str | None) -> None:
         )
     if client is None:  # a loopback client of a server without API keys: no per-client limit
         return
-    mine = len(state.jobs.with_status("queued", "running", owner=client)) + state.uploads[client]
+    mine = client_jobs + state.uploads[client]
     if mine >= s.max_pending_jobs_per_key:
         who = "this API key" if client.startswith("key:") else "this client address"
         raise HTTPException(

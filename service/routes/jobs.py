@@ -49,12 +49,12 @@ NDJSON = content(
 
 @router.get("/{job_id}", response_model=JobResponse, responses=responses(401, 404, 422, 503))
 async def get_job(job_id: str, state: State) -> JobResponse:
-    return JobResponse(**_job_or_404(state.jobs, job_id).public())
+    return JobResponse(**(await _job_or_404(state.jobs, job_id)).public())
 
 
 @router.delete("/{job_id}", response_model=JobDeleted, responses=responses(401, 404, 422, 503))
 async def delete_job(job_id: str, state: State) -> JobDeleted:
-    _job_or_404(state.jobs, job_id)
+    await _job_or_404(state.jobs, job_id)
     await asyncio.to_thread(state.jobs.delete, job_id)  # a worker running it stops at its next frame or update
     return JobDeleted(job_id=job_id, status="deleted")
 
@@ -65,7 +65,7 @@ async def delete_job(job_id: str, state: State) -> JobDeleted:
 async def job_result(
     job_id: str, state: State, format: Literal["json", "npz", "csv", "bvh"] = "json", track_id: int | None = None
 ) -> Response:
-    meta, lines = _result_or_409(state.jobs, job_id)
+    meta, lines = await _result_or_409(state.jobs, job_id)
     if format == "json":
         return StreamingResponse(_json_result(meta, lines), media_type="application/json")
     if format == "csv":
@@ -100,7 +100,7 @@ async def job_angles(
     accept: Annotated[str | None, Header()] = None,
 ) -> Response | AnglesResponse:
     """Knee, hip, elbow and shoulder angles in degrees (definitions: `hotpose_client.angles`)."""
-    meta, lines = _result_or_409(state.jobs, job_id)
+    meta, lines = await _result_or_409(state.jobs, job_id)
     if format == "csv" or (format is None and "text/csv" in (accept or "")):
         csv = (chunk.encode() for chunk in angles.angles_csv_chunks(_frames(lines)))
         return StreamingResponse(csv, media_type="text/csv", headers=_attachment(f"{job_id}_angles.csv"))
@@ -109,37 +109,37 @@ async def job_angles(
 
 @router.get("/{job_id}/stream", response_class=StreamingResponse, responses={**NDJSON, **responses(401, 404, 422, 503)})
 async def job_stream(job_id: str, state: State) -> StreamingResponse:
-    _job_or_404(state.jobs, job_id)
+    await _job_or_404(state.jobs, job_id)
     return StreamingResponse(_tail(state, job_id), media_type="application/x-ndjson")
 
 
-def _job_or_404(jobs: Jobs, job_id: str) -> Job:
-    job = jobs.get(job_id)
+async def _job_or_404(jobs: Jobs, job_id: str) -> Job:
+    job = await asyncio.to_thread(jobs.get, job_id)  # a database round trip: never on the event loop
     if job is None:
         raise HTTPException(status_code=404, detail=f"no job {job_id}")
     return job
 
 
-def _result_or_409(jobs: Jobs, job_id: str) -> tuple[dict[str, Any], Lines]:
+async def _result_or_409(jobs: Jobs, job_id: str) -> tuple[dict[str, Any], Lines]:
     """A finished job's meta and its frames' lines; 409 while it waits or runs, and when it failed."""
-    job = _job_or_404(jobs, job_id)
+    job = await _job_or_404(jobs, job_id)
     if job.status != "done":
         detail = f"job is {job.status}" + (f": {job.error}" if job.error else "")
         raise HTTPException(status_code=409, detail=detail)  # no result in this state: queued, running or failed
-    meta = jobs.meta(job_id)
+    meta = await asyncio.to_thread(jobs.meta, job_id)
     if meta is None:  # deleted between the two reads
         raise HTTPException(status_code=404, detail=f"no job {job_id}")
-    return meta, Lines(jobs, job_id)
+    return meta, Lines(jobs, job_id, job.attempts)
 
 
 class Lines:
     """A finished job's NDJSON frame lines, read from its result store each time they are iterated."""
 
-    def __init__(self, jobs: Jobs, job_id: str) -> None:
-        self.jobs, self.job_id = jobs, job_id
+    def __init__(self, jobs: Jobs, job_id: str, attempt: int) -> None:
+        self.jobs, self.job_id, self.attempt = jobs, job_id, attempt
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter_frame_lines(self.jobs.files, self.job_id)
+        return iter_frame_lines(self.jobs.files, self.job_id, self.attempt)
 
 
 def _angles_result(meta: dict[str, Any], lines: Lines) -> AnglesResponse:
@@ -209,16 +209,25 @@ def _bvh_result(meta: dict[str, Any], lines: Lines, track_id: int | None) -> byt
 
 async def _tail(state: Ready, job_id: str) -> AsyncIterator[bytes]:
     """The job's frames as NDJSON, as they are written (read from the result store, so any server of a
-    shared store answers for any job); ends when the job ends."""
-    jobs, cursor = state.jobs, 0
+    shared store answers for any job); ends when the job ends. A job taken again by another worker
+    (its first worker died) writes its frames afresh: the lines already sent are skipped in the new
+    attempt's, so the client sees each frame once, in order."""
+    jobs, attempt, cursor, sent, skip = state.jobs, -1, 0, 0, 0
     while True:
         job = await asyncio.to_thread(jobs.get, job_id)  # before reading: a job done now has all its frames
-        chunk, cursor = await asyncio.to_thread(jobs.files.read_frames, job_id, cursor)
-        if chunk:
-            yield chunk
-            continue
         if job is None:
             return
+        if job.attempts != attempt:
+            attempt, cursor, skip = job.attempts, 0, sent
+        chunk, cursor = await asyncio.to_thread(jobs.files.read_frames, job_id, cursor, attempt)
+        if chunk:
+            if skip:
+                lines = chunk.splitlines(keepends=True)
+                chunk, skip = b"".join(lines[skip:]), max(skip - len(lines), 0)
+            if chunk:
+                sent += chunk.count(b"\n")
+                yield chunk
+            continue
         if job.status in ("done", "failed"):
             if job.status == "failed":
                 last = schema.JobStreamError(error=job.error or "failed, no reason recorded")

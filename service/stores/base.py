@@ -23,6 +23,10 @@ from typing import Any, Protocol
 STATUSES = ("queued", "running", "done", "failed")
 
 
+class StoreUnavailableError(RuntimeError):
+    """A job or result store cannot be reached (a database or object storage down): the server answers 503."""
+
+
 @dataclass
 class Job:
     job_id: str
@@ -121,6 +125,7 @@ class ResultStore(Protocol):
     """Each job's files. Implementations are thread-safe."""
 
     url: str
+    shared: bool  # other servers may use it (object storage): never swept for files without a row here
 
     def put_input(self, job_id: str, upload: Path, suffix: str) -> None:
         """Take a whole received upload (moved or copied; `upload` may be gone afterwards)."""
@@ -142,13 +147,16 @@ class ResultStore(Protocol):
 
     def delete_json(self, job_id: str, name: str) -> None: ...
 
-    def frames_writer(self, job_id: str) -> FramesSink:
-        """Start the job's frames afresh (what an earlier attempt wrote is dropped)."""
+    def frames_writer(self, job_id: str, attempt: int = 0) -> FramesSink:
+        """Start attempt `attempt`'s frames (`Job.attempts` of the worker that claimed the job), apart from
+        every other attempt's: a worker that lost its job and has not noticed yet writes only to its
+        own attempt, which nobody reads. Earlier attempts' frames are dropped."""
         ...
 
-    def read_frames(self, job_id: str, cursor: int = 0) -> tuple[bytes, int]:
-        """Whole NDJSON lines written since `cursor` (0: from the start) and the cursor after them;
-        b"" when nothing new. The cursor is opaque (a byte offset, a chunk count)."""
+    def read_frames(self, job_id: str, cursor: int = 0, attempt: int = 0) -> tuple[bytes, int]:
+        """Whole NDJSON lines of attempt `attempt` written since `cursor` (0: from the start) and the cursor
+        after them; b"" when nothing new. A committed result is read whatever `attempt` (it is the job's
+        last). The cursor is opaque (a byte offset, a chunk count) and belongs to its attempt."""
         ...
 
     def drop_frames(self, job_id: str) -> None: ...
@@ -164,11 +172,11 @@ class ResultStore(Protocol):
     def close(self) -> None: ...
 
 
-def iter_frame_lines(results: ResultStore, job_id: str) -> Iterator[bytes]:
-    """Every NDJSON line (with its newline) of a job's frames, in order."""
+def iter_frame_lines(results: ResultStore, job_id: str, attempt: int = 0) -> Iterator[bytes]:
+    """Every NDJSON line (with its newline) of a job's frames (of `attempt`, while not committed), in order."""
     cursor = 0
     while True:
-        chunk, cursor = results.read_frames(job_id, cursor)
+        chunk, cursor = results.read_frames(job_id, cursor, attempt)
         if not chunk:
             return
         yield from chunk.splitlines(keepends=True)

@@ -1,8 +1,9 @@
 """Each job's files in a local directory: the single-server default (`<data_dir>/jobs/<id>/`).
 
 A job's folder holds its upload (`input<suffix>`, until the job ends), `camera.json`, `meta.json`
-and its frames as NDJSON: `frames.ndjson.part` while they are written, renamed `frames.ndjson` by
-`commit`. Readers follow the growing file by byte offset (the cursor), across the rename.
+and its frames as NDJSON: `frames.<attempt>.ndjson.part` while a worker writes them
+(`frames.ndjson.part` for attempt 0), renamed `frames.ndjson` by `commit`. Readers follow the
+growing file by byte offset (the cursor), across the rename.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class DirectoryResultStore:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
         self.url = str(root)
+        self.shared = False
 
     def dir(self, job_id: str) -> Path:
         return self.root / job_id
@@ -68,20 +70,20 @@ class DirectoryResultStore:
     def delete_json(self, job_id: str, name: str) -> None:
         (self.dir(job_id) / name).unlink(missing_ok=True)
 
-    def frames_writer(self, job_id: str) -> _FileFrames:
+    def frames_writer(self, job_id: str, attempt: int = 0) -> _FileFrames:
         self.drop_frames(job_id)
         d = self.dir(job_id)
         d.mkdir(parents=True, exist_ok=True)
-        return _FileFrames(d / "frames.ndjson.part")
+        return _FileFrames(_part(d, attempt), d / "frames.ndjson")
 
-    def _frames(self, job_id: str) -> Path:
+    def _frames(self, job_id: str, attempt: int) -> Path:
         d = self.dir(job_id)
         final = d / "frames.ndjson"
-        return final if final.exists() else d / "frames.ndjson.part"
+        return final if final.exists() else _part(d, attempt)
 
-    def read_frames(self, job_id: str, cursor: int = 0) -> tuple[bytes, int]:
+    def read_frames(self, job_id: str, cursor: int = 0, attempt: int = 0) -> tuple[bytes, int]:
         try:
-            with open(self._frames(job_id), "rb") as f:
+            with open(self._frames(job_id, attempt), "rb") as f:
                 f.seek(cursor)
                 chunk = f.read(READ_LIMIT)
         except FileNotFoundError:  # not started, or renamed between the check and the open: read again later
@@ -93,8 +95,8 @@ class DirectoryResultStore:
 
     def drop_frames(self, job_id: str) -> None:
         d = self.dir(job_id)
-        (d / "frames.ndjson").unlink(missing_ok=True)
-        (d / "frames.ndjson.part").unlink(missing_ok=True)
+        for path in [d / "frames.ndjson", *d.glob("frames*.ndjson.part")]:
+            path.unlink(missing_ok=True)
 
     def delete(self, job_id: str) -> None:
         shutil.rmtree(self.dir(job_id), ignore_errors=True)
@@ -106,9 +108,14 @@ class DirectoryResultStore:
         pass
 
 
+def _part(job_dir: Path, attempt: int) -> Path:
+    return job_dir / ("frames.ndjson.part" if attempt == 0 else f"frames.{attempt}.ndjson.part")
+
+
 class _FileFrames:
-    def __init__(self, part: Path) -> None:
+    def __init__(self, part: Path, final: Path) -> None:
         self.part = part
+        self.final = final
         self._out: IO[str] = open(part, "w")  # noqa: SIM115 - closed by close()
 
     def write(self, line: str) -> None:
@@ -117,7 +124,7 @@ class _FileFrames:
 
     def commit(self) -> None:
         self._out.close()
-        self.part.rename(self.part.with_suffix(""))
+        self.part.rename(self.final)
 
     def close(self) -> None:
         self._out.close()

@@ -25,7 +25,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import class_row
 
-from hotpose.service.stores.base import COLUMNS, UPDATABLE, Job
+from hotpose.service.stores.base import COLUMNS, UPDATABLE, Job, StoreUnavailableError
 
 T = TypeVar("T")
 Statement = str | sql.SQL | sql.Composed  # what `Connection.execute` takes (psycopg 3.2 and 3.3 alike)
@@ -66,7 +66,7 @@ CLAIM = sql.SQL(
 ).format(now=NOW, columns=sql.SQL(", ").join(map(sql.Identifier, COLUMNS)))
 
 
-class JobStoreUnavailableError(RuntimeError):
+class JobStoreUnavailableError(StoreUnavailableError):
     """The PostgreSQL server cannot be reached (or dropped the connection): the message names the
     URL (without its password) and the cause."""
 
@@ -82,7 +82,16 @@ def mask_password(url: str) -> str:
     if query:
         pairs = [(k, "***" if k == "password" else v) for k, v in parse_qsl(query, keep_blank_values=True)]
         query = urlencode(pairs, safe="*")
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
+    masked = urlunsplit(parts._replace(netloc=netloc, query=query))
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.Error:  # not a URL libpq reads: show none of it
+        return "postgresql://***"
+    password = info.get("password")
+    if password and str(password) in masked:  # a URL urlsplit reads otherwise than libpq (a '#' in the password)
+        port = f":{info['port']}" if info.get("port") else ""
+        return f"postgresql://{info.get('user', '')}:***@{info.get('host', '')}{port}/{info.get('dbname', '')}"
+    return masked
 
 
 class PostgresJobStore:

@@ -3,7 +3,8 @@ the servers of a deployment.
 
 Layout under `<prefix>/jobs/<job_id>/`: the upload `input<suffix>` (until the job ends), the JSON
 documents by name (`camera.json`, `meta.json`) and the frames as numbered NDJSON chunks
-`frames/<10-digit index>.ndjson`, each holding whole lines. Objects cannot be appended to, so a
+`frames-<attempt>/<10-digit index>.ndjson` (`frames/` for attempt 0), each holding whole lines, and
+`frames.committed` naming the attempt whose frames are the result. Objects cannot be appended to, so a
 writer buffers lines and puts a new chunk when `chunk_bytes` have gathered, or with the first line
 written `flush_s` or more after its last put; `commit` and `close` put the rest. A reader's cursor
 is the number of chunks it has read.
@@ -33,6 +34,8 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the installation
     raise ImportError("HOTPOSE_RESULTS=s3://... needs boto3: pip install 'hotpose[s3]'") from e
 
+from hotpose.service.stores.base import StoreUnavailableError
+
 READ_CHUNKS = 64  # chunks per `read_frames` call (at most 64 * chunk_bytes)
 DELETE_BATCH = 1000  # keys per DeleteObjects request (S3's limit)
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
@@ -41,7 +44,7 @@ _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
 _CONFIG = Config(connect_timeout=3, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"})
 
 
-class ResultStoreUnavailableError(RuntimeError):
+class ResultStoreUnavailableError(StoreUnavailableError):
     """The bucket cannot be used: it does not exist, the endpoint does not answer, or access is denied."""
 
 
@@ -55,6 +58,7 @@ class S3ResultStore:
         if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
             raise ValueError(f"HOTPOSE_RESULTS={url}: expected s3://bucket or s3://bucket/prefix")
         self.url = url
+        self.shared = True
         self.bucket = parts.netloc
         prefix = parts.path.strip("/")
         self._root = f"{prefix}/jobs/" if prefix else "jobs/"
@@ -169,12 +173,17 @@ class S3ResultStore:
     def delete_json(self, job_id: str, name: str) -> None:
         self._s3.delete_object(Bucket=self.bucket, Key=self._key(job_id, name))
 
-    def frames_writer(self, job_id: str) -> S3Frames:
+    def frames_writer(self, job_id: str, attempt: int = 0) -> S3Frames:
         self.drop_frames(job_id)
-        return S3Frames(self._s3, self.bucket, self._key(job_id, "frames/"), self.flush_s, self.chunk_bytes)
+        prefix = self._key(job_id, _frames_dir(attempt))
+        mark = self._key(job_id, COMMITTED)
+        return S3Frames(self._s3, self.bucket, prefix, self.flush_s, self.chunk_bytes, mark, attempt)
 
-    def read_frames(self, job_id: str, cursor: int = 0) -> tuple[bytes, int]:
-        prefix = self._key(job_id, "frames/")
+    def read_frames(self, job_id: str, cursor: int = 0, attempt: int = 0) -> tuple[bytes, int]:
+        committed = self._get(self._key(job_id, COMMITTED))  # the attempt whose frames are the result
+        if committed is not None:
+            attempt = int(committed)
+        prefix = self._key(job_id, _frames_dir(attempt))
         start_after = _chunk_key(prefix, cursor - 1) if cursor > 0 else ""
         out: list[bytes] = []
         for key in self._keys(prefix, start_after, limit=READ_CHUNKS):
@@ -188,7 +197,7 @@ class S3ResultStore:
         return b"".join(out), cursor
 
     def drop_frames(self, job_id: str) -> None:
-        self._delete_prefix(self._key(job_id, "frames/"))
+        self._delete_prefix(self._key(job_id, "frames"))  # every attempt's, and the commit mark
 
     def delete(self, job_id: str) -> None:
         self._delete_prefix(self._key(job_id))
@@ -208,10 +217,14 @@ class S3ResultStore:
 class S3Frames:
     """A job's frames being written as numbered chunk objects; one writer thread."""
 
-    def __init__(self, s3: Any, bucket: str, prefix: str, flush_s: float, chunk_bytes: int) -> None:
+    def __init__(
+        self, s3: Any, bucket: str, prefix: str, flush_s: float, chunk_bytes: int, mark: str, attempt: int
+    ) -> None:
         self._s3 = s3  # the store's client
         self._bucket = bucket
         self._prefix = prefix
+        self._mark = mark  # the object naming the committed attempt
+        self._attempt = attempt
         self._flush_s = flush_s
         self._chunk_bytes = chunk_bytes
         self._lines: list[bytes] = []
@@ -233,6 +246,7 @@ class S3Frames:
         if self._closed:
             raise ValueError(f"frames writer {self._prefix} is closed")
         self._put()
+        self._s3.put_object(Bucket=self._bucket, Key=self._mark, Body=str(self._attempt).encode())
 
     def close(self) -> None:
         if not self._closed:
@@ -252,6 +266,14 @@ class S3Frames:
         self._index += 1
         self._lines = []
         self._size = 0
+
+
+COMMITTED = "frames.committed"  # holds the number of the attempt whose frames are the job's result
+
+
+def _frames_dir(attempt: int) -> str:
+    """Where an attempt's chunks go: `frames/` for attempt 0, `frames-<attempt>/` otherwise."""
+    return "frames/" if attempt == 0 else f"frames-{attempt}/"
 
 
 def _chunk_key(prefix: str, index: int) -> str:

@@ -22,7 +22,6 @@ def engine(tiny_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     s = Settings(device="cpu", lifter="hot_mixste", lifter_weights=tiny_weights,
                  data_dir=tmp_path_factory.mktemp("data"), track_max_gap_s=2.5)  # fmt: skip
     e = Engine(EngineConfig.from_settings(s))
-    e.warm_up()
     yield e
     e.close()
 

@@ -30,12 +30,12 @@ from starlette.websockets import WebSocketDisconnect
 from hotpose.service.app import create_app
 from hotpose.service.bench import free_port
 from hotpose.service.deps import AppState, client_id
-from hotpose.service.jobs import STATUSES, JobRunner, Jobs, RunnerConfig
+from hotpose.service.jobs import STATUSES, JobRunner, Jobs
 from hotpose.service.settings import Settings
 from hotpose.service.stores.directory import _FileFrames
 from tests.conftest import astronaut_frames, serve
 from tests.service.test_app import submit, wait_job
-from tests.service.test_jobs import LIMITS, SlowPipeline, queue_clip, wait_status
+from tests.service.test_jobs import LIMITS, ONE, SlowPipeline, queue_clip, wait_status
 
 
 def _state(app: object) -> AppState:
@@ -318,7 +318,7 @@ def test_a_worker_whose_bookkeeping_fails_goes_on_with_the_next_job(
         return update(job_id, **fields)  # type: ignore[arg-type]
 
     monkeypatch.setattr(store.table, "update", full_db)
-    runner = JobRunner(store, lambda camera: SlowPipeline(threading.Event(), 0.0), LIMITS, RunnerConfig(1))  # type: ignore[arg-type, return-value]
+    runner = JobRunner(store, lambda camera: SlowPipeline(threading.Event(), 0.0), LIMITS, ONE)  # type: ignore[arg-type, return-value]
     stuck, next_one = queue_clip(store, astronaut_clip), queue_clip(store, astronaut_clip)
     runner.start()
     assert wait_status(store, next_one, ("done", "failed")) == "done"
@@ -400,7 +400,7 @@ def test_a_job_killed_mid_run_is_rerun_after_a_restart_to_the_same_result(
     killed = store.get(job_id)
     store.close()
     assert killed is not None and killed.status == "running", f"the job was not killed mid-run: {killed}"
-    assert (data / "jobs" / job_id / "frames.ndjson.part").exists()
+    assert (data / "jobs" / job_id / f"frames.{killed.attempts}.ndjson.part").exists()  # its attempt's frames
 
     with _server_process(data, tiny_weights, log) as (_, url):
         rerun = _job_when(url, job_id, lambda j: j["status"] in ("done", "failed"))

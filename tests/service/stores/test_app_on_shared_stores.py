@@ -66,7 +66,8 @@ def test_a_clip_job_on_postgres_and_s3(
         assert job_row(postgres_database, job_id) == ("done", FRAMES, 1)
         keys = s3_keys(results_url, f"jobs/{job_id}/")
         assert f"jobs/{job_id}/meta.json" in keys and not any("/input" in k for k in keys)  # the upload dropped
-        assert any(k.startswith(f"jobs/{job_id}/frames/") for k in keys)
+        assert any(k.startswith(f"jobs/{job_id}/frames-1/") for k in keys)  # attempt 1 wrote them
+        assert f"jobs/{job_id}/frames.committed" in keys
 
         result = client.get(f"/v1/jobs/{job_id}/result")
         assert result.status_code == 200

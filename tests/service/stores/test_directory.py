@@ -81,7 +81,7 @@ def test_a_read_racing_the_rename_returns_nothing_and_the_next_read_goes_on(
     part = store.dir("j") / "frames.ndjson.part"
     out.commit()  # renamed after the reader chose the path and before it opened it:
     with monkeypatch.context() as m:
-        m.setattr(store, "_frames", lambda job_id: part)
+        m.setattr(store, "_frames", lambda job_id, attempt: part)
         assert store.read_frames("j", cursor) == (b"", cursor)
     assert store.read_frames("j", cursor) == (b"1\n", 4)
     out.close()

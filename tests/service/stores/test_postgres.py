@@ -40,6 +40,7 @@ def test_url_hides_the_password(postgres_url: str) -> None:
         "postgresql://h:5432/db?user=u&password=***&sslmode=require"
     )
     assert mask_password("postgres://u@h/db") == "postgres://u@h/db"
+    assert "pa#ss" not in mask_password("postgresql://u:pa#ss@db/x")  # libpq reads the '#' as the password's
 
 
 def test_unreachable_server_fails_fast_with_the_url_and_the_cause() -> None:

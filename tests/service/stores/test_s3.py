@@ -83,7 +83,7 @@ def test_layout(s3_endpoint: str, s3: Any, tmp_path: Path) -> None:
 
     keys = _keys(s3, root)
     chunks = [k for k in keys if k.startswith(root + "frames/")]
-    assert sorted(set(keys) - set(chunks)) == [root + "camera.json", root + "input.mov"]
+    assert sorted(set(keys) - set(chunks)) == [root + "camera.json", root + "frames.committed", root + "input.mov"]
     assert chunks == [f"{root}frames/{i:010d}.ndjson" for i in range(len(chunks))]
     assert len(chunks) > 3
     bodies = [s3.get_object(Bucket=BUCKET, Key=k)["Body"].read() for k in chunks]
@@ -266,7 +266,7 @@ def test_delete_removes_every_object_in_batches(
     assert store.has_input("j")
     assert store.ids() == {"j", "k"}
     root = store.url.removeprefix(f"s3://{BUCKET}/") + "/jobs/"
-    assert len(_keys(s3, root + "j/")) == 32
+    assert len(_keys(s3, root + "j/")) == 33  # 30 chunks, frames.committed, meta.json, the input
 
     store.delete("j")
     assert _keys(s3, root + "j/") == []
