@@ -179,7 +179,8 @@ class JobRunner:
         self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._wake = threading.Condition()
         self._pending = 0  # wake-ups not yet taken by a worker
-        self._cancelled: set[str] = set()
+        self._running: set[str] = set()  # ids of the jobs this runner's threads run now
+        self._cancelled: set[str] = set()  # of those, the ones deleted meanwhile
         self._inputs: dict[str, Path] = {}  # job id -> the local file of its upload, while it runs
         self._stopping = threading.Event()
         jobs.on_create.append(self.submit)
@@ -223,8 +224,10 @@ class JobRunner:
             self._wake.notify()
 
     def cancel(self, job_id: str) -> None:
-        """Stop a job being deleted at its next frame (other servers' workers stop at their next update)."""
-        self._cancelled.add(job_id)
+        """Stop a job being deleted at its next frame, if this runner runs it (another server's worker stops
+        at its next renewal)."""
+        if job_id in self._running:
+            self._cancelled.add(job_id)
 
     def close(self) -> None:
         """Stop at the next frame: the running jobs go back to the queue, to be taken by another worker
@@ -249,11 +252,13 @@ class JobRunner:
                         self._wake.wait(self.config.poll_s)
                     self._pending = max(self._pending - 1, 0)
                 continue
+            self._running.add(job.job_id)
             try:
                 self._process(job, worker)
             except Exception:  # the bookkeeping itself failed (a full disk): the next job still runs
                 log.exception("job %s: could not record its end", job.job_id)
             finally:
+                self._running.discard(job.job_id)
                 self._cancelled.discard(job.job_id)
                 self._inputs.pop(job.job_id, None)
 
