@@ -200,12 +200,9 @@ class LocalLifter:
         self._scheduler: BatchScheduler[tuple[np.ndarray, bool], np.ndarray] | None = None
 
     def start(self) -> None:
-        model = create_lifter(self.config.name, weights=self.config.weights, device=self.device)
+        model, self._info = load_lifter(self.config, self.device)
         self.model = model
-        info = LifterInfo(model.config.frames, model.KIND, self.config.weights.name, model.config.to_dict())
-        self._info = info
         self._scheduler = BatchScheduler("lifter", lambda items: lift_batch(model, items), self.config.batch)
-        self._scheduler.submit((np.zeros((info.window, 17, info.kind.channels), np.float32), False)).result()
 
     @property
     def info(self) -> LifterInfo:
@@ -219,6 +216,14 @@ class LocalLifter:
     def close(self) -> None:
         if self._scheduler is not None:
             self._scheduler.close()
+
+
+def load_lifter(config: LifterConfig, device: str) -> tuple[Lifter, LifterInfo]:
+    """The lifter's model on `device` and what it is, warmed up by one window."""
+    model = create_lifter(config.name, weights=config.weights, device=device)
+    info = LifterInfo(model.config.frames, model.KIND, config.weights.name, model.config.to_dict())
+    lift_batch(model, [(np.zeros((info.window, 17, info.kind.channels), np.float32), False)])
+    return model, info
 
 
 def lift_batch(model: Lifter, items: list[tuple[np.ndarray, bool]]) -> list[np.ndarray]:

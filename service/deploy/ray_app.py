@@ -31,16 +31,17 @@ from fastapi import FastAPI
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from hotpose.models import Lifter as LifterModel
 from hotpose.models.detector import Person
 from hotpose.models.detector.topdown import StreamState
 from hotpose.service.app import build_app
 from hotpose.service.backends import (
     LifterInfo,
-    LocalLifter,
     create_2d_stage,
     decode_rgb,
     describe_2d,
     lift_batch,
+    load_lifter,
 )
 from hotpose.service.deploy.ray_backends import RayDetector, RayLifter
 from hotpose.service.engine import Engine, EngineConfig
@@ -107,18 +108,21 @@ class Lifter:
     """The lifter: (normalised 2D window [F, 17, C], flip) -> root-relative 3D. None of it without weights."""
 
     def __init__(self) -> None:
+        from hotpose.models.device import pick_device
+
         s, config = _model_settings()
         lifter = config.lifter_config()
-        self.lifter = LocalLifter(lifter) if lifter is not None else None
-        self._device = "none"
-        if self.lifter is not None:
-            self.lifter.start()  # loads and warms up (its own scheduler is not used: Serve batches)
-            self._device = self.lifter.device
+        self._device = str(pick_device(config.device)) if lifter is not None else "none"
+        # loaded and warmed up here; Serve batches the calls (no scheduler of our own)
+        self.model: LifterModel | None = None
+        self._info: LifterInfo | None = None
+        if lifter is not None:
+            self.model, self._info = load_lifter(lifter, self._device)
         self.lift.set_max_batch_size(s.lifter_max_batch)  # type: ignore[attr-defined]  # added by @serve.batch
         self.lift.set_batch_wait_timeout_s(s.lifter_max_wait_ms / 1000)  # type: ignore[attr-defined]  # added by @serve.batch
 
     def info(self) -> LifterInfo | None:
-        return self.lifter.info if self.lifter is not None else None
+        return self._info
 
     def device(self) -> str:
         return self._device
@@ -128,8 +132,8 @@ class Lifter:
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
     async def lift(self, items: list[tuple[np.ndarray, bool]]) -> list[np.ndarray]:
-        assert self.lifter is not None and self.lifter.model is not None, "no lifter weights"
-        return await asyncio.to_thread(lift_batch, self.lifter.model, items)
+        assert self.model is not None, "no lifter weights"
+        return await asyncio.to_thread(lift_batch, self.model, items)
 
 
 async def _engine(detector: DeploymentHandle[Any], lifter: DeploymentHandle[Any], s: Settings) -> Engine:
